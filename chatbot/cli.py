@@ -1,0 +1,116 @@
+"""The `chatbot` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from chatbot.embedded.process import EmbeddedError
+from shared.config import ConfigError, Settings, get_settings
+
+
+class UsageError(Exception):
+    """The command cannot run as asked; the message says what to fix."""
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _err(line: str) -> None:
+    sys.stderr.write(f"error: {line}\n")
+
+
+def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    from chatbot.dev import run_dev
+
+    return run_dev(settings, _out)
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from shared.logging import configure_logging
+
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "chatbot.app:create_app",
+        factory=True,
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        log_config=None,
+    )
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.main import run_worker_until_signalled
+
+    return run_worker_until_signalled(settings)
+
+
+def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from shared.db import migrate
+    from shared.db.engine import engine_from_settings
+
+    if settings.database_url is None:
+        raise UsageError(
+            "DATABASE_URL is not set; point it at your Postgres (see .env.cloud.example)"
+        )
+
+    async def run() -> str | None:
+        engine = engine_from_settings(settings)
+        try:
+            if args.action == "upgrade":
+                await migrate.upgrade(engine, args.revision or "head")
+            elif args.action == "downgrade":
+                await migrate.downgrade(engine, args.revision or "-1")
+            return await migrate.current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    _out(f"schema revision: {asyncio.run(run()) or 'none'} (head: {migrate.head_revision()})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatbot", description="Temporal-orchestrated chat backend."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="run the whole stack locally on embedded defaults")
+    dev.set_defaults(func=_cmd_dev)
+
+    serve = sub.add_parser("serve", help="run the HTTP gateway")
+    serve.add_argument("--host", help="bind address (default: API_HOST)")
+    serve.add_argument("--port", type=int, help="port (default: API_PORT)")
+    serve.set_defaults(func=_cmd_serve)
+
+    worker = sub.add_parser("worker", help="run a Temporal worker")
+    worker.set_defaults(func=_cmd_worker)
+
+    db = sub.add_parser("db", help="database schema migrations")
+    db.add_argument("action", choices=["upgrade", "downgrade", "current"])
+    db.add_argument("revision", nargs="?", help="target revision (default: head / one step down)")
+    db.set_defaults(func=_cmd_db)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+        code = args.func(args, settings)
+    except (ConfigError, UsageError) as err:
+        _err(str(err))
+        code = 2
+    except EmbeddedError as err:
+        _err(str(err))
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

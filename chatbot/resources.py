@@ -1,0 +1,44 @@
+"""The gateway's long-lived clients, built once in the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from shared.config import Settings
+from shared.db.engine import engine_from_settings
+from shared.redis import redis_from_settings
+from shared.temporal_client import connect_temporal
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis
+    _temporal: Client | None = None
+    _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Resources:
+        return cls(
+            settings=settings,
+            engine=engine_from_settings(settings),
+            redis=redis_from_settings(settings),
+        )
+
+    async def temporal(self) -> Client:
+        """Connect on first use, so the gateway starts (and reports) while Temporal is down."""
+        if self._temporal is None:
+            async with self._temporal_lock:
+                if self._temporal is None:
+                    self._temporal = await connect_temporal(self.settings)
+        return self._temporal
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.engine.dispose()

@@ -1,0 +1,204 @@
+"""Service configuration: one `Settings` class read from the environment, `.env` and `.env.cloud`.
+
+Every variable is documented in `.env.cloud.example`. Secrets are `SecretStr`, so they never
+show in reprs or logs. A bad value fails at start-up with `ConfigError`, naming the variable
+and what it expects; the rejected value is echoed only for non-secret variables.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"changeme", "changethis", "secret", "your-secret-here", "xxx"})
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; the message says which variable and what to fix."""
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http(s) URL such as https://api.openai.com/v1")
+    return value.rstrip("/")
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected host:port, for example localhost:7233")
+    return value
+
+
+def _postgres_url(value: SecretStr) -> SecretStr:
+    scheme = urlsplit(value.get_secret_value()).scheme
+    if scheme not in ("postgres", "postgresql", "postgresql+asyncpg"):
+        raise ValueError("expected a postgresql:// URL, for example postgresql://user:pw@host/db")
+    return value
+
+
+def _redis_url(value: SecretStr) -> SecretStr:
+    scheme = urlsplit(value.get_secret_value()).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            "expected a redis:// or rediss:// URL, for example redis://localhost:6379/0"
+        )
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+HostPort = Annotated[str, AfterValidator(_host_port)]
+PostgresUrl = Annotated[SecretStr, AfterValidator(_postgres_url)]
+RedisUrl = Annotated[SecretStr, AfterValidator(_redis_url)]
+
+
+class Settings(BaseSettings):
+    """All configuration. Field `foo_bar` is read from variable `FOO_BAR`."""
+
+    model_config = SettingsConfigDict(
+        env_file=(".env", ".env.cloud"),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    environment: Literal["development", "production"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    chatbot_home: Path = Path(".chatbot")
+
+    # Temporal: a local or self-hosted cluster ...
+    temporal_address: HostPort = "localhost:7233"
+    temporal_namespace: str = Field("default", min_length=1)
+    temporal_task_queue: str = Field("chat-sessions", min_length=1)
+    temporal_ui_url: HttpUrl = "http://localhost:8233"
+    # ... or Temporal Cloud, used when an API key is set.
+    temporal_cloud_namespace: str | None = None
+    temporal_cloud_address: HostPort | None = None
+    temporal_cloud_api_key: SecretStr | None = None
+
+    # Postgres; unset means the embedded server that `chatbot dev` starts.
+    database_url: PostgresUrl | None = None
+    db_pool_size: int = Field(20, ge=1, le=1000)
+    db_max_overflow: int = Field(30, ge=0, le=1000)
+    db_pool_timeout_seconds: float = Field(10.0, gt=0)
+    # PgBouncer in transaction mode (Neon's pooled endpoint) cannot keep prepared statements;
+    # None = detect from a "-pooler" host name.
+    db_pgbouncer: bool | None = None
+
+    redis_url: RedisUrl | None = None
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: HttpUrl | None = None
+    openai_chat_model: str = Field("gpt-4o-mini", min_length=1)
+    openai_search_model: str = Field("gpt-4o-search-preview", min_length=1)
+    openai_embedding_model: str = Field("text-embedding-3-small", min_length=1)
+    openai_timeout_seconds: float = Field(60.0, gt=0)
+
+    databricks_host: HttpUrl | None = None
+    databricks_token: SecretStr | None = None
+    databricks_endpoint_name: str | None = None
+    databricks_index_name: str | None = None
+
+    inactivity_timeout_minutes: float = Field(5, gt=0)
+    max_tokens: int = Field(512, ge=1, le=128_000)
+    temperature: float = Field(0.1, ge=0, le=2)
+    top_p: float = Field(0.2, gt=0, le=1)
+
+    max_concurrent_activities: int = Field(20, ge=1)
+    max_concurrent_workflow_tasks: int = Field(10, ge=1)
+    max_concurrent_activity_tasks: int = Field(20, ge=1)
+
+    jwt_secret: SecretStr | None = None
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+
+    # Embedded LLM for `chatbot dev`: any GGUF file; unset = SmolLM2-135M-Instruct.
+    local_llm_model_path: Path | None = None
+    local_llm_port: int = Field(8081, ge=1, le=65535)
+    # Embedded Redis for `chatbot dev` (not 6379, so it never collides with a system Redis).
+    embedded_redis_port: int = Field(6390, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if self.temporal_cloud_api_key is not None:
+            missing = [
+                name
+                for name, value in (
+                    ("TEMPORAL_CLOUD_NAMESPACE", self.temporal_cloud_namespace),
+                    ("TEMPORAL_CLOUD_ADDRESS", self.temporal_cloud_address),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"TEMPORAL_CLOUD_API_KEY is set, so {' and '.join(missing)} must be set too"
+                )
+        databricks = {
+            "DATABRICKS_HOST": self.databricks_host,
+            "DATABRICKS_TOKEN": self.databricks_token,
+            "DATABRICKS_ENDPOINT_NAME": self.databricks_endpoint_name,
+            "DATABRICKS_INDEX_NAME": self.databricks_index_name,
+        }
+        given = [k for k, v in databricks.items() if v]
+        if given and len(given) != len(databricks):
+            absent = [k for k, v in databricks.items() if not v]
+            raise ValueError(f"{', '.join(given)} set but {', '.join(absent)} missing")
+        if self.environment == "production":
+            if self.jwt_secret is None:
+                raise ValueError("JWT_SECRET must be set when ENVIRONMENT=production")
+            if self.jwt_secret.get_secret_value().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("JWT_SECRET is a placeholder; set a random secret")
+            if len(self.jwt_secret.get_secret_value()) < 32:
+                raise ValueError("JWT_SECRET must be at least 32 characters in production")
+        return self
+
+    @property
+    def temporal_cloud_enabled(self) -> bool:
+        return self.temporal_cloud_api_key is not None
+
+    @property
+    def databricks_enabled(self) -> bool:
+        return self.databricks_host is not None
+
+    @property
+    def llm_configured(self) -> bool:
+        """True when an external OpenAI-compatible endpoint is configured."""
+        return self.openai_api_key is not None or self.openai_base_url is not None
+
+
+def _format_error(err: ValidationError) -> str:
+    lines = []
+    secret_fields = {
+        name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)
+    }
+    for e in err.errors():
+        field = str(e["loc"][0]) if e["loc"] else ""
+        msg = e["msg"].removeprefix("Value error, ")
+        if field:
+            shown = "" if field in secret_fields else f" (got {e['input']!r})"
+            lines.append(f"  {field.upper()}: {msg}{shown}")
+        else:
+            lines.append(f"  {msg}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and overrides), raising ConfigError on bad values."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once. Tests call `get_settings.cache_clear()` to reload."""
+    return load_settings()

@@ -1,0 +1,124 @@
+"""Session-wide real dependencies: a Temporal dev server, Postgres and Redis.
+
+Postgres and Redis come from DATABASE_URL / REDIS_URL when set (CI points them at the
+machine's services), else from the embedded servers of the `local` extra, so both paths
+run. Each test that needs a database gets a fresh one, migrated by our own Alembic code."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.engine import make_url
+
+from chatbot.embedded import redis as embedded_redis
+from chatbot.embedded import temporal as embedded_temporal
+from chatbot.embedded.postgres import EmbeddedPostgres
+from chatbot.embedded.process import ManagedProcess, port_open
+from shared.config import get_settings
+from tests.support import free_port
+
+_EXTERNAL_DATABASE_URL = os.environ.pop("DATABASE_URL", None)
+_EXTERNAL_REDIS_URL = os.environ.pop("REDIS_URL", None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """Settings are cached per process; every test starts from the environment it sets."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    logs = tmp_path_factory.mktemp("temporal")
+    proc = ManagedProcess(
+        "temporal",
+        embedded_temporal.dev_server_argv(
+            port=port, db_file=None, namespace="default", ui_port=None
+        ),
+        log_path=logs / "temporal.log",
+        ready=lambda: port_open("127.0.0.1", port),
+    )
+    proc.start()
+    proc.wait_ready()
+    yield f"127.0.0.1:{port}"
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """pgserver's Postgres 16 with pgvector: always embedded, for the vector paths."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(request: pytest.FixtureRequest) -> str:
+    if _EXTERNAL_DATABASE_URL:
+        return _EXTERNAL_DATABASE_URL
+    return str(request.getfixturevalue("embedded_postgres_url"))
+
+
+async def _fresh_database(server_url: str) -> AsyncIterator[str]:
+    url = make_url(server_url)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_asyncpg_dsn(server_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield url.set(database=name).render_as_string(hide_password=False)
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def _asyncpg_dsn(server_url: str) -> str:
+    return make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the session's Postgres, dropped after the test."""
+    async for url in _fresh_database(postgres_server_url):
+        yield url
+
+
+@pytest.fixture
+async def vector_database_url(embedded_postgres_url: str) -> AsyncIterator[str]:
+    async for url in _fresh_database(embedded_postgres_url):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if _EXTERNAL_REDIS_URL:
+        yield _EXTERNAL_REDIS_URL
+        return
+    port = free_port()
+    data: Path = tmp_path_factory.mktemp("redis")
+    proc = ManagedProcess(
+        "redis",
+        embedded_redis.redis_argv(port=port, data_dir=data),
+        log_path=data / "redis.log",
+        ready=lambda: port_open("127.0.0.1", port),
+    )
+    proc.start()
+    proc.wait_ready()
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.stop()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()

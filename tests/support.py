@@ -1,0 +1,40 @@
+"""Helpers for tests: free ports and waiting on conditions with a deadline (never sleeps
+as synchronisation)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def assert_eventually(
+    check: Callable[[], Awaitable[T]], *, within: float = 10.0, interval: float = 0.05
+) -> T:
+    """Call `check` until it returns without AssertionError, or re-raise its last failure."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(interval)
+
+
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)

@@ -1,0 +1,17 @@
+"""Timeouts and retry policies of the session workflow's activities."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+LLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=6,
+    non_retryable_error_types=["LLMRequestRejected"],
+)
+GENERATE_TIMEOUT = timedelta(minutes=3)
+GENERATE_HEARTBEAT = timedelta(seconds=30)
