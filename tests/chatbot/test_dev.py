@@ -1,0 +1,165 @@
+"""`chatbot dev` end to end: the whole embedded stack from a bare directory, a real turn
+through it, a refused second instance, a clean stop, and a warm restart that keeps state."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from chatbot.embedded.process import port_open
+from shared.models import SendMessage, SessionStart
+from tests.support import free_port, wait_until
+from workflows.chat_session import ChatSessionWorkflow, workflow_id
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _health(api_port: int) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/health", timeout=5) as resp:
+            return dict(json.load(resp))
+    except OSError:
+        return None
+
+
+class DevProcess:
+    def __init__(self, cwd: Path, env: dict[str, str], name: str) -> None:
+        self.out = cwd / f"{name}.out"
+        with self.out.open("w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "chatbot", "dev"],
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def text(self) -> str:
+        return self.out.read_text()
+
+
+@pytest.fixture
+def dev_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DATABASE_", "REDIS_"))
+    }
+    env.update(
+        TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+        TEMPORAL_UI_URL=f"http://127.0.0.1:{free_port()}",
+        API_PORT=str(free_port()),
+        LOCAL_LLM_PORT=str(free_port()),
+        EMBEDDED_REDIS_PORT=str(free_port()),
+    )
+    return env
+
+
+def _ports(env: dict[str, str]) -> list[int]:
+    return [
+        int(env["TEMPORAL_ADDRESS"].rsplit(":", 1)[1]),
+        int(env["TEMPORAL_UI_URL"].rsplit(":", 1)[1]),
+        int(env["API_PORT"]),
+        int(env["LOCAL_LLM_PORT"]),
+        int(env["EMBEDDED_REDIS_PORT"]),
+    ]
+
+
+def _start_and_wait(tmp_path: Path, env: dict[str, str], name: str) -> tuple[DevProcess, float]:
+    began = time.monotonic()
+    dev = DevProcess(tmp_path, env, name)
+    api_port = int(env["API_PORT"])
+
+    def healthy() -> bool:
+        if dev.proc.poll() is not None:
+            raise AssertionError(f"chatbot dev exited early:\n{dev.text()}")
+        report = _health(api_port)
+        return report is not None and report["status"] == "ok"
+
+    wait_until(healthy, timeout=180, what="chatbot dev to report healthy")
+    return dev, time.monotonic() - began
+
+
+def _stop(dev: DevProcess, env: dict[str, str], tmp_path: Path) -> None:
+    dev.proc.send_signal(signal.SIGTERM)
+    assert dev.proc.wait(60) == 0, dev.text()
+    assert "Stopped." in dev.text()
+    for port in _ports(env):
+        assert not port_open("127.0.0.1", port), f"port {port} still open after stop"
+    assert not (tmp_path / ".chatbot" / "postgres" / "postmaster.pid").exists()
+
+
+async def _one_turn(env: dict[str, str], session_id: str) -> str:
+    client = await Client.connect(env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+    op = WithStartWorkflowOperation(
+        ChatSessionWorkflow.run,
+        SessionStart(session_id=session_id, user_id="dev-test"),
+        id=workflow_id(session_id),
+        task_queue="chat-sessions",
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    result = await client.execute_update_with_start_workflow(
+        ChatSessionWorkflow.send_message,
+        SendMessage(text="Say hello in three words."),
+        start_workflow_operation=op,
+    )
+    return result.reply
+
+
+async def test_dev_starts_everything_answers_and_stops_cleanly(
+    tmp_path: Path, dev_env: dict[str, str]
+) -> None:
+    dev, cold = _start_and_wait(tmp_path, dev_env, "first")
+    try:
+        report = _health(int(dev_env["API_PORT"]))
+        assert report is not None
+        deps = report["dependencies"]
+        assert isinstance(deps, dict)
+        assert {name: d["status"] for name, d in deps.items()} == {
+            "temporal": "ok",
+            "postgres": "ok",
+            "redis": "ok",
+            "llm": "ok",
+        }
+        output = dev.text()
+        for url in ("/docs", "Temporal UI", f":{dev_env['API_PORT']}"):
+            assert url in output
+
+        # A real turn: Temporal -> worker -> the local model -> back.
+        reply = await _one_turn(dev_env, "dev-smoke")
+        assert reply.strip()
+
+        # A second instance in the same directory refuses instead of fighting over ports.
+        second = subprocess.run(
+            [sys.executable, "-m", "chatbot", "dev"],
+            cwd=tmp_path,
+            env=dev_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert f"already running here (pid {dev.proc.pid}" in second.stderr
+        assert dev.proc.poll() is None
+    finally:
+        if dev.proc.poll() is None:
+            _stop(dev, dev_env, tmp_path)
+
+    # Warm start: same directory, state kept (the session workflow survives in SQLite).
+    dev, warm = _start_and_wait(tmp_path, dev_env, "second")
+    try:
+        client = await Client.connect(dev_env["TEMPORAL_ADDRESS"])
+        desc = await client.get_workflow_handle(workflow_id("dev-smoke")).describe()
+        assert desc.id == workflow_id("dev-smoke")
+    finally:
+        _stop(dev, dev_env, tmp_path)
+    print(f"\nchatbot dev: cold start {cold:.1f} s, warm start {warm:.1f} s")

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from chatbot.app import create_app
+from shared.config import load_settings
+from shared.db import migrate
+from shared.db.engine import create_engine
+from tests.support import free_port
+
+
+@pytest.fixture
+async def migrated_database_url(database_url: str) -> str:
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    return database_url
+
+
+async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield client
+
+
+async def test_health_and_ready_report_each_dependency(
+    temporal_address: str, migrated_database_url: str, redis_url: str
+) -> None:
+    settings = load_settings(
+        temporal_address=temporal_address,
+        database_url=migrated_database_url,
+        redis_url=redis_url,
+    )
+    async for client in _client(create_app(settings)):
+        health = (await client.get("/health")).json()
+        deps = health["dependencies"]
+        assert deps["temporal"]["status"] == "ok"
+        assert deps["postgres"] == {
+            "status": "ok",
+            "latency_ms": deps["postgres"]["latency_ms"],
+            "detail": f"schema {migrate.head_revision()}",
+        }
+        assert deps["redis"]["status"] == "ok"
+        assert deps["llm"]["status"] == "not_configured"
+        assert health["status"] == "ok"
+        assert (await client.get("/ready")).status_code == 200
+
+
+async def test_a_down_dependency_is_named_and_ready_fails(
+    temporal_address: str, database_url: str, redis_url: str
+) -> None:
+    settings = load_settings(
+        temporal_address=temporal_address,
+        database_url=database_url,  # not migrated
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+    )
+    async for client in _client(create_app(settings)):
+        resp = await client.get("/health")
+        assert resp.status_code == 200  # liveness: the process itself is fine
+        body = resp.json()
+        assert body["status"] == "degraded"
+        assert body["dependencies"]["redis"]["status"] == "down"
+        assert "run `chatbot db upgrade`" in body["dependencies"]["postgres"]["detail"]
+        ready = await client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["dependencies"]["temporal"]["status"] == "ok"
