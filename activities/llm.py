@@ -1,4 +1,5 @@
-"""Chat generation on an OpenAI-compatible API, streaming tokens into Redis as they arrive."""
+"""Chat generation on an OpenAI-compatible API, streaming tokens into the turn's Redis
+stream as they arrive."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from temporalio.exceptions import ApplicationError
 
 from shared.config import Settings
 from shared.models import GeneratedReply, GenerateReplyInput, TokenUsage
-from shared.streams import TokenStreamWriter
+from shared.streams import TurnStreams
 
 # A provider that refuses the request itself will refuse it again: do not retry these.
 NON_RETRYABLE_STATUS = frozenset({400, 401, 403, 404, 422})
+CANCEL_CHECK_SECONDS = 0.1
 
 
 def build_openai_client(settings: Settings) -> AsyncOpenAI:
@@ -32,6 +34,15 @@ def build_openai_client(settings: Settings) -> AsyncOpenAI:
     )
 
 
+def _retry_after(err: openai.APIStatusError) -> timedelta | None:
+    value = err.response.headers.get("retry-after", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return timedelta(seconds=min(max(seconds, 0.0), 60.0))
+
+
 def provider_error(err: openai.APIError) -> ApplicationError:
     """Map a provider error onto Temporal's retry semantics."""
     if isinstance(err, openai.APIStatusError):
@@ -42,12 +53,10 @@ def provider_error(err: openai.APIError) -> ApplicationError:
                 type="LLMRequestRejected",
                 non_retryable=True,
             )
-        retry_after = err.response.headers.get("retry-after")
-        delay = float(retry_after) if retry_after and retry_after.isdigit() else None
         return ApplicationError(
             f"the model provider failed ({status}): {err.message}",
             type="LLMUnavailable",
-            next_retry_delay=timedelta(seconds=delay) if delay else None,
+            next_retry_delay=_retry_after(err),
         )
     return ApplicationError(f"the model provider failed: {err}", type="LLMUnavailable")
 
@@ -55,7 +64,7 @@ def provider_error(err: openai.APIError) -> ApplicationError:
 class LlmActivities:
     def __init__(self, client: AsyncOpenAI, redis: Redis, settings: Settings) -> None:
         self._client = client
-        self._streams = TokenStreamWriter(redis)
+        self._streams = TurnStreams(redis)
         self._settings = settings
 
     @activity.defn
@@ -65,7 +74,11 @@ class LlmActivities:
         first_token_ms: float | None = None
         parts: list[str] = []
         usage = TokenUsage()
-        await self._streams.reset(req.turn_id)
+        cancelled = False
+        if activity.info().attempt > 1 and await self._streams.has_entries(req.turn_id):
+            # Readers drop what an earlier attempt streamed and start the reply again.
+            await self._streams.append(req.turn_id, "restart", {"attempt": activity.info().attempt})
+        next_cancel_check = started + CANCEL_CHECK_SECONDS
         try:
             stream = await self._client.chat.completions.create(
                 model=s.openai_chat_model,
@@ -78,24 +91,33 @@ class LlmActivities:
                 stream=True,
                 stream_options={"include_usage": True},
             )
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    usage = TokenUsage(
-                        prompt_tokens=chunk.usage.prompt_tokens,
-                        completion_tokens=chunk.usage.completion_tokens,
-                    )
-                for choice in chunk.choices:
-                    text = choice.delta.content
+            async with stream:
+                async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = TokenUsage(
+                            prompt_tokens=chunk.usage.prompt_tokens,
+                            completion_tokens=chunk.usage.completion_tokens,
+                        )
+                    text = "".join(c.delta.content or "" for c in chunk.choices)
                     if text:
                         if first_token_ms is None:
                             first_token_ms = (time.perf_counter() - started) * 1000
                         parts.append(text)
-                        await self._streams.token(req.turn_id, text)
-                activity.heartbeat()
+                        await self._streams.append(req.turn_id, "token", {"text": text})
+                    activity.heartbeat(len(parts))
+                    if time.perf_counter() >= next_cancel_check:
+                        next_cancel_check = time.perf_counter() + CANCEL_CHECK_SECONDS
+                        if await self._streams.cancel_requested(req.turn_id):
+                            cancelled = True
+                            break
         except openai.APIError as err:
             raise provider_error(err) from err
-        reply = "".join(parts)
-        await self._streams.end(req.turn_id)
+        if usage.completion_tokens == 0 and parts:
+            usage = TokenUsage(prompt_tokens=usage.prompt_tokens, completion_tokens=len(parts))
         return GeneratedReply(
-            text=reply, usage=usage, first_token_ms=first_token_ms, model=s.openai_chat_model
+            text="".join(parts),
+            usage=usage,
+            cancelled=cancelled,
+            first_token_ms=first_token_ms,
+            model=s.openai_chat_model,
         )

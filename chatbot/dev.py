@@ -24,6 +24,7 @@ from shared.config import Settings
 from shared.db.engine import create_engine
 from shared.db.migrate import upgrade
 
+
 class AlreadyRunning(EmbeddedError):
     pass
 

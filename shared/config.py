@@ -119,6 +119,10 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    # Messages one user may send per minute (sliding window in Redis); 0 turns it off.
+    rate_limit_per_minute: int = Field(60, ge=0)
+    # Largest request body the gateway accepts.
+    max_request_bytes: int = Field(64 * 1024, ge=1024)
 
     # Embedded LLM for `chatbot dev`: any GGUF file; unset = SmolLM2-135M-Instruct.
     local_llm_model_path: Path | None = None

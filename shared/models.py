@@ -1,14 +1,33 @@
 """Payloads that cross the Temporal boundary: workflow, update and activity inputs and
-results. One model per input, so each can grow fields compatibly."""
+results. One model per input, so each can grow fields compatibly. Sizes are capped so the
+workflow's event history stays bounded."""
 
 from __future__ import annotations
 
-from typing import Literal
+import uuid
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_MESSAGE_CHARS = 8000
-MAX_REPLY_CHARS = 32_000
+RECENT_TURNS = 10  # turns carried in workflow state and sent to the model verbatim
+SEEN_MESSAGE_IDS = 200  # client_message_ids remembered for duplicate rejection
+
+Intent = Literal["chat", "company_search", "web_search", "both"]
+TurnStatus = Literal["complete", "cancelled", "failed"]
+
+_TURN_NAMESPACE = uuid.UUID("6f1c7a52-3f55-4d8e-9a57-0d4f0e8b9c21")
+
+
+def turn_id_for(session_id: str, update_id: str) -> str:
+    """A turn's id follows from its session and update id (the client_message_id when
+    given), so the gateway knows it before the workflow runs and a retried POST maps to
+    the same turn."""
+    return str(uuid.uuid5(_TURN_NAMESPACE, f"{session_id}/{update_id}"))
+
+
+def workflow_id(session_id: str) -> str:
+    return f"chat-{session_id}"
 
 
 class ChatMessage(BaseModel):
@@ -17,10 +36,17 @@ class ChatMessage(BaseModel):
 
 
 class SessionStart(BaseModel):
-    """The workflow's input: who owns the session. Carried across continue-as-new."""
+    """The workflow's input. A fresh start carries only who owns the session; the state is
+    loaded from Postgres. Continue-as-new carries bounded state instead (`loaded`)."""
 
     session_id: str
     user_id: str
+    idle_timeout_seconds: float = 300.0
+    loaded: bool = False
+    summary: str = ""
+    recent: list[ChatMessage] = Field(default_factory=list)
+    seen_message_ids: list[str] = Field(default_factory=list)
+    turns_total: int = 0
 
 
 class SendMessage(BaseModel):
@@ -29,7 +55,49 @@ class SendMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
-    client_message_id: str | None = Field(default=None, min_length=1, max_length=128)
+    client_message_id: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$"
+    )
+
+
+class CancelTurn(BaseModel):
+    turn_id: str
+
+
+class SessionState(BaseModel):
+    """The `state` query's answer."""
+
+    session_id: str
+    user_id: str
+    status: Literal["active", "ended"]
+    running_turn_id: str | None
+    queued_turns: int
+    turns_total: int
+    turns_this_run: int
+    summary: str
+    recent: list[ChatMessage]
+
+
+class LoadedSession(BaseModel):
+    summary: str = ""
+    recent: list[ChatMessage] = Field(default_factory=list)
+    seen_message_ids: list[str] = Field(default_factory=list)
+    turns_total: int = 0
+
+
+class SessionRef(BaseModel):
+    session_id: str
+    user_id: str
+
+
+class DetectIntentInput(BaseModel):
+    text: str
+
+
+class IntentResult(BaseModel):
+    intent: Intent
+    confidence: float
+    query: str | None = None
 
 
 class GenerateReplyInput(BaseModel):
@@ -45,6 +113,7 @@ class TokenUsage(BaseModel):
 class GeneratedReply(BaseModel):
     text: str
     usage: TokenUsage
+    cancelled: bool = False
     first_token_ms: float | None = None
     model: str = ""
 
@@ -52,7 +121,24 @@ class GeneratedReply(BaseModel):
 class TurnResult(BaseModel):
     turn_id: str
     session_id: str
+    client_message_id: str | None = None
+    user_text: str = ""
     reply: str
-    intent: str = "chat"
+    status: TurnStatus = "complete"
+    intent: Intent = "chat"
+    intent_confidence: float = 1.0
+    tool_results: list[dict[str, Any]] = Field(default_factory=list)
+    citations: list[dict[str, Any]] = Field(default_factory=list)
     usage: TokenUsage = Field(default_factory=TokenUsage)
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class TurnEvent(BaseModel):
+    """The last event of a turn's stream: `final` with the result or `error`."""
+
+    turn_id: str
+    kind: Literal["final", "error"]
+    result: TurnResult | None = None
+    error: str | None = None
+    error_type: str | None = None

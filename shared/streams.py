@@ -1,32 +1,85 @@
-"""Per-turn token streams in Redis (`turn:{turn_id}`): the worker appends, the gateway
-reads from any point, so a client that reconnects resumes where it left off."""
+"""Per-turn event streams in Redis (`turn:{turn_id}`). The worker appends token, restart
+and final/error entries; the gateway reads from any entry id, so a client that reconnects
+with Last-Event-ID resumes exactly where it left off. Entry ids are the SSE event ids."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
 STREAM_TTL_SECONDS = 3600
 MAX_STREAM_ENTRIES = 20_000
+CANCEL_TTL_SECONDS = 600
+TERMINAL_EVENTS = frozenset({"final", "error"})
 
 
 def stream_key(turn_id: str) -> str:
     return f"turn:{turn_id}"
 
 
-class TokenStreamWriter:
+def cancel_key(turn_id: str) -> str:
+    return f"turn-cancel:{turn_id}"
+
+
+def owner_key(turn_id: str) -> str:
+    return f"turn-owner:{turn_id}"
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    id: str
+    type: str
+    data: dict[str, Any]
+
+
+class TurnStreams:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    async def reset(self, turn_id: str) -> None:
-        """A retried generation starts the stream again, marked so readers can restart."""
+    async def append(self, turn_id: str, type_: str, data: dict[str, Any]) -> None:
         key = stream_key(turn_id)
-        if await self._redis.exists(key):
-            await self._redis.xadd(key, {"type": "restart"}, maxlen=MAX_STREAM_ENTRIES)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, {"type": type_, "data": json.dumps(data)}, maxlen=MAX_STREAM_ENTRIES)
+            pipe.expire(key, STREAM_TTL_SECONDS)
+            await pipe.execute()
 
-    async def token(self, turn_id: str, text: str) -> None:
-        key = stream_key(turn_id)
-        await self._redis.xadd(key, {"type": "token", "text": text}, maxlen=MAX_STREAM_ENTRIES)
-        await self._redis.expire(key, STREAM_TTL_SECONDS)
+    async def has_entries(self, turn_id: str) -> bool:
+        return bool(await self._redis.exists(stream_key(turn_id)))
 
-    async def end(self, turn_id: str) -> None:
-        await self._redis.xadd(stream_key(turn_id), {"type": "end"}, maxlen=MAX_STREAM_ENTRIES)
+    async def request_cancel(self, turn_id: str) -> None:
+        await self._redis.set(cancel_key(turn_id), "1", ex=CANCEL_TTL_SECONDS)
+
+    async def cancel_requested(self, turn_id: str) -> bool:
+        return bool(await self._redis.exists(cancel_key(turn_id)))
+
+    async def set_owner(self, turn_id: str, session_id: str, user_id: str) -> None:
+        value = json.dumps({"session_id": session_id, "user_id": user_id})
+        await self._redis.set(owner_key(turn_id), value, ex=STREAM_TTL_SECONDS)
+
+    async def owner(self, turn_id: str) -> dict[str, str] | None:
+        raw = await self._redis.get(owner_key(turn_id))
+        return dict(json.loads(raw)) if raw else None
+
+    async def read(
+        self, turn_id: str, after: str = "0-0", *, block_ms: int = 15_000
+    ) -> AsyncIterator[StreamEvent | None]:
+        """Yield events after `after` until a terminal one; None marks an idle interval
+        (the caller sends a keep-alive), so a silent turn never holds a reader forever."""
+        key, last = stream_key(turn_id), after
+        while True:
+            # RESP2 with decode_responses: [[key, [(id, {field: value}), ...]]]
+            batch: Any = await self._redis.xread({key: last}, count=200, block=block_ms)
+            if not batch:
+                yield None
+                continue
+            entries: list[tuple[str, dict[str, str]]] = batch[0][1]
+            for entry_id, fields in entries:
+                last = entry_id
+                event = StreamEvent(entry_id, fields["type"], json.loads(fields["data"]))
+                yield event
+                if event.type in TERMINAL_EVENTS:
+                    return

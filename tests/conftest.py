@@ -15,13 +15,22 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
 
+from activities.llm import build_openai_client
 from chatbot.embedded import redis as embedded_redis
 from chatbot.embedded import temporal as embedded_temporal
 from chatbot.embedded.postgres import EmbeddedPostgres
 from chatbot.embedded.process import ManagedProcess, port_open
-from shared.config import get_settings
+from loadtest.fakes import FakeOpenAIServer
+from shared.config import Settings, get_settings, load_settings
+from shared.db import migrate
+from shared.db.engine import create_engine, engine_from_settings
+from shared.redis import redis_from_settings
 from tests.support import free_port
+from workers.main import build_worker
 
 _EXTERNAL_DATABASE_URL = os.environ.pop("DATABASE_URL", None)
 _EXTERNAL_REDIS_URL = os.environ.pop("REDIS_URL", None)
@@ -122,3 +131,65 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeOpenAIServer]:
+    server = FakeOpenAIServer(api_key="test-key").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def llm(fake_llm: FakeOpenAIServer) -> Iterator[FakeOpenAIServer]:
+    """The session's fake OpenAI server, with no script, requests or slowness left over."""
+    fake_llm.reset()
+    fake_llm.latency_ms, fake_llm.tokens_per_second = 0, 0
+    yield fake_llm
+    fake_llm.reset()
+
+
+@pytest.fixture
+async def migrated_database_url(database_url: str) -> str:
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    return database_url
+
+
+@pytest.fixture
+def settings(
+    temporal_address: str, migrated_database_url: str, redis_url: str, llm: FakeOpenAIServer
+) -> Settings:
+    """Settings for one test: real Temporal/Postgres/Redis, the fake LLM, a fresh task queue."""
+    return load_settings(
+        temporal_address=temporal_address,
+        database_url=migrated_database_url,
+        redis_url=redis_url,
+        openai_base_url=llm.url,
+        openai_api_key="test-key",
+        temporal_task_queue=f"tq-{uuid.uuid4().hex[:10]}",
+        jwt_secret="test-secret-" + "x" * 32,
+        rate_limit_per_minute=1000,
+    )
+
+
+@pytest.fixture
+async def temporal_client(temporal_address: str) -> Client:
+    return await Client.connect(temporal_address, data_converter=pydantic_data_converter)
+
+
+@pytest.fixture
+async def worker(temporal_client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """A real worker, built by the worker's own code, on the test's task queue."""
+    redis_client = redis_from_settings(settings)
+    engine = engine_from_settings(settings)
+    llm_client = build_openai_client(settings)
+    w = build_worker(
+        temporal_client, settings, redis=redis_client, engine=engine, llm_client=llm_client
+    )
+    async with w:
+        yield w
+    await llm_client.close()
+    await redis_client.aclose()
+    await engine.dispose()

@@ -1,5 +1,5 @@
 """The worker: builds the clients once, registers workflows and activities, runs until
-SIGTERM/SIGINT, then shuts down gracefully (running activities are allowed to finish)."""
+SIGTERM/SIGINT, then shuts down gracefully (running activities get time to finish)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,18 @@ import signal
 import socket
 from datetime import timedelta
 
+from openai import AsyncOpenAI
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.intent import IntentActivities
 from activities.llm import LlmActivities, build_openai_client
+from activities.sessions import SessionStore
+from activities.streams import StreamActivities
 from shared.config import Settings, get_settings
+from shared.db.engine import engine_from_settings
 from shared.logging import configure_logging
 from shared.redis import redis_from_settings
 from shared.temporal_client import connect_temporal
@@ -26,25 +34,54 @@ log = logging.getLogger(__name__)
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 
 
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    redis: Redis,
+    engine: AsyncEngine,
+    llm_client: AsyncOpenAI,
+    task_queue: str | None = None,
+) -> Worker:
+    llm = LlmActivities(llm_client, redis, settings)
+    store = SessionStore(engine)
+    streams = StreamActivities(redis)
+    intent = IntentActivities()
+    return Worker(
+        client,
+        task_queue=task_queue or settings.temporal_task_queue,
+        workflows=[ChatSessionWorkflow],
+        activities=[
+            intent.detect_intent,
+            llm.generate_reply,
+            store.load_session,
+            store.persist_turn,
+            store.mark_idle,
+            streams.publish_turn_event,
+            streams.request_cancel,
+        ],
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        max_concurrent_local_activities=settings.max_concurrent_activity_tasks,
+        identity=f"chatbot-worker@{socket.gethostname()}:{os.getpid()}",
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     client = await connect_temporal(settings)
     redis = redis_from_settings(settings)
-    llm = LlmActivities(build_openai_client(settings), redis, settings)
-    worker = Worker(
-        client,
-        task_queue=settings.temporal_task_queue,
-        workflows=[ChatSessionWorkflow],
-        activities=[llm.generate_reply],
-        max_concurrent_activities=settings.max_concurrent_activities,
-        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
-        identity=f"chatbot-worker@{socket.gethostname()}:{os.getpid()}",
-        max_concurrent_local_activities=settings.max_concurrent_activity_tasks,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-    )
+    engine = engine_from_settings(settings)
+    llm_client = build_openai_client(settings)
+    worker = build_worker(client, settings, redis=redis, engine=engine, llm_client=llm_client)
     log.info("worker started", extra={"task_queue": settings.temporal_task_queue})
-    async with worker:
-        await stop.wait()
-    await redis.aclose()
+    try:
+        async with worker:
+            await stop.wait()
+    finally:
+        await llm_client.close()
+        await redis.aclose()
+        await engine.dispose()
     log.info("worker stopped")
 
 

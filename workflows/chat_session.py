@@ -1,30 +1,45 @@
 """ChatSessionWorkflow: one long-lived workflow per chat session (`chat-{session_id}`).
 
+A message is the `send_message` update. Turns run one at a time in arrival order:
+detect_intent -> generate_reply (tokens stream to Redis) -> persist_turn. Idle for the
+session's timeout, the workflow marks the session idle and completes; the next message
+starts it again (update-with-start) and it reloads its context from Postgres. Long
+sessions continue-as-new with bounded state.
+
 Deterministic only: no I/O, clocks or randomness except through `workflow.*`."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.intent import IntentActivities
     from activities.llm import LlmActivities
+    from activities.sessions import SessionStore
+    from activities.streams import StreamActivities
     from shared.models import (
+        RECENT_TURNS,
+        SEEN_MESSAGE_IDS,
+        CancelTurn,
         ChatMessage,
+        DetectIntentInput,
         GenerateReplyInput,
         SendMessage,
+        SessionRef,
         SessionStart,
+        SessionState,
+        TurnEvent,
         TurnResult,
+        turn_id_for,
     )
     from workflows import policies
 
 SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
-RECENT_TURNS = 10
-
-
-def workflow_id(session_id: str) -> str:
-    return f"chat-{session_id}"
 
 
 @workflow.defn
@@ -32,43 +47,231 @@ class ChatSessionWorkflow:
     @workflow.init
     def __init__(self, start: SessionStart) -> None:
         self._start = start
-        self._recent: list[ChatMessage] = []
-        self._turn_lock = asyncio.Lock()  # turns run one at a time, in arrival order
-        self._turns = 0
+        self._loaded = start.loaded
+        self._summary = start.summary
+        self._recent: list[ChatMessage] = list(start.recent)
+        self._seen: deque[str] = deque(start.seen_message_ids, maxlen=SEEN_MESSAGE_IDS)
+        self._turns_total = start.turns_total
+        self._turns_this_run = 0
+        self._turn_lock = asyncio.Lock()  # FIFO: turns run one at a time, in arrival order
+        self._queued = 0
+        self._running_turn: str | None = None
+        self._activity_seq = 0
+        self._ended = False
+
+    @property
+    def _ref(self) -> SessionRef:
+        return SessionRef(session_id=self._start.session_id, user_id=self._start.user_id)
 
     @workflow.run
     async def run(self, start: SessionStart) -> None:
-        await workflow.wait_condition(lambda: False)
+        if not self._loaded:
+            loaded = await workflow.execute_activity_method(
+                SessionStore.load_session,
+                self._ref,
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                retry_policy=policies.DB_RETRY,
+            )
+            self._summary, self._recent = loaded.summary, loaded.recent
+            self._seen.extend(loaded.seen_message_ids)
+            self._turns_total = loaded.turns_total
+            self._loaded = True
+        idle = timedelta(seconds=start.idle_timeout_seconds)
+        while True:
+            seen = self._activity_seq
+            try:
+                await workflow.wait_condition(
+                    lambda seen=seen: (  # type: ignore[misc]
+                        self._activity_seq != seen or self._ended or self._wants_new_run()
+                    ),
+                    timeout=idle,
+                )
+            except TimeoutError:
+                if self._queued == 0:
+                    await workflow.execute_activity_method(
+                        SessionStore.mark_idle,
+                        self._ref,
+                        start_to_close_timeout=policies.DB_TIMEOUT,
+                        retry_policy=policies.DB_RETRY,
+                    )
+                    if self._queued == 0 and self._activity_seq == seen:
+                        break
+                continue
+            if self._ended:
+                break
+            if self._wants_new_run():
+                await workflow.wait_condition(
+                    lambda: self._queued == 0 and workflow.all_handlers_finished()
+                )
+                workflow.continue_as_new(self._carried_state(start))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    def _wants_new_run(self) -> bool:
+        return self._queued == 0 and (
+            self._turns_this_run >= policies.TURNS_PER_RUN
+            or workflow.info().is_continue_as_new_suggested()
+        )
+
+    def _carried_state(self, start: SessionStart) -> SessionStart:
+        return SessionStart(
+            session_id=start.session_id,
+            user_id=start.user_id,
+            idle_timeout_seconds=start.idle_timeout_seconds,
+            loaded=True,
+            summary=self._summary,
+            recent=self._recent[-2 * RECENT_TURNS :],
+            seen_message_ids=list(self._seen),
+            turns_total=self._turns_total,
+        )
+
+    @workflow.query
+    def state(self) -> SessionState:
+        return SessionState(
+            session_id=self._start.session_id,
+            user_id=self._start.user_id,
+            status="ended" if self._ended else "active",
+            running_turn_id=self._running_turn,
+            queued_turns=self._queued,
+            turns_total=self._turns_total,
+            turns_this_run=self._turns_this_run,
+            summary=self._summary,
+            recent=self._recent,
+        )
 
     @workflow.update
     async def send_message(self, msg: SendMessage) -> TurnResult:
-        async with self._turn_lock:
-            turn_id = str(workflow.uuid4())
-            messages = [
-                ChatMessage(role="system", content=SYSTEM_PROMPT),
-                *self._recent[-2 * RECENT_TURNS :],
-                ChatMessage(role="user", content=msg.text),
-            ]
-            started = workflow.time()
+        update_id = workflow.current_update_info().id  # type: ignore[union-attr]
+        turn_id = turn_id_for(self._start.session_id, update_id)
+        if msg.client_message_id:
+            self._seen.append(msg.client_message_id)
+        self._queued += 1
+        self._activity_seq += 1
+        try:
+            async with self._turn_lock:
+                await workflow.wait_condition(lambda: self._loaded)
+                self._running_turn = turn_id
+                return await self._run_turn(turn_id, msg)
+        finally:
+            self._running_turn = None
+            self._queued -= 1
+            self._activity_seq += 1
+
+    @send_message.validator
+    def _validate_send_message(self, msg: SendMessage) -> None:
+        if self._ended:
+            raise ApplicationError("this session has ended", type="SessionEnded")
+        if not msg.text.strip():
+            raise ApplicationError("message text is empty", type="InvalidMessage")
+        if msg.client_message_id and msg.client_message_id in self._seen:
+            raise ApplicationError(
+                f"client_message_id {msg.client_message_id!r} was already used in this session",
+                type="DuplicateMessage",
+            )
+
+    async def _run_turn(self, turn_id: str, msg: SendMessage) -> TurnResult:
+        timings: dict[str, float] = {}
+        step = workflow.time()
+        intent = await workflow.execute_local_activity_method(
+            IntentActivities.detect_intent,
+            DetectIntentInput(text=msg.text),
+            start_to_close_timeout=policies.LOCAL_TIMEOUT,
+            retry_policy=policies.LOCAL_RETRY,
+        )
+        timings["detect_intent"], step = (workflow.time() - step) * 1000, workflow.time()
+        prompt = [
+            ChatMessage(role="system", content=self._system_prompt()),
+            *self._recent,
+            ChatMessage(role="user", content=msg.text),
+        ]
+        result = TurnResult(
+            turn_id=turn_id,
+            session_id=self._start.session_id,
+            client_message_id=msg.client_message_id,
+            user_text=msg.text,
+            reply="",
+            intent=intent.intent,
+            intent_confidence=intent.confidence,
+        )
+        try:
             reply = await workflow.execute_activity_method(
                 LlmActivities.generate_reply,
-                GenerateReplyInput(turn_id=turn_id, messages=messages),
+                GenerateReplyInput(turn_id=turn_id, messages=prompt),
                 start_to_close_timeout=policies.GENERATE_TIMEOUT,
                 heartbeat_timeout=policies.GENERATE_HEARTBEAT,
                 retry_policy=policies.LLM_RETRY,
             )
-            self._recent += [messages[-1], ChatMessage(role="assistant", content=reply.text)]
-            self._recent = self._recent[-2 * RECENT_TURNS :]
-            self._turns += 1
-            return TurnResult(
-                turn_id=turn_id,
-                session_id=self._start.session_id,
-                reply=reply.text,
-                usage=reply.usage,
-                timings_ms={"generate_reply": (workflow.time() - started) * 1000},
+        except ActivityError as err:
+            cause = err.cause
+            message = str(cause) if cause else str(err)
+            error_type = cause.type if isinstance(cause, ApplicationError) else None
+            result.status, result.error = "failed", message
+            await self._persist(result)
+            await self._publish(
+                TurnEvent(
+                    turn_id=turn_id,
+                    kind="error",
+                    error=message,
+                    error_type=error_type or "TurnFailed",
+                )
+            )
+            raise ApplicationError(message, type=error_type or "TurnFailed") from err
+        timings["generate_reply"] = (workflow.time() - step) * 1000
+        if reply.first_token_ms is not None:
+            timings["first_token"] = reply.first_token_ms
+        result.reply, result.usage = reply.text, reply.usage
+        result.status = "cancelled" if reply.cancelled else "complete"
+        result.timings_ms = timings
+        step = workflow.time()
+        await self._persist(result)
+        timings["persist_turn"] = (workflow.time() - step) * 1000
+        self._recent = [
+            *self._recent,
+            ChatMessage(role="user", content=msg.text),
+            ChatMessage(role="assistant", content=reply.text),
+        ][-2 * RECENT_TURNS :]
+        self._turns_total += 1
+        self._turns_this_run += 1
+        await self._publish(TurnEvent(turn_id=turn_id, kind="final", result=result))
+        return result
+
+    def _system_prompt(self) -> str:
+        if self._summary:
+            return f"{SYSTEM_PROMPT}\n\nSummary of the conversation so far:\n{self._summary}"
+        return SYSTEM_PROMPT
+
+    async def _persist(self, result: TurnResult) -> None:
+        await workflow.execute_activity_method(
+            SessionStore.persist_turn,
+            result,
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_RETRY,
+        )
+
+    async def _publish(self, event: TurnEvent) -> None:
+        await workflow.execute_local_activity_method(
+            StreamActivities.publish_turn_event,
+            event,
+            start_to_close_timeout=policies.LOCAL_TIMEOUT,
+            retry_policy=policies.LOCAL_RETRY,
+        )
+
+    @workflow.update
+    async def cancel_turn(self, req: CancelTurn) -> None:
+        await workflow.execute_local_activity_method(
+            StreamActivities.request_cancel,
+            req,
+            start_to_close_timeout=policies.LOCAL_TIMEOUT,
+            retry_policy=policies.LOCAL_RETRY,
+        )
+
+    @cancel_turn.validator
+    def _validate_cancel_turn(self, req: CancelTurn) -> None:
+        if req.turn_id != self._running_turn:
+            raise ApplicationError(
+                f"turn {req.turn_id} is not running in this session", type="TurnNotRunning"
             )
 
-    @send_message.validator
-    def _validate_send_message(self, msg: SendMessage) -> None:
-        if not msg.text.strip():
-            raise ValueError("message text is empty")
+    @workflow.signal
+    def end_session(self) -> None:
+        """End gracefully: running and queued turns finish, new messages are refused."""
+        self._ended = True

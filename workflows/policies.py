@@ -14,4 +14,18 @@ LLM_RETRY = RetryPolicy(
     non_retryable_error_types=["LLMRequestRejected"],
 )
 GENERATE_TIMEOUT = timedelta(minutes=3)
-GENERATE_HEARTBEAT = timedelta(seconds=30)
+# Short enough that a worker killed mid-generation is noticed fast and the turn retried.
+GENERATE_HEARTBEAT = timedelta(seconds=10)
+
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=10),
+)
+DB_TIMEOUT = timedelta(seconds=30)
+
+LOCAL_TIMEOUT = timedelta(seconds=10)
+LOCAL_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(milliseconds=100))
+
+# Continue-as-new after this many turns in one run, even if the server does not suggest it:
+# keeps each run's history small and replay cheap.
+TURNS_PER_RUN = 100

@@ -8,10 +8,12 @@ from typing import Any
 from uuid import UUID
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Computed,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -70,10 +72,11 @@ class MessageRow(Base):
         UniqueConstraint("session_id", "client_message_id", name="uq_messages_client_message"),
         # A retried persist_turn activity writes each role of a turn at most once.
         UniqueConstraint("turn_id", "role", name="uq_messages_turn_role"),
-        Index("ix_messages_session_created", "session_id", "created_at"),
+        Index("ix_messages_session_seq", "session_id", "seq"),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
     turn_id: Mapped[UUID]
     session_id: Mapped[str] = mapped_column(
         String(128), ForeignKey("sessions.id", ondelete="CASCADE")

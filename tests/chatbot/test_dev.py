@@ -3,6 +3,7 @@ through it, a refused second instance, a clean stop, and a warm restart that kee
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,9 +19,9 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from chatbot.embedded.process import port_open
-from shared.models import SendMessage, SessionStart
+from shared.models import SendMessage, SessionStart, workflow_id
 from tests.support import free_port, wait_until
-from workflows.chat_session import ChatSessionWorkflow, workflow_id
+from workflows.chat_session import ChatSessionWorkflow
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -139,7 +140,8 @@ async def test_dev_starts_everything_answers_and_stops_cleanly(
         assert reply.strip()
 
         # A second instance in the same directory refuses instead of fighting over ports.
-        second = subprocess.run(
+        second = await asyncio.to_thread(
+            subprocess.run,
             [sys.executable, "-m", "chatbot", "dev"],
             cwd=tmp_path,
             env=dev_env,

@@ -3,22 +3,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 from fastapi import FastAPI
 
 from chatbot.app import create_app
 from shared.config import load_settings
 from shared.db import migrate
-from shared.db.engine import create_engine
 from tests.support import free_port
-
-
-@pytest.fixture
-async def migrated_database_url(database_url: str) -> str:
-    engine = create_engine(database_url, pool_size=1, max_overflow=0)
-    await migrate.upgrade(engine)
-    await engine.dispose()
-    return database_url
 
 
 async def _client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:

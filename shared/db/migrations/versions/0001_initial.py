@@ -49,6 +49,8 @@ def upgrade() -> None:
     op.create_table(
         "messages",
         sa.Column("id", sa.Uuid, primary_key=True),
+        # Insertion order: history pages and "last K turns" read by it.
+        sa.Column("seq", sa.BigInteger, sa.Identity(always=True), nullable=False, unique=True),
         sa.Column("turn_id", sa.Uuid, nullable=False),
         sa.Column(
             "session_id",
@@ -73,7 +75,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("session_id", "client_message_id", name="uq_messages_client_message"),
         sa.UniqueConstraint("turn_id", "role", name="uq_messages_turn_role"),
     )
-    op.create_index("ix_messages_session_created", "messages", ["session_id", "created_at"])
+    op.create_index("ix_messages_session_seq", "messages", ["session_id", "seq"])
 
     op.create_table(
         "companies",

@@ -1,0 +1,140 @@
+"""Session persistence in Postgres: load a session's context, persist a turn exactly
+once, mark a session idle."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+
+from shared.models import (
+    RECENT_TURNS,
+    SEEN_MESSAGE_IDS,
+    ChatMessage,
+    LoadedSession,
+    SessionRef,
+    TurnResult,
+)
+
+_INSERT_MESSAGE = text(
+    """
+    INSERT INTO messages (id, turn_id, session_id, role, content, client_message_id, intent,
+                          tool_data, status, prompt_tokens, completion_tokens, latency_ms)
+    VALUES (:id, :turn_id, :session_id, :role, :content, :cmid, :intent,
+            CAST(:tool_data AS jsonb), :status, :prompt_tokens, :completion_tokens, :latency_ms)
+    ON CONFLICT (turn_id, role) DO NOTHING
+    """
+)
+
+
+def message_uuid(turn_id: str, role: str) -> uuid.UUID:
+    return uuid.uuid5(uuid.UUID(turn_id), role)
+
+
+class SessionStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @activity.defn
+    async def load_session(self, ref: SessionRef) -> LoadedSession:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT summary, turn_count FROM sessions WHERE id = :id"),
+                    {"id": ref.session_id},
+                )
+            ).first()
+            recent = (
+                await conn.execute(
+                    text(
+                        "SELECT role, content FROM messages WHERE session_id = :id "
+                        "ORDER BY seq DESC LIMIT :n"
+                    ),
+                    {"id": ref.session_id, "n": 2 * RECENT_TURNS},
+                )
+            ).all()
+            seen = (
+                await conn.execute(
+                    text(
+                        "SELECT client_message_id FROM messages WHERE session_id = :id "
+                        "AND client_message_id IS NOT NULL ORDER BY seq DESC LIMIT :n"
+                    ),
+                    {"id": ref.session_id, "n": SEEN_MESSAGE_IDS},
+                )
+            ).all()
+        return LoadedSession(
+            summary=row.summary if row else "",
+            turns_total=row.turn_count if row else 0,
+            recent=[ChatMessage(role=r.role, content=r.content) for r in reversed(recent)],
+            seen_message_ids=[r.client_message_id for r in reversed(seen)],
+        )
+
+    @activity.defn
+    async def persist_turn(self, turn: TurnResult) -> None:
+        """Idempotent on the turn id: a retried activity never writes a turn twice."""
+        tool_data = json.dumps(
+            {
+                "intent_confidence": turn.intent_confidence,
+                "tool_results": turn.tool_results,
+                "citations": turn.citations,
+                "timings_ms": turn.timings_ms,
+                "error": turn.error,
+            }
+        )
+        common = {
+            "turn_id": uuid.UUID(turn.turn_id),
+            "session_id": turn.session_id,
+            "intent": turn.intent,
+            "tool_data": tool_data,
+            "status": turn.status,
+        }
+        latency = int(sum(turn.timings_ms.values()))
+        async with self._engine.begin() as conn:
+            user = await conn.execute(
+                _INSERT_MESSAGE,
+                {
+                    **common,
+                    "id": message_uuid(turn.turn_id, "user"),
+                    "role": "user",
+                    "content": turn.user_text,
+                    "cmid": turn.client_message_id,
+                    "prompt_tokens": turn.usage.prompt_tokens,
+                    "completion_tokens": None,
+                    "latency_ms": None,
+                },
+            )
+            await conn.execute(
+                _INSERT_MESSAGE,
+                {
+                    **common,
+                    "id": message_uuid(turn.turn_id, "assistant"),
+                    "role": "assistant",
+                    "content": turn.reply,
+                    "cmid": None,
+                    "prompt_tokens": None,
+                    "completion_tokens": turn.usage.completion_tokens,
+                    "latency_ms": latency,
+                },
+            )
+            if user.rowcount:  # count the turn once, with its first successful write
+                await conn.execute(
+                    text(
+                        "UPDATE sessions SET turn_count = turn_count + 1, status = 'active', "
+                        "last_activity_at = now(), updated_at = now() WHERE id = :id"
+                    ),
+                    {"id": turn.session_id},
+                )
+
+    @activity.defn
+    async def mark_idle(self, ref: SessionRef) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE sessions SET status = 'idle', updated_at = now() "
+                    "WHERE id = :id AND status = 'active'"
+                ),
+                {"id": ref.session_id},
+            )

@@ -1,0 +1,25 @@
+"""Turn stream activities: publishing a turn's last event and flagging a cancellation.
+Run as local activities: each is one Redis call."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from temporalio import activity
+
+from shared.models import CancelTurn, TurnEvent
+from shared.streams import TurnStreams
+
+
+class StreamActivities:
+    def __init__(self, redis: Redis) -> None:
+        self._streams = TurnStreams(redis)
+
+    @activity.defn
+    async def publish_turn_event(self, event: TurnEvent) -> None:
+        await self._streams.append(
+            event.turn_id, event.kind, event.model_dump(mode="json", exclude={"turn_id", "kind"})
+        )
+
+    @activity.defn
+    async def request_cancel(self, req: CancelTurn) -> None:
+        await self._streams.request_cancel(req.turn_id)

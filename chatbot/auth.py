@@ -1,0 +1,63 @@
+"""Bearer JWT authentication (HS256 with JWT_SECRET). Without JWT_SECRET the gateway runs
+in dev mode: every request is the fixed local user, and start-up says so."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+
+from chatbot.deps import ResourcesDep
+from chatbot.errors import Unauthorized
+
+DEV_USER = "local"
+ALGORITHM = "HS256"
+DEFAULT_TTL_SECONDS = 30 * 24 * 3600
+
+
+def mint_token(secret: str, user_id: str, *, ttl_seconds: int = DEFAULT_TTL_SECONDS) -> str:
+    now = int(time.time())
+    return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl_seconds}, secret, ALGORITHM)
+
+
+def user_from_token(secret: str, token: str) -> str:
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]}
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("the token has expired; get a new one") from None
+    except jwt.InvalidTokenError:
+        raise Unauthorized("the token is not valid for this service") from None
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub or len(sub) > 256:
+        raise Unauthorized("the token has no usable subject (sub) claim")
+    return sub
+
+
+def bearer_token(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("use an Authorization header of the form 'Bearer <token>'")
+    return token.strip()
+
+
+def authenticate(secret: str | None, token: str | None) -> str:
+    if secret is None:
+        return DEV_USER
+    if token is None:
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    return user_from_token(secret, token)
+
+
+async def current_user(request: Request, resources: ResourcesDep) -> str:
+    secret = resources.settings.jwt_secret
+    token = bearer_token(request.headers.get("authorization"))
+    return authenticate(secret.get_secret_value() if secret else None, token)
+
+
+CurrentUser = Annotated[str, Depends(current_user)]

@@ -1,0 +1,116 @@
+"""The gateway's errors. Services raise these; one handler turns each into a JSON body
+`{"error": {"code", "message"}}` with its status code, so nothing leaks a stack trace.
+
+    ApiError
+    ├── BadRequest (400)        ├── PayloadTooLarge (413)
+    ├── Unauthorized (401)      ├── Unprocessable (422)
+    ├── Forbidden (403)         ├── RateLimited (429, Retry-After)
+    ├── NotFound (404)          ├── UpstreamFailed (502)
+    ├── Conflict (409)          └── Unavailable (503, Retry-After)
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    status = HTTPStatus.INTERNAL_SERVER_ERROR
+    code = "internal_error"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class BadRequest(ApiError):
+    status, code = HTTPStatus.BAD_REQUEST, "bad_request"
+
+
+class Unauthorized(ApiError):
+    status, code = HTTPStatus.UNAUTHORIZED, "unauthorized"
+
+
+class Forbidden(ApiError):
+    status, code = HTTPStatus.FORBIDDEN, "forbidden"
+
+
+class NotFound(ApiError):
+    status, code = HTTPStatus.NOT_FOUND, "not_found"
+
+
+class Conflict(ApiError):
+    status, code = HTTPStatus.CONFLICT, "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status, code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large"
+
+
+class Unprocessable(ApiError):
+    status, code = HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_request"
+
+
+class RateLimited(ApiError):
+    status, code = HTTPStatus.TOO_MANY_REQUESTS, "rate_limited"
+
+
+class UpstreamFailed(ApiError):
+    status, code = HTTPStatus.BAD_GATEWAY, "upstream_failed"
+
+
+class Unavailable(ApiError):
+    status, code = HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"
+
+
+def error_body(code: str, message: str, **extra: object) -> dict[str, object]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def _response(err: ApiError) -> JSONResponse:
+    headers = {}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(err.retry_after)))
+    if err.status == HTTPStatus.UNAUTHORIZED:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(error_body(err.code, err.message), err.status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, err: ApiError) -> JSONResponse:
+        return _response(err)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]}
+            for e in err.errors()
+        ]
+        message = "; ".join(f"{p['field'] or 'body'}: {p['problem']}" for p in problems)
+        return JSONResponse(
+            error_body("invalid_request", message, details=problems),
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        code = HTTPStatus(err.status_code).phrase.lower().replace(" ", "_")
+        return JSONResponse(error_body(code, str(err.detail)), err.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return JSONResponse(
+            error_body("internal_error", "something went wrong on our side; it was logged"),
+            HTTPStatus.INTERNAL_SERVER_ERROR,
+        )

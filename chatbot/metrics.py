@@ -1,0 +1,22 @@
+"""Prometheus metrics of the gateway (served at /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+TURNS = Counter("chatbot_turns_total", "Turns answered, by outcome", ["status"])
+TURN_LATENCY = Histogram(
+    "chatbot_turn_step_seconds",
+    "Time spent per turn step (end_to_end, first_token, detect_intent, generate_reply, ...)",
+    ["step"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+ERRORS = Counter("chatbot_errors_total", "API errors, by kind", ["kind"])
+ACTIVE_STREAMS = Gauge("chatbot_active_streams", "SSE and WebSocket streams open now")
+
+
+def record_turn(status: str, timings_ms: dict[str, float], end_to_end_s: float) -> None:
+    TURNS.labels(status).inc()
+    TURN_LATENCY.labels("end_to_end").observe(end_to_end_s)
+    for step, ms in timings_ms.items():
+        TURN_LATENCY.labels(step).observe(ms / 1000)

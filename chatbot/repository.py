@@ -1,0 +1,227 @@
+"""Sessions and messages in Postgres, as the gateway reads and writes them. Every query is
+scoped by the owner: another user's session does not exist (404), it is never 403."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chatbot.errors import BadRequest, Conflict, NotFound
+from shared.models import TurnResult, TurnStatus
+
+_SESSION_COLUMNS = "id, title, status, turn_count, created_at, updated_at, last_activity_at"
+
+
+def _not_found(session_id: str) -> NotFound:
+    return NotFound(f"session {session_id!r} not found")
+
+
+async def create_session(
+    engine: AsyncEngine, *, session_id: str | None, user_id: str, title: str
+) -> dict[str, Any]:
+    sid = session_id or uuid.uuid4().hex
+    async with engine.begin() as conn:
+        row = (
+            (
+                await conn.execute(
+                    text(
+                        "INSERT INTO sessions (id, user_id, title) VALUES (:id, :user, :title) "
+                        f"ON CONFLICT (id) DO NOTHING RETURNING {_SESSION_COLUMNS}"
+                    ),
+                    {"id": sid, "user": user_id, "title": title},
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise Conflict(f"session {sid!r} already exists; choose another id or omit it")
+    return dict(row)
+
+
+async def ensure_session(engine: AsyncEngine, *, session_id: str, user_id: str) -> None:
+    """A message to a session that was never created creates it for its sender."""
+    async with engine.begin() as conn:
+        owner = (
+            await conn.execute(
+                text(
+                    "INSERT INTO sessions (id, user_id) VALUES (:id, :user) "
+                    "ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id RETURNING user_id"
+                ),
+                {"id": session_id, "user": user_id},
+            )
+        ).scalar_one()
+    if owner != user_id:
+        raise _not_found(session_id)
+
+
+async def get_session(engine: AsyncEngine, *, session_id: str, user_id: str) -> dict[str, Any]:
+    async with engine.connect() as conn:
+        row = (
+            (
+                await conn.execute(
+                    text(
+                        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = :id AND user_id = :u"
+                    ),
+                    {"id": session_id, "u": user_id},
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise _not_found(session_id)
+    return dict(row)
+
+
+def encode_cursor(created_at: datetime, session_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{session_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, _, sid = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), sid
+    except ValueError:
+        raise BadRequest("cursor is not valid: pass the next_cursor of a previous page") from None
+
+
+async def list_sessions(
+    engine: AsyncEngine, *, user_id: str, limit: int, cursor: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    params: dict[str, Any] = {"u": user_id, "n": limit + 1}
+    where = "user_id = :u"
+    if cursor:
+        params["c_at"], params["c_id"] = decode_cursor(cursor)
+        where += " AND (created_at, id) < (:c_at, :c_id)"
+    async with engine.connect() as conn:
+        rows = (
+            (
+                await conn.execute(
+                    text(
+                        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE {where} "
+                        "ORDER BY created_at DESC, id DESC LIMIT :n"
+                    ),
+                    params,
+                )
+            )
+            .mappings()
+            .all()
+        )
+    items = [dict(r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return items, encode_cursor(items[-1]["created_at"], items[-1]["id"]) if more else None
+
+
+async def rename_session(
+    engine: AsyncEngine, *, session_id: str, user_id: str, title: str
+) -> dict[str, Any]:
+    async with engine.begin() as conn:
+        row = (
+            (
+                await conn.execute(
+                    text(
+                        "UPDATE sessions SET title = :t, updated_at = now() "
+                        f"WHERE id = :id AND user_id = :u RETURNING {_SESSION_COLUMNS}"
+                    ),
+                    {"t": title, "id": session_id, "u": user_id},
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise _not_found(session_id)
+    return dict(row)
+
+
+async def delete_session(engine: AsyncEngine, *, session_id: str, user_id: str) -> None:
+    async with engine.begin() as conn:
+        deleted = await conn.execute(
+            text("DELETE FROM sessions WHERE id = :id AND user_id = :u"),
+            {"id": session_id, "u": user_id},
+        )
+    if not deleted.rowcount:
+        raise _not_found(session_id)
+
+
+_MESSAGE_COLUMNS = (
+    "id, seq, turn_id, role, content, status, intent, client_message_id, tool_data, "
+    "prompt_tokens, completion_tokens, latency_ms, created_at"
+)
+
+
+async def list_messages(
+    engine: AsyncEngine, *, session_id: str, limit: int, before: int | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    params: dict[str, Any] = {"id": session_id, "n": limit + 1}
+    where = "session_id = :id"
+    if before is not None:
+        params["before"] = before
+        where += " AND seq < :before"
+    async with engine.connect() as conn:
+        rows = (
+            (
+                await conn.execute(
+                    text(
+                        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} "
+                        "ORDER BY seq DESC LIMIT :n"
+                    ),
+                    params,
+                )
+            )
+            .mappings()
+            .all()
+        )
+    page = [{**r, "id": str(r["id"]), "turn_id": str(r["turn_id"])} for r in reversed(rows[:limit])]
+    return page, page[0]["seq"] if len(rows) > limit else None
+
+
+async def find_turn(
+    engine: AsyncEngine, *, session_id: str, client_message_id: str
+) -> TurnResult | None:
+    """The stored turn a client_message_id produced, so a retried POST gets the same answer."""
+    async with engine.connect() as conn:
+        rows = (
+            (
+                await conn.execute(
+                    text(
+                        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE turn_id = ("
+                        "  SELECT turn_id FROM messages"
+                        "  WHERE session_id = :sid AND client_message_id = :cmid) ORDER BY seq"
+                    ),
+                    {"sid": session_id, "cmid": client_message_id},
+                )
+            )
+            .mappings()
+            .all()
+        )
+    by_role = {r["role"]: r for r in rows}
+    user, assistant = by_role.get("user"), by_role.get("assistant")
+    if user is None or assistant is None:
+        return None
+    data = assistant["tool_data"] or {}
+    status: TurnStatus = assistant["status"]
+    return TurnResult(
+        turn_id=str(assistant["turn_id"]),
+        session_id=session_id,
+        client_message_id=client_message_id,
+        user_text=user["content"],
+        reply=assistant["content"],
+        status=status,
+        intent=assistant["intent"] or "chat",
+        intent_confidence=data.get("intent_confidence", 1.0),
+        tool_results=data.get("tool_results", []),
+        citations=data.get("citations", []),
+        usage={
+            "prompt_tokens": user["prompt_tokens"] or 0,
+            "completion_tokens": assistant["completion_tokens"] or 0,
+        },
+        timings_ms=data.get("timings_ms", {}),
+        error=data.get("error"),
+    )

@@ -1,0 +1,75 @@
+"""Sessions: create, list, read, rename, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response, status
+
+from chatbot import repository
+from chatbot.auth import CurrentUser
+from chatbot.deps import ResourcesDep
+from chatbot.schemas import SessionCreate, SessionId, SessionPage, SessionPublic, SessionUpdate
+from chatbot.turns import Turns
+from shared.config import Settings
+from shared.models import workflow_id
+
+router = APIRouter(prefix="/sessions", tags=["sessions"])
+
+
+def to_public(row: dict[str, Any], settings: Settings) -> SessionPublic:
+    wid = workflow_id(row["id"])
+    ns = settings.temporal_cloud_namespace or settings.temporal_namespace
+    return SessionPublic(
+        **row,
+        workflow_id=wid,
+        temporal_ui_url=f"{settings.temporal_ui_url}/namespaces/{ns}/workflows/{wid}",
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_session(
+    body: SessionCreate, user: CurrentUser, res: ResourcesDep
+) -> SessionPublic:
+    row = await repository.create_session(
+        res.engine, session_id=body.id, user_id=user, title=body.title
+    )
+    return to_public(row, res.settings)
+
+
+@router.get("")
+async def list_sessions(
+    user: CurrentUser,
+    res: ResourcesDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> SessionPage:
+    """The caller's sessions, newest first."""
+    rows, next_cursor = await repository.list_sessions(
+        res.engine, user_id=user, limit=limit, cursor=cursor
+    )
+    return SessionPage(items=[to_public(r, res.settings) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/{session_id}")
+async def get_session(session_id: SessionId, user: CurrentUser, res: ResourcesDep) -> SessionPublic:
+    row = await repository.get_session(res.engine, session_id=session_id, user_id=user)
+    return to_public(row, res.settings)
+
+
+@router.patch("/{session_id}")
+async def rename_session(
+    session_id: SessionId, body: SessionUpdate, user: CurrentUser, res: ResourcesDep
+) -> SessionPublic:
+    row = await repository.rename_session(
+        res.engine, session_id=session_id, user_id=user, title=body.title
+    )
+    return to_public(row, res.settings)
+
+
+@router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_session(session_id: SessionId, user: CurrentUser, res: ResourcesDep) -> Response:
+    """Remove the transcript and end the session's workflow."""
+    await repository.delete_session(res.engine, session_id=session_id, user_id=user)
+    await Turns(await res.temporal(), res.settings).end(session_id=session_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,118 @@
+"""The gateway's side of a turn: send a message to the session's workflow
+(update-with-start), cancel a running turn, end a session; Temporal errors become
+API errors here."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
+    WorkflowUpdateStage,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from chatbot.errors import ApiError, Conflict, Unavailable, Unprocessable, UpstreamFailed
+from shared.config import Settings
+from shared.models import (
+    CancelTurn,
+    SendMessage,
+    SessionStart,
+    TurnResult,
+    turn_id_for,
+    workflow_id,
+)
+from workflows.chat_session import ChatSessionWorkflow
+
+T = TypeVar("T")
+
+
+class DuplicateMessage(Conflict):
+    """The client_message_id was used before, in an earlier run of the session."""
+
+
+# ApplicationError types raised by the workflow, and what they mean to a client.
+_ERRORS: dict[str, type[ApiError]] = {
+    "InvalidMessage": Unprocessable,
+    "DuplicateMessage": DuplicateMessage,
+    "SessionEnded": Conflict,
+    "TurnNotRunning": Conflict,
+    "LLMRequestRejected": UpstreamFailed,
+    "LLMUnavailable": Unavailable,
+}
+
+
+def api_error(err: Exception) -> ApiError:
+    if isinstance(err, WorkflowUpdateFailedError):
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            return _ERRORS.get(cause.type or "", UpstreamFailed)(cause.message)
+        return UpstreamFailed(f"the turn failed: {cause}")
+    if isinstance(err, RPCError):
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return Conflict("the session is not running")
+        return Unavailable(f"Temporal is not reachable ({err.status.name})", retry_after=2)
+    raise err
+
+
+async def temporal_call(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise api_error(err) from err
+
+
+class Turns:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+
+    async def send(
+        self, *, session_id: str, user_id: str, message: SendMessage
+    ) -> tuple[str, WorkflowUpdateHandle[TurnResult]]:
+        """Hand the message to the session's workflow (starting it if it is not running)
+        and return once the workflow has accepted it: the turn id and its handle."""
+        update_id = message.client_message_id or uuid.uuid4().hex
+        start = WithStartWorkflowOperation(
+            ChatSessionWorkflow.run,
+            SessionStart(
+                session_id=session_id,
+                user_id=user_id,
+                idle_timeout_seconds=self._settings.inactivity_timeout_minutes * 60,
+            ),
+            id=workflow_id(session_id),
+            task_queue=self._settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        handle = await temporal_call(
+            self._client.start_update_with_start_workflow(
+                ChatSessionWorkflow.send_message,
+                message,
+                id=update_id,
+                start_workflow_operation=start,
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            )
+        )
+        return turn_id_for(session_id, update_id), handle
+
+    async def cancel(self, *, session_id: str, turn_id: str) -> None:
+        handle = self._client.get_workflow_handle(workflow_id(session_id))
+        await temporal_call(
+            handle.execute_update(ChatSessionWorkflow.cancel_turn, CancelTurn(turn_id=turn_id))
+        )
+
+    async def end(self, *, session_id: str) -> None:
+        """End the session's workflow gracefully, if it is running."""
+        handle = self._client.get_workflow_handle(workflow_id(session_id))
+        try:
+            await handle.signal(ChatSessionWorkflow.end_session)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise api_error(err) from err
