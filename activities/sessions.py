@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from shared.models import (
     RECENT_TURNS,
@@ -28,6 +31,9 @@ _INSERT_MESSAGE = text(
     ON CONFLICT (turn_id, role) DO NOTHING
     """
 )
+
+
+FOREIGN_KEY_VIOLATION = "23503"  # Postgres SQLSTATE
 
 
 def message_uuid(turn_id: str, role: str) -> uuid.UUID:
@@ -92,6 +98,20 @@ class SessionStore:
             "status": turn.status,
         }
         latency = int(sum(turn.timings_ms.values()))
+        try:
+            await self._write_turn(turn, common, latency)
+        except IntegrityError as err:
+            if getattr(err.orig, "sqlstate", None) != FOREIGN_KEY_VIOLATION:
+                raise
+            # The session row is gone (deleted while the turn ran) or was never created:
+            # retrying cannot help, and recreating it would undo a deletion.
+            raise ApplicationError(
+                f"session {turn.session_id!r} does not exist; the turn was not stored",
+                type="SessionMissing",
+                non_retryable=True,
+            ) from None
+
+    async def _write_turn(self, turn: TurnResult, common: dict[str, Any], latency: int) -> None:
         async with self._engine.begin() as conn:
             user = await conn.execute(
                 _INSERT_MESSAGE,

@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from chatbot.client import ClientConfig
 from chatbot.embedded.process import EmbeddedError
 from shared.config import ConfigError, Settings, get_settings
 
@@ -76,6 +77,47 @@ def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from chatbot.auth import mint_token
+
+    if settings.jwt_secret is None:
+        raise UsageError("JWT_SECRET is not set; the gateway runs in dev mode and needs no token")
+    if not args.user.strip() or len(args.user) > 256:
+        raise UsageError("USER must be 1 to 256 characters")
+    ttl = int(args.ttl_days * 86400)
+    _out(mint_token(settings.jwt_secret.get_secret_value(), args.user, ttl_seconds=ttl))
+    return 0
+
+
+def _client_config(args: argparse.Namespace) -> ClientConfig:
+    config = ClientConfig()
+    return ClientConfig(url=args.url or config.url, token=args.token or config.token)
+
+
+def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    from chatbot.client import run_send
+
+    return run_send(_client_config(args), args.session, args.text, args.client_message_id)
+
+
+def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from chatbot.client import run_chat
+
+    return run_chat(_client_config(args), args.session)
+
+
+def _positive_days(value: str) -> float:
+    days = float(value)
+    if days <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return days
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="gateway URL (default: CHATBOT_URL or http://127.0.0.1:8000)")
+    parser.add_argument("--token", help="bearer token (default: CHATBOT_TOKEN)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatbot", description="Temporal-orchestrated chat backend."
@@ -93,6 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a Temporal worker")
     worker.set_defaults(func=_cmd_worker)
 
+    token = sub.add_parser("token", help="mint a bearer token for USER (needs JWT_SECRET)")
+    token.add_argument("user")
+    token.add_argument("--ttl-days", type=_positive_days, default=30.0)
+    token.set_defaults(func=_cmd_token)
+
+    send = sub.add_parser("send", help="send one message and print the reply as it streams")
+    send.add_argument("session", help="session id (created on first use)")
+    send.add_argument("text")
+    send.add_argument("--client-message-id", help="idempotency key: a retry gets the same turn")
+    _add_client_options(send)
+    send.set_defaults(func=_cmd_send, needs_server_settings=False)
+
+    chat = sub.add_parser("chat", help="an interactive chat in the terminal")
+    chat.add_argument("session", nargs="?", help="session id (default: a new one)")
+    _add_client_options(chat)
+    chat.set_defaults(func=_cmd_chat, needs_server_settings=False)
+
     db = sub.add_parser("db", help="database schema migrations")
     db.add_argument("action", choices=["upgrade", "downgrade", "current"])
     db.add_argument("revision", nargs="?", help="target revision (default: head / one step down)")
@@ -103,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        settings = get_settings()
+        # Client commands run against a remote gateway: the server's settings do not apply.
+        needs = getattr(args, "needs_server_settings", True)
+        settings = get_settings() if needs else Settings.model_construct()
         code = args.func(args, settings)
     except (ConfigError, UsageError) as err:
         _err(str(err))

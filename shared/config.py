@@ -67,6 +67,7 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         validate_default=True,
+        env_ignore_empty=True,  # `VAR=` in a .env file means unset, not ""
     )
 
     environment: Literal["development", "production"] = "development"

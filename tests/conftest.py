@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
@@ -20,15 +21,17 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.llm import build_openai_client
+from chatbot.app import create_app
 from chatbot.embedded import redis as embedded_redis
 from chatbot.embedded import temporal as embedded_temporal
 from chatbot.embedded.postgres import EmbeddedPostgres
 from chatbot.embedded.process import ManagedProcess, port_open
-from loadtest.fakes import FakeOpenAIServer
+from loadtest.fakes import FakeOpenAIServer, ServerThread
 from shared.config import Settings, get_settings, load_settings
 from shared.db import migrate
 from shared.db.engine import create_engine, engine_from_settings
 from shared.redis import redis_from_settings
+from tests.chatbot.api_support import auth
 from tests.support import free_port
 from workers.main import build_worker
 
@@ -193,3 +196,27 @@ async def worker(temporal_client: Client, settings: Settings) -> AsyncIterator[W
     await llm_client.close()
     await redis_client.aclose()
     await engine.dispose()
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[str]:
+    """The real gateway app on a real port (streaming and WebSockets need a server)."""
+    server = ServerThread(create_app(settings), lifespan="on", ws="auto").start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+async def alice(gateway: str, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=f"{gateway}/v1", headers=auth(settings, "alice"), timeout=60
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def bob(gateway: str, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=f"{gateway}/v1", headers=auth(settings, "bob"), timeout=60
+    ) as client:
+        yield client

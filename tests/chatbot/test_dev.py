@@ -13,15 +13,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
-from temporalio.client import Client, WithStartWorkflowOperation
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import Client
 
 from chatbot.embedded.process import port_open
-from shared.models import SendMessage, SessionStart, workflow_id
+from shared.models import workflow_id
 from tests.support import free_port, wait_until
-from workflows.chat_session import ChatSessionWorkflow
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -100,20 +98,12 @@ def _stop(dev: DevProcess, env: dict[str, str], tmp_path: Path) -> None:
 
 
 async def _one_turn(env: dict[str, str], session_id: str) -> str:
-    client = await Client.connect(env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
-    op = WithStartWorkflowOperation(
-        ChatSessionWorkflow.run,
-        SessionStart(session_id=session_id, user_id="dev-test"),
-        id=workflow_id(session_id),
-        task_queue="chat-sessions",
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    result = await client.execute_update_with_start_workflow(
-        ChatSessionWorkflow.send_message,
-        SendMessage(text="Say hello in three words."),
-        start_workflow_operation=op,
-    )
-    return result.reply
+    """A real turn through the gateway in dev mode (no JWT_SECRET: the local user)."""
+    url = f"http://127.0.0.1:{env['API_PORT']}/v1/sessions/{session_id}/messages"
+    async with httpx.AsyncClient(timeout=120) as client:
+        resp = await client.post(url, json={"text": "Say hello in three words."})
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["reply"])
 
 
 async def test_dev_starts_everything_answers_and_stops_cleanly(

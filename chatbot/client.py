@@ -1,0 +1,149 @@
+"""The command-line client: `chatbot send` and `chatbot chat` talk to a gateway over the
+public /v1 API, streaming replies as Server-Sent Events."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import httpx
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ClientConfig(BaseSettings):
+    """Defaults for --url and --token: CHATBOT_URL and CHATBOT_TOKEN."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATBOT_", extra="ignore")
+
+    url: str = "http://127.0.0.1:8000"
+    token: str | None = None
+
+
+class ClientError(Exception):
+    """The gateway answered with an error, or could not be reached."""
+
+
+@dataclass
+class Event:
+    id: str | None
+    type: str
+    data: dict[str, Any]
+
+
+def _events(lines: Iterator[str]) -> Iterator[Event]:
+    fields: dict[str, str] = {}
+    for line in lines:
+        if line == "":
+            if "data" in fields:
+                yield Event(
+                    fields.get("id"), fields.get("event", "message"), json.loads(fields["data"])
+                )
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+
+
+def _error_message(resp: httpx.Response) -> str:
+    try:
+        error = resp.json()["error"]
+        return f"{resp.status_code} {error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{resp.status_code}: {resp.text[:300]}"
+
+
+class ChatClient:
+    def __init__(self, url: str, token: str | None, *, timeout: float = 300) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._url = url.rstrip("/")
+        self._http = httpx.Client(base_url=f"{self._url}/v1", headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def send(
+        self, session_id: str, text: str, out: TextIO, *, client_message_id: str | None = None
+    ) -> dict[str, Any]:
+        """Send one message, write the reply to `out` as it streams; return the result."""
+        body: dict[str, Any] = {"text": text}
+        if client_message_id:
+            body["client_message_id"] = client_message_id
+        try:
+            with self._http.stream(
+                "POST",
+                f"/sessions/{session_id}/messages",
+                json=body,
+                headers={"Accept": "text/event-stream"},
+            ) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise ClientError(_error_message(resp))
+                if not resp.headers.get("content-type", "").startswith("text/event-stream"):
+                    result: dict[str, Any] = resp.json()  # a stored turn: already answered
+                    out.write(result["reply"] + "\n")
+                    return result
+                return self._relay(_events(resp.iter_lines()), out)
+        except httpx.TransportError as err:
+            raise ClientError(
+                f"cannot reach the gateway at {self._url} ({err}); is `chatbot dev` or "
+                "`chatbot serve` running, and is --url right?"
+            ) from None
+
+    @staticmethod
+    def _relay(events: Iterator[Event], out: TextIO) -> dict[str, Any]:
+        for event in events:
+            if event.type == "token":
+                out.write(event.data["text"])
+                out.flush()
+            elif event.type == "restart":
+                out.write("\n[the generation restarted after a failure]\n")
+            elif event.type == "final":
+                out.write("\n")
+                result: dict[str, Any] = event.data["result"]
+                if result["status"] == "cancelled":
+                    out.write("[cancelled]\n")
+                return result
+            elif event.type == "error":
+                out.write("\n")
+                raise ClientError(f"{event.data.get('error_type')}: {event.data.get('error')}")
+        raise ClientError("the stream ended before the turn finished; retry the same message")
+
+
+def run_send(config: ClientConfig, session_id: str, text: str, cmid: str | None) -> int:
+    client = ChatClient(config.url, config.token)
+    try:
+        client.send(session_id, text, sys.stdout, client_message_id=cmid)
+    except ClientError as err:
+        sys.stderr.write(f"error: {err}\n")
+        return 1
+    finally:
+        client.close()
+    return 0
+
+
+def run_chat(config: ClientConfig, session_id: str | None) -> int:
+    session_id = session_id or f"chat-{uuid.uuid4().hex[:8]}"
+    client = ChatClient(config.url, config.token)
+    sys.stdout.write(f"Session {session_id}. Ctrl-D or /quit to leave.\n")
+    try:
+        while True:
+            try:
+                text = input("you> ").strip()
+            except EOFError:
+                sys.stdout.write("\n")
+                return 0
+            if text in ("/quit", "/exit"):
+                return 0
+            if not text:
+                continue
+            sys.stdout.write("bot> ")
+            try:
+                client.send(session_id, text, sys.stdout)
+            except ClientError as err:
+                sys.stderr.write(f"error: {err}\n")
+    finally:
+        client.close()

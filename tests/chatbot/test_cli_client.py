@@ -1,0 +1,103 @@
+"""`chatbot send`, `chatbot chat` and `chatbot token` as a person runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from temporalio.worker import Worker
+
+from chatbot.auth import user_from_token
+from loadtest.fakes import FakeOpenAIServer
+from shared.config import Settings
+from tests.chatbot.api_support import auth
+from tests.support import free_port
+
+
+async def _chatbot(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chatbot",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+def _token(settings: Settings, user: str) -> str:
+    return auth(settings, user)["Authorization"].split()[1]
+
+
+async def test_send_prints_the_streamed_reply(
+    worker: Worker, gateway: str, settings: Settings, llm: FakeOpenAIServer
+) -> None:
+    llm.tokens_per_second = 100
+    code, out, err = await _chatbot(
+        "send",
+        "cli-1",
+        "hello from the shell",
+        "--url",
+        gateway,
+        "--token",
+        _token(settings, "ann"),
+    )
+    assert code == 0, err
+    assert out == "Fake reply to: hello from the shell\n"
+
+
+async def test_send_reads_url_and_token_from_the_environment(
+    worker: Worker, gateway: str, settings: Settings
+) -> None:
+    env = {"CHATBOT_URL": gateway, "CHATBOT_TOKEN": _token(settings, "ann")}
+    code, out, _ = await _chatbot("send", "cli-2", "via env", env=env)
+    assert (code, out) == (0, "Fake reply to: via env\n")
+
+
+async def test_send_fails_clearly(gateway: str, settings: Settings) -> None:
+    code, out, err = await _chatbot("send", "cli-3", "hi", "--url", gateway, "--token", "bad")
+    assert code == 1 and out == ""
+    assert "error: 401 unauthorized: the token is not valid for this service" in err
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    code, _, err = await _chatbot("send", "cli-3", "hi", "--url", dead, "--token", "t")
+    assert code == 1
+    assert f"cannot reach the gateway at {dead}" in err
+
+    code, _, err = await _chatbot(
+        "send", "bad id!", "hi", "--url", gateway, "--token", _token(settings, "ann")
+    )
+    assert code == 1 and "422" in err and "session_id" in err
+
+
+async def test_chat_is_an_interactive_loop(
+    worker: Worker, gateway: str, settings: Settings
+) -> None:
+    code, out, err = await _chatbot(
+        "chat",
+        "cli-4",
+        "--url",
+        gateway,
+        "--token",
+        _token(settings, "ann"),
+        stdin="first\nsecond\n/quit\n",
+    )
+    assert code == 0, err
+    assert "Fake reply to: first" in out and "Fake reply to: second" in out
+
+
+async def test_token_mints_a_jwt_for_the_gateway(settings: Settings) -> None:
+    assert settings.jwt_secret is not None
+    secret = settings.jwt_secret.get_secret_value()
+    code, out, _ = await _chatbot("token", "dora", env={"JWT_SECRET": secret})
+    assert code == 0
+    assert user_from_token(secret, out.strip()) == "dora"
+    code, _, err = await _chatbot("token", "dora", env={"JWT_SECRET": ""})
+    assert code == 2 and "JWT_SECRET" in err
