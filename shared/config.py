@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     databricks_index_name: str | None = None
 
     inactivity_timeout_minutes: float = Field(5, gt=0)
+    # A session's workflow continues as new after this many turns (or sooner when the
+    # server suggests it), so each run's event history stays small.
+    turns_per_run: int = Field(100, ge=1, le=1000)
     max_tokens: int = Field(512, ge=1, le=128_000)
     temperature: float = Field(0.1, ge=0, le=2)
     top_p: float = Field(0.2, gt=0, le=1)

@@ -42,6 +42,7 @@ class SessionStart(BaseModel):
     session_id: str
     user_id: str
     idle_timeout_seconds: float = 300.0
+    turns_per_run: int = 100
     loaded: bool = False
     summary: str = ""
     recent: list[ChatMessage] = Field(default_factory=list)

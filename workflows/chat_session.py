@@ -108,7 +108,7 @@ class ChatSessionWorkflow:
 
     def _wants_new_run(self) -> bool:
         return self._queued == 0 and (
-            self._turns_this_run >= policies.TURNS_PER_RUN
+            self._turns_this_run >= self._start.turns_per_run
             or workflow.info().is_continue_as_new_suggested()
         )
 
@@ -117,6 +117,7 @@ class ChatSessionWorkflow:
             session_id=start.session_id,
             user_id=start.user_id,
             idle_timeout_seconds=start.idle_timeout_seconds,
+            turns_per_run=start.turns_per_run,
             loaded=True,
             summary=self._summary,
             recent=self._recent[-2 * RECENT_TURNS :],

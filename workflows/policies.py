@@ -25,7 +25,3 @@ DB_TIMEOUT = timedelta(seconds=30)
 
 LOCAL_TIMEOUT = timedelta(seconds=10)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(milliseconds=100))
-
-# Continue-as-new after this many turns in one run, even if the server does not suggest it:
-# keeps each run's history small and replay cheap.
-TURNS_PER_RUN = 100

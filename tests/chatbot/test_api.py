@@ -359,3 +359,32 @@ async def test_metrics_expose_turn_counters(
         body = (await client.get(f"{gateway}/metrics")).text
     assert 'chatbot_turns_total{status="complete"}' in body
     assert 'chatbot_turn_step_seconds_bucket{le="0.01",step="end_to_end"}' in body
+
+
+async def test_long_sessions_continue_as_new_with_their_context(
+    temporal_client: Client,
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+    settings: Settings,
+) -> None:
+    settings.turns_per_run = 3
+    for i in range(7):
+        body = {"text": f"turn {i}", "client_message_id": f"can-{i}"}
+        assert (await alice.post("/sessions/long/messages", json=body)).status_code == 200
+    handle = temporal_client.get_workflow_handle(workflow_id("long"))
+    runs = [
+        e async for e in temporal_client.list_workflows(f"WorkflowId = '{workflow_id('long')}'")
+    ]
+    assert len(runs) == 3  # 3 + 3 turns, then the run holding the 7th
+    state = await handle.query("state")
+    assert state["turns_total"] == 7 and state["turns_this_run"] == 1
+    prompt = [m["content"] for m in llm.requests[-1]["body"]["messages"][1:]]
+    assert prompt[-1] == "turn 6" and prompt[0] == "turn 0"  # context carried across runs
+    # A retried POST from the first run still maps to its turn, not to a new one.
+    before = len(llm.requests)
+    again = await alice.post(
+        "/sessions/long/messages", json={"text": "turn 0", "client_message_id": "can-0"}
+    )
+    assert again.status_code == 200 and again.json()["reply"] == "Fake reply to: turn 0"
+    assert len(llm.requests) == before
