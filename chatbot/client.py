@@ -34,18 +34,29 @@ class Event:
     data: dict[str, Any]
 
 
-def _events(lines: Iterator[str]) -> Iterator[Event]:
-    fields: dict[str, str] = {}
-    for line in lines:
+class SseParser:
+    """Turns text/event-stream lines into events, one line at a time."""
+
+    def __init__(self) -> None:
+        self._fields: dict[str, str] = {}
+
+    def feed(self, line: str) -> Event | None:
         if line == "":
+            fields, self._fields = self._fields, {}
             if "data" in fields:
-                yield Event(
-                    fields.get("id"), fields.get("event", "message"), json.loads(fields["data"])
-                )
-            fields = {}
+                data = json.loads(fields["data"])
+                return Event(fields.get("id"), fields.get("event", "message"), data)
         elif not line.startswith(":"):
             name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
+            self._fields[name] = value.removeprefix(" ")
+        return None
+
+
+def _events(lines: Iterator[str]) -> Iterator[Event]:
+    parser = SseParser()
+    for line in lines:
+        if (event := parser.feed(line)) is not None:
+            yield event
 
 
 def _error_message(resp: httpx.Response) -> str:

@@ -209,7 +209,12 @@ def run_dev(settings: Settings, out: Callable[[str], None]) -> int:
             f"  Health       {api}/health\n"
             f"  Temporal UI  {settings.temporal_ui_url}\n"
             f"  Logs         {stack.home / 'logs'}\n"
-            "Press Ctrl-C to stop."
+            + (
+                "  Auth         dev mode (no JWT_SECRET): every request is the user 'local'\n"
+                if settings.jwt_secret is None
+                else "  Auth         bearer JWT; mint one with `chatbot token USER`\n"
+            )
+            + "Press Ctrl-C to stop."
         )
         while not stop.wait(0.5):
             dead = stack.first_exited()

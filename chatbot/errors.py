@@ -19,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatbot.metrics import ERRORS
+
 log = logging.getLogger(__name__)
 
 
@@ -88,10 +90,12 @@ def _response(err: ApiError) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, err: ApiError) -> JSONResponse:
+        ERRORS.labels(err.code).inc()
         return _response(err)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, err: RequestValidationError) -> JSONResponse:
+        ERRORS.labels("invalid_request").inc()
         problems = [
             {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]}
             for e in err.errors()
@@ -109,6 +113,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        ERRORS.labels("internal_error").inc()
         log.exception("unhandled error", extra={"path": request.url.path})
         return JSONResponse(
             error_body("internal_error", "something went wrong on our side; it was logged"),

@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from chatbot import metrics, repository
 from chatbot.auth import CurrentUser
 from chatbot.deps import ResourcesDep
-from chatbot.errors import ApiError
 from chatbot.ratelimit import enforce
 from chatbot.schemas import MessageCreate, MessagePage, SessionId, TurnAccepted, error_responses
 from chatbot.sse import relay_sse
@@ -81,11 +80,7 @@ async def send_message(
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Turn-Id": turn_id},
         )
-    try:
-        result = await temporal_call(handle.result())
-    except ApiError as err:
-        metrics.ERRORS.labels(err.code).inc()
-        raise
+    result = await temporal_call(handle.result())
     metrics.record_turn(result.status, result.timings_ms, time.perf_counter() - started)
     return result
 

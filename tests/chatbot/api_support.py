@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
 from chatbot.auth import mint_token
+from chatbot.client import Event, SseParser
 from shared.config import Settings
 
 
@@ -18,23 +16,9 @@ def auth(settings: Settings, user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_token(settings.jwt_secret.get_secret_value(), user)}"}
 
 
-@dataclass
-class SseEvent:
-    id: str | None
-    event: str
-    data: dict[str, Any]
-
-
-async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
-    """Parse a text/event-stream body as it arrives."""
-    fields: dict[str, str] = {}
+async def sse_events(response: httpx.Response) -> AsyncIterator[Event]:
+    """Parse a text/event-stream body as it arrives, with the CLI client's parser."""
+    parser = SseParser()
     async for line in response.aiter_lines():
-        if line == "":
-            if "data" in fields:
-                yield SseEvent(
-                    fields.get("id"), fields.get("event", "message"), json.loads(fields["data"])
-                )
-            fields = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            fields[name] = value.removeprefix(" ")
+        if (event := parser.feed(line)) is not None:
+            yield event

@@ -70,9 +70,9 @@ async def test_sse_streams_tokens_before_final_and_resumes_after_disconnect(
         turn_id = resp.headers["x-turn-id"]
         async for event in sse_events(resp):
             seen.append(event)
-            if len([e for e in seen if e.event == "token"]) == 3:
+            if len([e for e in seen if e.type == "token"]) == 3:
                 break  # the client drops mid-reply
-    tokens = [e for e in seen if e.event == "token"]
+    tokens = [e for e in seen if e.type == "token"]
     assert len(tokens) == 3 and all(e.id for e in tokens)
 
     resumed = []
@@ -82,8 +82,8 @@ async def test_sse_streams_tokens_before_final_and_resumes_after_disconnect(
         assert resp.status_code == 200
         async for event in sse_events(resp):
             resumed.append(event)
-    assert resumed[-1].event == "final"
-    assert all(e.event == "token" for e in resumed[:-1])
+    assert resumed[-1].type == "final"
+    assert all(e.type == "token" for e in resumed[:-1])
     ids = [e.id for e in tokens + resumed]
     assert len(ids) == len(set(ids)), "no event twice"
     streamed = "".join(e.data["text"] for e in tokens + resumed[:-1])
@@ -92,8 +92,8 @@ async def test_sse_streams_tokens_before_final_and_resumes_after_disconnect(
     # From the start, the whole stream again: tokens first, the final event last.
     async with alice.stream("GET", f"/turns/{turn_id}/events", headers=headers) as resp:
         full = [e async for e in sse_events(resp)]
-    assert [e.event for e in full][-1] == "final"
-    assert len([e for e in full if e.event == "token"]) == len(tokens) + len(resumed) - 1
+    assert [e.type for e in full][-1] == "final"
+    assert len([e for e in full if e.type == "token"]) == len(tokens) + len(resumed) - 1
 
 
 async def test_fire_and_forget_returns_the_turn_id_at_once(
@@ -104,7 +104,7 @@ async def test_fire_and_forget_returns_the_turn_id_at_once(
     accepted = resp.json()
     async with alice.stream("GET", accepted["events_url"].split("/v1", 1)[1]) as stream:
         events = [e async for e in sse_events(stream)]
-    assert events[-1].event == "final"
+    assert events[-1].type == "final"
     assert events[-1].data["result"]["turn_id"] == accepted["turn_id"]
 
 
@@ -214,7 +214,7 @@ async def test_cancel_stops_the_generation_and_keeps_the_partial_reply(
                 cancel = await alice.post(f"/sessions/c1/turns/{turn_id}/cancel")
                 assert cancel.status_code == 204, cancel.text
     final = events[-1]
-    assert final.event == "final"
+    assert final.type == "final"
     result = final.data["result"]
     assert result["status"] == "cancelled"
     assert 0 < len(result["reply"]) < len(f"Fake reply to: {long_text}")
@@ -355,9 +355,11 @@ async def test_metrics_expose_turn_counters(
     worker: Worker, gateway: str, alice: httpx.AsyncClient
 ) -> None:
     await alice.post("/sessions/m1/messages", json={"text": "count me"})
+    assert (await alice.post("/sessions/m1/messages", json={})).status_code == 422
     async with httpx.AsyncClient() as client:
         body = (await client.get(f"{gateway}/metrics")).text
     assert 'chatbot_turns_total{status="complete"}' in body
+    assert 'chatbot_errors_total{kind="invalid_request"}' in body
     assert 'chatbot_turn_step_seconds_bucket{le="0.01",step="end_to_end"}' in body
 
 
