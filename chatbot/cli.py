@@ -106,6 +106,18 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     return run_chat(_client_config(args), args.session)
 
 
+def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from loadtest.bench.cli import run
+
+    return run(args)
+
+
+def _cmd_ops(args: argparse.Namespace, settings: Settings) -> int:
+    from chatbot.ops import run
+
+    return run(args, settings)
+
+
 def _positive_days(value: str) -> float:
     days = float(value)
     if days <= 0:
@@ -151,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("session", nargs="?", help="session id (default: a new one)")
     _add_client_options(chat)
     chat.set_defaults(func=_cmd_chat, needs_server_settings=False)
+
+    bench = sub.add_parser("bench", help="benchmark the service against the raw Temporal floor")
+    from loadtest.bench.cli import add_arguments as add_bench_arguments
+
+    add_bench_arguments(bench)
+    bench.set_defaults(func=_cmd_bench)
+
+    ops = sub.add_parser("ops", help="operate sessions: list, show, end")
+    from chatbot.ops import add_arguments as add_ops_arguments
+
+    add_ops_arguments(ops)
+    ops.set_defaults(func=_cmd_ops)
 
     db = sub.add_parser("db", help="database schema migrations")
     db.add_argument("action", choices=["upgrade", "downgrade", "current"])

@@ -1,0 +1,1 @@
+"""`chatbot bench`: the benchmark runner."""
