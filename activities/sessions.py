@@ -149,6 +149,15 @@ class SessionStore:
                 )
 
     @activity.defn
+    async def mark_ended(self, ref: SessionRef) -> None:
+        """An operator ended the session: new messages are refused from now on."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE sessions SET status = 'ended', updated_at = now() WHERE id = :id"),
+                {"id": ref.session_id},
+            )
+
+    @activity.defn
     async def mark_idle(self, ref: SessionRef) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(

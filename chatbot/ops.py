@@ -1,15 +1,175 @@
-"""`chatbot ops`: operators' commands over Temporal visibility and the session workflow."""
+"""`chatbot ops`: operators' commands. `sessions` lists sessions through a Temporal
+visibility query on the custom search attributes, `show` reads a session's live state
+through its workflow's `state` query (or its stored turns when it is not running), and
+`end` ends a session through the workflow's own path (running turns finish)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import re
+import sys
+from datetime import datetime
+from typing import NoReturn
 
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from chatbot import repository
+from shared import search_attributes as sa
 from shared.config import Settings
+from shared.db.engine import engine_from_settings
+from shared.models import SessionState, workflow_id
+from shared.temporal_client import connect_temporal
+from workflows.chat_session import ChatSessionWorkflow
+
+STATUSES = ("active", "idle", "ended")
+_SAFE_LITERAL = re.compile(r"^[^'\"\\]{1,256}$")
+
+
+class OpsError(Exception):
+    """The command cannot do what was asked; the message says why."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["sessions", "show", "end"])
+    sub = parser.add_subparsers(dest="ops_command", required=True, metavar="ACTION")
+    ls = sub.add_parser("sessions", help="list sessions (newest first)")
+    ls.add_argument("--user", help="only this user's sessions")
+    ls.add_argument("--status", choices=STATUSES, help="only sessions in this status")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    show = sub.add_parser("show", help="a session's live state and last turns")
+    show.add_argument("session")
+    end = sub.add_parser("end", help="end a session gracefully (running turns finish)")
+    end.add_argument("session")
+
+
+def visibility_query(user: str | None, status: str | None) -> str:
+    clauses = [f"WorkflowType = '{ChatSessionWorkflow.__name__}'"]
+    if user is not None:
+        if not _SAFE_LITERAL.match(user):
+            raise OpsError("--user must be 1-256 characters without quotes or backslashes")
+        clauses.append(f"{sa.USER_ID.name} = '{user}'")
+    if status is not None:
+        clauses.append(f"{sa.STATUS.name} = '{status}'")
+    return " AND ".join(clauses)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+async def list_sessions(client: Client, user: str | None, status: str | None, limit: int) -> str:
+    if limit < 1:
+        raise OpsError("--limit must be at least 1")
+    rows = [("SESSION", "USER", "STATUS", "TURNS", "LAST INTENT", "LAST ACTIVITY", "WORKFLOW")]
+    seen: set[str] = set()
+    # Every run of a session is listed (continue-as-new makes several); keep the newest.
+    async for wf in client.list_workflows(visibility_query(user, status)):
+        if wf.id in seen:
+            continue
+        seen.add(wf.id)
+        attrs = wf.typed_search_attributes
+        rows.append(
+            (
+                wf.id.removeprefix("chat-"),
+                attrs.get(sa.USER_ID) or "-",
+                attrs.get(sa.STATUS) or "-",
+                str(attrs.get(sa.TURN_COUNT) or 0),
+                attrs.get(sa.LAST_INTENT) or "-",
+                _when(attrs.get(sa.LAST_ACTIVITY)),
+                wf.status.name.title() if wf.status else "-",
+            )
+        )
+        if len(seen) >= limit:
+            break
+    if len(rows) == 1:
+        return "no sessions match"
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
+async def _describe(client: Client, session_id: str) -> WorkflowExecutionDescription:
+    try:
+        return await client.get_workflow_handle(workflow_id(session_id)).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            wid = workflow_id(session_id)
+            raise OpsError(f"no session {session_id!r} (no workflow {wid})") from None
+        raise
+
+
+async def show_session(client: Client, settings: Settings, session_id: str) -> str:
+    desc = await _describe(client, session_id)
+    attrs = desc.typed_search_attributes
+    run_status = desc.status.name.title() if desc.status else "-"
+    intent = attrs.get(sa.LAST_INTENT) or "-"
+    lines = [
+        f"session   {session_id}",
+        f"user      {attrs.get(sa.USER_ID) or '-'}",
+        f"status    {attrs.get(sa.STATUS) or '-'}; workflow {run_status}",
+        f"turns     {attrs.get(sa.TURN_COUNT) or 0}, last intent {intent}",
+        f"workflow  {desc.id} run {desc.run_id}",
+    ]
+    if desc.status == WorkflowExecutionStatus.RUNNING:
+        handle = client.get_workflow_handle_for(ChatSessionWorkflow.run, desc.id)
+        state: SessionState = await handle.query(ChatSessionWorkflow.state)
+        lines.append(f"running   turn {state.running_turn_id or '-'}, {state.queued_turns} queued")
+        if state.summary:
+            lines.append(f"summary   {state.summary}")
+        turns: list[tuple[str, str]] = [(m.role, m.content) for m in state.recent]
+    elif settings.database_url is not None:
+        engine = engine_from_settings(settings)
+        try:
+            rows, _ = await repository.list_messages(
+                engine, session_id=session_id, limit=10, before=None
+            )
+        finally:
+            await engine.dispose()
+        turns = [(str(r["role"]), str(r["content"])) for r in rows]
+    else:
+        turns = []
+        lines.append("(not running; set DATABASE_URL to see its stored turns)")
+    lines.append("last turns:" if turns else "no turns yet")
+    lines += [f"  {role:>9}: {' '.join(text.split())[:200]}" for role, text in turns]
+    return "\n".join(lines)
+
+
+async def end_session(client: Client, session_id: str) -> str:
+    desc = await _describe(client, session_id)
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        status = desc.status.name.title() if desc.status else "unknown"
+        raise OpsError(f"session {session_id!r} is not running (its workflow is {status})")
+    handle = client.get_workflow_handle_for(ChatSessionWorkflow.run, desc.id)
+    await handle.signal(ChatSessionWorkflow.end_session)
+    await asyncio.wait_for(handle.result(), 60)
+    return f"session {session_id!r} ended: its running turns finished, new messages are refused"
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> str:
+    client = await connect_temporal(settings)
+    if args.ops_command == "sessions":
+        return await list_sessions(client, args.user, args.status, args.limit)
+    if args.ops_command == "show":
+        return await show_session(client, settings, args.session)
+    return await end_session(client, args.session)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    raise NotImplementedError("chatbot ops is being built")
+    try:
+        out = asyncio.run(_run(args, settings))
+    except OpsError as err:
+        return _exit(f"error: {err}\n", 1)
+    except RuntimeError as err:  # temporalio raises RuntimeError when it cannot connect
+        return _exit(f"error: cannot reach Temporal at {settings.temporal_address}: {err}\n", 1)
+    return _exit(out + "\n", 0)
+
+
+def _exit(text: str, code: int) -> NoReturn:
+    """Write, flush and leave without interpreter teardown: the Temporal client's native
+    threads can abort a finalizing interpreter (temporalio/sdk-python#300), turning a
+    finished command's exit code into SIGABRT."""
+    (sys.stdout if code == 0 else sys.stderr).write(text)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

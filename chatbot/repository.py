@@ -47,17 +47,19 @@ async def create_session(
 async def ensure_session(engine: AsyncEngine, *, session_id: str, user_id: str) -> None:
     """A message to a session that was never created creates it for its sender."""
     async with engine.begin() as conn:
-        owner = (
+        row = (
             await conn.execute(
                 text(
                     "INSERT INTO sessions (id, user_id) VALUES (:id, :user) "
-                    "ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id RETURNING user_id"
+                    "ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id RETURNING user_id, status"
                 ),
                 {"id": session_id, "user": user_id},
             )
-        ).scalar_one()
-    if owner != user_id:
+        ).one()
+    if row.user_id != user_id:
         raise _not_found(session_id)
+    if row.status == "ended":
+        raise Conflict(f"session {session_id!r} was ended by an operator; start a new session")
 
 
 async def get_session(engine: AsyncEngine, *, session_id: str, user_id: str) -> dict[str, Any]:

@@ -15,11 +15,16 @@ from temporalio.client import (
     WorkflowUpdateHandle,
     WorkflowUpdateStage,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from chatbot.errors import ApiError, Conflict, Unavailable, Unprocessable, UpstreamFailed
+from shared import search_attributes as sa
 from shared.config import Settings
 from shared.models import (
     CancelTurn,
@@ -91,6 +96,18 @@ class Turns:
             id=workflow_id(session_id),
             task_queue=self._settings.temporal_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.USER_ID, user_id),
+                    SearchAttributePair(sa.STATUS, "active"),
+                ]
+            ),
+            static_summary=f"Chat session {session_id} of {user_id}",
+            static_details=(
+                f"Session `{session_id}`, owned by `{user_id}`. Each `send_message` update is "
+                "one turn: detect intent -> generate reply (tokens stream through Redis) -> "
+                "persist turn. Query `state` for the live view."
+            ),
         )
         handle = await temporal_call(
             self._client.start_update_with_start_workflow(

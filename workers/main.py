@@ -24,7 +24,7 @@ from shared.config import Settings, get_settings
 from shared.db.engine import engine_from_settings
 from shared.logging import configure_logging
 from shared.redis import redis_from_settings
-from shared.temporal_client import connect_temporal
+from shared.temporal_client import connect_temporal, ensure_search_attributes
 from workflows.chat_session import ChatSessionWorkflow
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ def build_worker(
             store.load_session,
             store.persist_turn,
             store.mark_idle,
+            store.mark_ended,
             streams.publish_turn_event,
             streams.request_cancel,
         ],
@@ -70,6 +71,7 @@ def build_worker(
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     client = await connect_temporal(settings)
+    await ensure_search_attributes(client)
     redis = redis_from_settings(settings)
     engine = engine_from_settings(settings)
     llm_client = build_openai_client(settings)

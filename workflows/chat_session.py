@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.llm import LlmActivities
     from activities.sessions import SessionStore
     from activities.streams import StreamActivities
+    from shared import search_attributes as sa
     from shared.models import (
         RECENT_TURNS,
         SEEN_MESSAGE_IDS,
@@ -40,6 +41,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows import policies
 
 SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
+# Workflows started before search attributes existed replay without the upserts.
+VISIBILITY_PATCH = "ops-visibility-v1"
+DETAIL_CHARS = 80
+
+
+def _clip(text: str, limit: int = DETAIL_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 @workflow.defn
@@ -71,12 +80,15 @@ class ChatSessionWorkflow:
                 self._ref,
                 start_to_close_timeout=policies.DB_TIMEOUT,
                 retry_policy=policies.DB_RETRY,
+                summary="load the session's summary and recent turns from Postgres",
             )
             self._summary, self._recent = loaded.summary, loaded.recent
             self._seen.extend(loaded.seen_message_ids)
             self._turns_total = loaded.turns_total
             self._loaded = True
         idle = timedelta(seconds=start.idle_timeout_seconds)
+        self._set_status("active")
+        workflow.set_current_details(self._details("waiting for a message"))
         while True:
             seen = self._activity_seq
             try:
@@ -93,11 +105,23 @@ class ChatSessionWorkflow:
                         self._ref,
                         start_to_close_timeout=policies.DB_TIMEOUT,
                         retry_policy=policies.DB_RETRY,
+                        summary=f"mark idle after {idle.total_seconds() / 60:g} min",
                     )
                     if self._queued == 0 and self._activity_seq == seen:
+                        self._set_status("idle")
                         break
                 continue
             if self._ended:
+                await workflow.wait_condition(lambda: self._queued == 0)
+                self._set_status("ended")
+                if workflow.patched(VISIBILITY_PATCH):
+                    await workflow.execute_activity_method(
+                        SessionStore.mark_ended,
+                        self._ref,
+                        start_to_close_timeout=policies.DB_TIMEOUT,
+                        retry_policy=policies.DB_RETRY,
+                        summary="mark the session ended",
+                    )
                 break
             if self._wants_new_run():
                 await workflow.wait_condition(
@@ -110,6 +134,16 @@ class ChatSessionWorkflow:
         return self._queued == 0 and (
             self._turns_this_run >= self._start.turns_per_run
             or workflow.info().is_continue_as_new_suggested()
+        )
+
+    def _set_status(self, status: str) -> None:
+        if workflow.patched(VISIBILITY_PATCH):
+            workflow.upsert_search_attributes([sa.STATUS.value_set(status)])
+
+    def _details(self, state: str) -> str:
+        return (
+            f"**Session** `{self._start.session_id}` of `{self._start.user_id}`, "
+            f"{self._turns_total} turns\n\n{state}"
         )
 
     def _carried_state(self, start: SessionStart) -> SessionStart:
@@ -171,12 +205,15 @@ class ChatSessionWorkflow:
 
     async def _run_turn(self, turn_id: str, msg: SendMessage) -> TurnResult:
         timings: dict[str, float] = {}
+        said = f"“{_clip(msg.text)}”"
+        workflow.set_current_details(self._details(f"**Turn {turn_id}**: {said}, detecting intent"))
         step = workflow.time()
         intent = await workflow.execute_local_activity_method(
             IntentActivities.detect_intent,
             DetectIntentInput(text=msg.text),
             start_to_close_timeout=policies.LOCAL_TIMEOUT,
             retry_policy=policies.LOCAL_RETRY,
+            summary=f"detect intent of {said}",
         )
         timings["detect_intent"], step = (workflow.time() - step) * 1000, workflow.time()
         prompt = [
@@ -193,6 +230,10 @@ class ChatSessionWorkflow:
             intent=intent.intent,
             intent_confidence=intent.confidence,
         )
+        found = f"intent: {intent.intent} ({intent.confidence:.2f})"
+        workflow.set_current_details(
+            self._details(f"**Turn {turn_id}**: {said}, {found}, replying")
+        )
         try:
             reply = await workflow.execute_activity_method(
                 LlmActivities.generate_reply,
@@ -200,12 +241,14 @@ class ChatSessionWorkflow:
                 start_to_close_timeout=policies.GENERATE_TIMEOUT,
                 heartbeat_timeout=policies.GENERATE_HEARTBEAT,
                 retry_policy=policies.LLM_RETRY,
+                summary=f"reply: {found}, {len(self._recent) // 2} earlier turns in context",
             )
         except ActivityError as err:
             cause = err.cause
             message = str(cause) if cause else str(err)
             error_type = cause.type if isinstance(cause, ApplicationError) else None
             result.status, result.error = "failed", message
+            workflow.set_current_details(self._details(f"**Turn {turn_id}** failed: {message}"))
             await self._persist(result)
             await self._publish(
                 TurnEvent(
@@ -232,6 +275,20 @@ class ChatSessionWorkflow:
         ][-2 * RECENT_TURNS :]
         self._turns_total += 1
         self._turns_this_run += 1
+        if workflow.patched(VISIBILITY_PATCH):
+            workflow.upsert_search_attributes(
+                [
+                    sa.LAST_INTENT.value_set(intent.intent),
+                    sa.TURN_COUNT.value_set(self._turns_total),
+                    sa.LAST_ACTIVITY.value_set(workflow.now()),
+                ]
+            )
+        workflow.set_current_details(
+            self._details(
+                f"**Last turn** {turn_id}: {said} → {result.status}, "
+                f"{reply.usage.completion_tokens} tokens"
+            )
+        )
         await self._publish(TurnEvent(turn_id=turn_id, kind="final", result=result))
         return result
 
@@ -246,6 +303,7 @@ class ChatSessionWorkflow:
             result,
             start_to_close_timeout=policies.DB_TIMEOUT,
             retry_policy=policies.DB_RETRY,
+            summary=f"persist turn: {result.status}, {result.usage.completion_tokens} tokens",
         )
 
     async def _publish(self, event: TurnEvent) -> None:
@@ -254,6 +312,7 @@ class ChatSessionWorkflow:
             event,
             start_to_close_timeout=policies.LOCAL_TIMEOUT,
             retry_policy=policies.LOCAL_RETRY,
+            summary=f"stream: {event.kind}",
         )
 
     @workflow.update
@@ -263,6 +322,7 @@ class ChatSessionWorkflow:
             req,
             start_to_close_timeout=policies.LOCAL_TIMEOUT,
             retry_policy=policies.LOCAL_RETRY,
+            summary=f"cancel turn {req.turn_id}",
         )
 
     @cancel_turn.validator

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from chatbot.embedded.process import EmbeddedError
+from shared.search_attributes import dev_server_flags
 
 # The dev server reads its transfer queue at most 20 times a second by default, which adds
 # ~40 ms to every activity and new workflow; STACK-NOTES.md measured 50 -> 22 ms with this.
@@ -52,4 +53,4 @@ def dev_server_argv(
     argv += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
     for value in DYNAMIC_CONFIG:
         argv += ["--dynamic-config-value", value]
-    return argv
+    return argv + dev_server_flags()
