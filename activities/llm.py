@@ -3,6 +3,7 @@ stream as they arrive."""
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
 from typing import cast
@@ -15,8 +16,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from shared.config import Settings
+from shared.logging import bind
 from shared.models import GeneratedReply, GenerateReplyInput, TokenUsage
 from shared.streams import TurnStreams
+
+log = logging.getLogger(__name__)
 
 # A provider that refuses the request itself will refuse it again: do not retry these.
 NON_RETRYABLE_STATUS = frozenset({400, 401, 403, 404, 422})
@@ -70,6 +74,7 @@ class LlmActivities:
     @activity.defn
     async def generate_reply(self, req: GenerateReplyInput) -> GeneratedReply:
         s = self._settings
+        bind(turn_id=req.turn_id)
         started = time.perf_counter()
         first_token_ms: float | None = None
         parts: list[str] = []
@@ -114,6 +119,14 @@ class LlmActivities:
             raise provider_error(err) from err
         if usage.completion_tokens == 0 and parts:
             usage = TokenUsage(prompt_tokens=usage.prompt_tokens, completion_tokens=len(parts))
+        log.info(
+            "reply generated",
+            extra={
+                "completion_tokens": usage.completion_tokens,
+                "first_token_ms": round(first_token_ms or 0, 1),
+                "cancelled": cancelled,
+            },
+        )
         return GeneratedReply(
             text="".join(parts),
             usage=usage,

@@ -4,6 +4,7 @@ once, mark a session idle."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from shared.logging import bind
 from shared.models import (
     RECENT_TURNS,
     SEEN_MESSAGE_IDS,
@@ -33,6 +35,7 @@ _INSERT_MESSAGE = text(
 )
 
 
+log = logging.getLogger(__name__)
 FOREIGN_KEY_VIOLATION = "23503"  # Postgres SQLSTATE
 
 
@@ -81,6 +84,7 @@ class SessionStore:
     @activity.defn
     async def persist_turn(self, turn: TurnResult) -> None:
         """Idempotent on the turn id: a retried activity never writes a turn twice."""
+        bind(turn_id=turn.turn_id)
         tool_data = json.dumps(
             {
                 "intent_confidence": turn.intent_confidence,
@@ -112,6 +116,7 @@ class SessionStore:
             ) from None
 
     async def _write_turn(self, turn: TurnResult, common: dict[str, Any], latency: int) -> None:
+        """Write both messages of the turn; the first write also counts it on the session."""
         async with self._engine.begin() as conn:
             user = await conn.execute(
                 _INSERT_MESSAGE,
@@ -139,6 +144,7 @@ class SessionStore:
                     "latency_ms": latency,
                 },
             )
+            log.info("turn persisted", extra={"status": turn.status, "new": bool(user.rowcount)})
             if user.rowcount:  # count the turn once, with its first successful write
                 await conn.execute(
                     text(

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from chatbot.errors import error_body, install_error_handlers
+from chatbot.errors import install_error_handlers
+from chatbot.middleware import install_middleware
 from chatbot.resources import Resources
-from chatbot.routes import health, messages, sessions, turns, ws
+from chatbot.routes import health, messages, sessions, turns, ui, ws
 from shared.config import Settings, get_settings
+from shared.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.jwt_secret is None:
             log.warning("JWT_SECRET is not set: dev mode, every request is the local user 'local'")
+        configure_tracing(settings, "gateway")
         resources = Resources.from_settings(settings)
         app.state.resources = resources
         try:
@@ -40,26 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (
-            not length.isdigit() or int(length) > settings.max_request_bytes
-        ):
-            return JSONResponse(
-                error_body(
-                    "payload_too_large",
-                    f"request body over {settings.max_request_bytes} bytes",
-                ),
-                413,
-            )
-        return await call_next(request)
+    install_middleware(app, settings)
 
-    for router in (sessions.router, messages.router, turns.router, ws.router):
+    for router in (sessions.router, messages.router, turns.router, ws.router, ui.me_router):
         app.include_router(router, prefix="/v1")
     app.include_router(health.router)
+    app.include_router(ui.page_router)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     def metrics() -> Response:

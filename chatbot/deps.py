@@ -7,6 +7,8 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 
 from chatbot.resources import Resources
+from shared.logging import bind
+from shared.models import workflow_id
 
 
 def get_resources(request: Request) -> Resources:
@@ -14,3 +16,15 @@ def get_resources(request: Request) -> Resources:
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+def bind_path_ids(request: Request) -> None:
+    """Put the session and turn a request is about into every log line it causes."""
+    params = request.path_params
+    if "session_id" in params:
+        bind(session_id=params["session_id"], workflow_id=workflow_id(params["session_id"]))
+    if "turn_id" in params:
+        bind(turn_id=params["turn_id"])
+
+
+LogIds = Depends(bind_path_ids)

@@ -17,6 +17,8 @@ from http import HTTPStatus
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatbot.metrics import ERRORS
@@ -110,6 +112,26 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
         code = HTTPStatus(err.status_code).phrase.lower().replace(" ", "_")
         return JSONResponse(error_body(code, str(err.detail)), err.status_code)
+
+    @app.exception_handler(SqlTimeoutError)
+    async def _pool_exhausted(request: Request, err: SqlTimeoutError) -> JSONResponse:
+        # Every pooled connection is busy: answer now instead of making callers hang.
+        return await _api_error(
+            request, Unavailable("the service is at capacity; retry shortly", retry_after=2)
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_down(request: Request, err: DBAPIError) -> JSONResponse:
+        if not err.connection_invalidated and not isinstance(err.orig, OSError):
+            return await _unexpected(request, err)
+        return await _api_error(request, Unavailable("the database is unreachable", retry_after=5))
+
+    @app.exception_handler(OSError)
+    async def _unreachable(request: Request, err: OSError) -> JSONResponse:
+        log.warning("dependency unreachable: %s", err)
+        return await _api_error(
+            request, Unavailable("a backing service is unreachable; retry shortly", retry_after=5)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> JSONResponse:

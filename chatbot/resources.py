@@ -9,10 +9,11 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from chatbot.errors import Unavailable
 from shared.config import Settings
 from shared.db.engine import engine_from_settings
 from shared.redis import redis_from_settings
-from shared.temporal_client import connect_temporal
+from shared.temporal_client import TemporalConnectError, connect_temporal
 
 
 @dataclass
@@ -36,7 +37,10 @@ class Resources:
         if self._temporal is None:
             async with self._temporal_lock:
                 if self._temporal is None:
-                    self._temporal = await connect_temporal(self.settings)
+                    try:
+                        self._temporal = await connect_temporal(self.settings)
+                    except TemporalConnectError as err:
+                        raise Unavailable(str(err), retry_after=5) from None
         return self._temporal
 
     async def close(self) -> None:

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     temporal_cloud_namespace: str | None = None
     temporal_cloud_address: HostPort | None = None
     temporal_cloud_api_key: SecretStr | None = None
+    # TLS to a self-hosted cluster (always on for Temporal Cloud), and a private CA to trust.
+    temporal_tls: bool = False
+    temporal_tls_ca_path: Path | None = None
 
     # Postgres; unset means the embedded server that `chatbot dev` starts.
     database_url: PostgresUrl | None = None
@@ -128,6 +131,14 @@ class Settings(BaseSettings):
     # Largest request body the gateway accepts.
     max_request_bytes: int = Field(64 * 1024, ge=1024)
 
+    # How long start-up keeps retrying Temporal and Postgres (with backoff) before failing.
+    startup_retry_seconds: float = Field(60.0, ge=0)
+    # Observability: the worker's Prometheus endpoint (Temporal SDK metrics), unset = off;
+    # OTLP/HTTP traces when an endpoint is set, e.g. http://otel-collector:4318.
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
+    otel_exporter_otlp_endpoint: HttpUrl | None = None
+    otel_service_name: str = Field("chatbot", min_length=1)
+
     # Embedded LLM for `chatbot dev`: any GGUF file; unset = SmolLM2-135M-Instruct.
     local_llm_model_path: Path | None = None
     local_llm_port: int = Field(8081, ge=1, le=65535)
@@ -166,6 +177,12 @@ class Settings(BaseSettings):
                 raise ValueError("JWT_SECRET is a placeholder; set a random secret")
             if len(self.jwt_secret.get_secret_value()) < 32:
                 raise ValueError("JWT_SECRET must be at least 32 characters in production")
+        return self
+
+    @model_validator(mode="after")
+    def _check_files(self) -> Settings:
+        if self.temporal_tls_ca_path is not None and not self.temporal_tls_ca_path.is_file():
+            raise ValueError(f"TEMPORAL_TLS_CA_PATH={self.temporal_tls_ca_path} is not a file")
         return self
 
     @property

@@ -1,21 +1,31 @@
 """One place that turns settings into a connected Temporal client: a local or self-hosted
-server, or Temporal Cloud with an API key over TLS."""
+server (optionally TLS), or Temporal Cloud with an API key over TLS. Misconfiguration
+becomes a `TemporalConnectError` that says which setting to check."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError
+from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared import search_attributes
 from shared.config import Settings
+
+
+class TemporalConnectError(RuntimeError):
+    """Temporal cannot be reached or refuses us; the message says what to check."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,12 @@ class TemporalTarget:
     namespace: str
     api_key: str | None
     tls: bool
+    ca_path: Path | None
+
+    def describe(self) -> str:
+        tls = "TLS on" if self.tls else "TLS off"
+        auth = ", API key" if self.api_key else ""
+        return f"{self.address} (namespace {self.namespace!r}, {tls}{auth})"
 
 
 def temporal_target(settings: Settings) -> TemporalTarget:
@@ -34,24 +50,77 @@ def temporal_target(settings: Settings) -> TemporalTarget:
             namespace=settings.temporal_cloud_namespace or "",
             api_key=settings.temporal_cloud_api_key.get_secret_value(),
             tls=True,
+            ca_path=settings.temporal_tls_ca_path,
         )
     return TemporalTarget(
         address=settings.temporal_address,
         namespace=settings.temporal_namespace,
         api_key=None,
-        tls=False,
+        tls=settings.temporal_tls,
+        ca_path=settings.temporal_tls_ca_path,
     )
 
 
-async def connect_temporal(settings: Settings) -> Client:
+def _tls(target: TemporalTarget) -> TLSConfig | bool:
+    if not target.tls:
+        return False
+    if target.ca_path is not None:
+        return TLSConfig(server_root_ca_cert=target.ca_path.read_bytes())
+    return True
+
+
+async def _connect_once(target: TemporalTarget, runtime: Runtime | None) -> Client:
+    try:
+        client = await Client.connect(
+            target.address,
+            namespace=target.namespace,
+            api_key=target.api_key,
+            tls=_tls(target),
+            data_converter=pydantic_data_converter,
+            interceptors=[TracingInterceptor()],
+            runtime=runtime,
+        )
+    except RuntimeError as err:  # the SDK reports transport and TLS failures this way
+        raise TemporalConnectError(
+            f"cannot connect to Temporal at {target.describe()}: {err}. Check "
+            "TEMPORAL_ADDRESS (or TEMPORAL_CLOUD_ADDRESS), TEMPORAL_TLS and TEMPORAL_TLS_CA_PATH"
+        ) from None
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=target.namespace)
+        )
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise TemporalConnectError(
+                f"namespace {target.namespace!r} does not exist at {target.address}; check "
+                "TEMPORAL_NAMESPACE (or TEMPORAL_CLOUD_NAMESPACE)"
+            ) from None
+        if err.status in (RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.PERMISSION_DENIED):
+            raise TemporalConnectError(
+                f"Temporal at {target.address} refused our credentials for namespace "
+                f"{target.namespace!r} ({err.message}); check TEMPORAL_CLOUD_API_KEY"
+            ) from None
+        raise TemporalConnectError(f"Temporal at {target.describe()} failed: {err}") from None
+    return client
+
+
+async def connect_temporal(
+    settings: Settings, *, runtime: Runtime | None = None, retry: bool = False
+) -> Client:
+    """Connect and check the namespace. With `retry`, keep trying with backoff for
+    STARTUP_RETRY_SECONDS (a worker started before Temporal is up waits for it)."""
     target = temporal_target(settings)
-    return await Client.connect(
-        target.address,
-        namespace=target.namespace,
-        api_key=target.api_key,
-        tls=target.tls,
-        data_converter=pydantic_data_converter,
-    )
+    if not retry:
+        return await _connect_once(target, runtime)
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(settings.startup_retry_seconds),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        retry=retry_if_exception_type(TemporalConnectError),
+        reraise=True,
+    ):
+        with attempt:
+            return await _connect_once(target, runtime)
+    raise AssertionError("unreachable: tenacity reraises the last error")
 
 
 class SearchAttributesMissing(RuntimeError):

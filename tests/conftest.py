@@ -31,6 +31,7 @@ from shared.config import Settings, get_settings, load_settings
 from shared.db import migrate
 from shared.db.engine import create_engine, engine_from_settings
 from shared.redis import redis_from_settings
+from shared.temporal_client import connect_temporal
 from tests.chatbot.api_support import auth
 from tests.support import free_port
 from workers.main import build_worker
@@ -183,14 +184,13 @@ async def temporal_client(temporal_address: str) -> Client:
 
 
 @pytest.fixture
-async def worker(temporal_client: Client, settings: Settings) -> AsyncIterator[Worker]:
+async def worker(settings: Settings) -> AsyncIterator[Worker]:
     """A real worker, built by the worker's own code, on the test's task queue."""
+    temporal = await connect_temporal(settings)
     redis_client = redis_from_settings(settings)
     engine = engine_from_settings(settings)
     llm_client = build_openai_client(settings)
-    w = build_worker(
-        temporal_client, settings, redis=redis_client, engine=engine, llm_client=llm_client
-    )
+    w = build_worker(temporal, settings, redis=redis_client, engine=engine, llm_client=llm_client)
     async with w:
         yield w
     await llm_client.close()

@@ -12,9 +12,13 @@ from datetime import timedelta
 
 from openai import AsyncOpenAI
 from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from activities.intent import IntentActivities
 from activities.llm import LlmActivities, build_openai_client
@@ -24,7 +28,13 @@ from shared.config import Settings, get_settings
 from shared.db.engine import engine_from_settings
 from shared.logging import configure_logging
 from shared.redis import redis_from_settings
-from shared.temporal_client import connect_temporal, ensure_search_attributes
+from shared.temporal_client import (
+    SearchAttributesMissing,
+    TemporalConnectError,
+    connect_temporal,
+    ensure_search_attributes,
+)
+from shared.tracing import configure_tracing
 from workflows.chat_session import ChatSessionWorkflow
 
 log = logging.getLogger(__name__)
@@ -69,11 +79,34 @@ def build_worker(
     )
 
 
+def build_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime exposing the SDK's worker metrics to Prometheus, when asked."""
+    if settings.worker_metrics_port is None:
+        return None
+    address = f"0.0.0.0:{settings.worker_metrics_port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
+async def wait_for_database(engine: AsyncEngine, settings: Settings) -> None:
+    """Neon scales to zero and containers start in any order: retry with backoff."""
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(settings.startup_retry_seconds),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        retry=retry_if_exception_type((OSError, SQLAlchemyError)),
+        reraise=True,
+    ):
+        with attempt:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    client = await connect_temporal(settings)
+    configure_tracing(settings, "worker")
+    client = await connect_temporal(settings, runtime=build_runtime(settings), retry=True)
     await ensure_search_attributes(client)
     redis = redis_from_settings(settings)
     engine = engine_from_settings(settings)
+    await wait_for_database(engine, settings)
     llm_client = build_openai_client(settings)
     worker = build_worker(client, settings, redis=redis, engine=engine, llm_client=llm_client)
     log.info("worker started", extra={"task_queue": settings.temporal_task_queue})
@@ -97,7 +130,14 @@ def run_worker_until_signalled(settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         await run_worker(settings, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except (TemporalConnectError, SearchAttributesMissing) as err:
+        log.error("worker cannot start: %s", err)
+        return 1
+    except (OSError, SQLAlchemyError) as err:
+        log.error("worker cannot reach Postgres (DATABASE_URL): %s", err)
+        return 1
     return 0
 
 

@@ -10,15 +10,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from chatbot import metrics, repository
 from chatbot.auth import CurrentUser
-from chatbot.deps import ResourcesDep
+from chatbot.deps import LogIds, ResourcesDep
 from chatbot.ratelimit import enforce
 from chatbot.schemas import MessageCreate, MessagePage, SessionId, TurnAccepted, error_responses
 from chatbot.sse import relay_sse
 from chatbot.turns import DuplicateMessage, Turns, temporal_call
+from shared.logging import bind
 from shared.models import TurnResult
 from shared.streams import TurnStreams
 
-router = APIRouter(prefix="/sessions/{session_id}/messages", tags=["messages"])
+router = APIRouter(
+    prefix="/sessions/{session_id}/messages", tags=["messages"], dependencies=[LogIds]
+)
 
 ERRORS = error_responses(401, 404, 409, 413, 422, 429, 502, 503)
 
@@ -66,6 +69,7 @@ async def send_message(
         if stored is None:
             raise
         return stored
+    bind(turn_id=turn_id)
     await streams.set_owner(turn_id, session_id, user)
     if not wait:
         accepted = TurnAccepted(

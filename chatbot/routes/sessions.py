@@ -8,13 +8,13 @@ from fastapi import APIRouter, Query, Response, status
 
 from chatbot import repository
 from chatbot.auth import CurrentUser
-from chatbot.deps import ResourcesDep
+from chatbot.deps import LogIds, ResourcesDep
 from chatbot.schemas import SessionCreate, SessionId, SessionPage, SessionPublic, SessionUpdate
 from chatbot.turns import Turns
 from shared.config import Settings
 from shared.models import workflow_id
 
-router = APIRouter(prefix="/sessions", tags=["sessions"])
+router = APIRouter(prefix="/sessions", tags=["sessions"], dependencies=[LogIds])
 
 
 def to_public(row: dict[str, Any], settings: Settings) -> SessionPublic:

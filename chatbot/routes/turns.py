@@ -10,14 +10,14 @@ from fastapi.responses import Response, StreamingResponse
 
 from chatbot import repository
 from chatbot.auth import CurrentUser
-from chatbot.deps import ResourcesDep
+from chatbot.deps import LogIds, ResourcesDep
 from chatbot.errors import BadRequest, NotFound
 from chatbot.schemas import SessionId, error_responses
 from chatbot.sse import relay_sse
 from chatbot.turns import Turns
 from shared.streams import TurnStreams
 
-router = APIRouter(tags=["turns"])
+router = APIRouter(tags=["turns"], dependencies=[LogIds])
 TurnId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="A turn id (UUID)")]
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 ERRORS = error_responses(400, 401, 404, 409, 503)

@@ -59,3 +59,40 @@ async def test_a_down_dependency_is_named_and_ready_fails(
         ready = await client.get("/ready")
         assert ready.status_code == 503
         assert ready.json()["dependencies"]["temporal"]["status"] == "ok"
+
+
+async def test_pool_exhaustion_is_503_with_retry_after_not_a_hang(
+    temporal_address: str, migrated_database_url: str, redis_url: str
+) -> None:
+    settings = load_settings(
+        temporal_address=temporal_address,
+        database_url=migrated_database_url,
+        redis_url=redis_url,
+        db_pool_size=1,
+        db_max_overflow=0,
+        db_pool_timeout_seconds=0.3,
+    )
+    app = create_app(settings)
+    async for client in _client(app):
+        held = await app.state.resources.engine.connect()  # the pool's only connection
+        try:
+            resp = await client.get("/v1/sessions")
+        finally:
+            await held.close()
+        assert resp.status_code == 503
+        assert resp.headers["retry-after"] == "2"
+        assert resp.json()["error"]["message"] == "the service is at capacity; retry shortly"
+        assert (await client.get("/v1/sessions")).status_code == 200  # and it recovers
+
+
+async def test_unreachable_database_is_503(temporal_address: str, redis_url: str) -> None:
+    settings = load_settings(
+        temporal_address=temporal_address,
+        database_url=f"postgresql://u@127.0.0.1:{free_port()}/db",
+        redis_url=redis_url,
+    )
+    async for client in _client(create_app(settings)):
+        resp = await client.get("/v1/sessions")
+        assert resp.status_code == 503
+        assert "unreachable" in resp.json()["error"]["message"]
+        assert int(resp.headers["retry-after"]) >= 1

@@ -1,0 +1,235 @@
+// The public /v1 API as the page uses it: JSON calls with the bearer token, every error as
+// an ApiError with a sentence a person can act on, and a turn's event stream that
+// resumes after a dropped connection instead of losing the reply.
+
+import { readEvents } from "./sse.js";
+
+const TOKEN_KEY = "chatbot.token";
+// Waits before each attempt to resume a dropped stream; progress resets the count.
+const RESUME_DELAYS_MS = [0, 250, 500, 1000, 2000, 4000, 8000, 8000];
+
+export const tokenStore = {
+  get: () => localStorage.getItem(TOKEN_KEY),
+  set: (token) => localStorage.setItem(TOKEN_KEY, token),
+  clear: () => localStorage.removeItem(TOKEN_KEY),
+};
+
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfter = null) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status; // 0: no answer from the server
+    this.code = code;
+    this.retryAfter = retryAfter; // seconds, from Retry-After
+  }
+
+  /** The gateway's `{"error": {"code", "message"}}`, or whatever a proxy sent instead. */
+  static async fromResponse(response) {
+    let code = `http_${response.status}`;
+    let message = "";
+    try {
+      const body = await response.json();
+      code = body?.error?.code ?? code;
+      message = body?.error?.message ?? "";
+    } catch {
+      // Not JSON (a proxy's HTML page, an empty body): the status line has to do.
+    }
+    const retryAfter = Number.parseInt(response.headers.get("Retry-After") ?? "", 10);
+    return new ApiError(
+      response.status,
+      code,
+      message || response.statusText || "no details given",
+      Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : null,
+    );
+  }
+
+  static unreachable() {
+    return new ApiError(0, "network", "the server could not be reached; check the connection and try again");
+  }
+
+  /** One line for the page: what happened and, where it helps, what to do. */
+  get readable() {
+    const saysWhen = /retry|try again/i.test(this.message);
+    const later = this.retryAfter && !saysWhen ? ` Try again in ${this.retryAfter} s.` : "";
+    const prefix = {
+      0: "No connection",
+      400: "Bad request",
+      401: "Please sign in",
+      403: "Not allowed",
+      404: "Not found",
+      409: "Conflict",
+      413: "Too long",
+      422: "Not accepted",
+      429: "Too many messages",
+      502: "The model provider failed",
+      503: "The service is unavailable right now",
+    }[this.status] ?? `Error ${this.status}`;
+    return `${prefix}: ${this.message}.${later}`.replace(/\.\.(?= |$)/, ".");
+  }
+}
+
+function isAbort(err) {
+  return err?.name === "AbortError";
+}
+
+function wait(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
+  });
+}
+
+/** An idempotency key: a retried POST with it yields the same turn, never a second one. */
+function newMessageId() {
+  // getRandomValues works on plain http too, where crypto.randomUUID does not exist.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return `web-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+const enc = encodeURIComponent;
+
+export class Api {
+  /** `onUnauthorized(error)` runs on every 401, so the page can ask for a token. */
+  constructor({ onUnauthorized }) {
+    this.onUnauthorized = onUnauthorized;
+  }
+
+  async request(method, path, { body, headers = {}, signal } = {}) {
+    const all = { ...headers };
+    const token = tokenStore.get();
+    if (token) all.Authorization = `Bearer ${token}`;
+    if (body !== undefined) all["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(`/v1${path}`, {
+        method,
+        headers: all,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+        cache: "no-store",
+      });
+    } catch (err) {
+      throw isAbort(err) ? err : ApiError.unreachable();
+    }
+    if (!response.ok) {
+      const error = await ApiError.fromResponse(response);
+      if (error.status === 401) this.onUnauthorized?.(error);
+      throw error;
+    }
+    return response;
+  }
+
+  async json(method, path, options) {
+    const response = await this.request(method, path, options);
+    return response.status === 204 ? null : response.json();
+  }
+
+  me() {
+    return this.json("GET", "/me");
+  }
+
+  listSessions(cursor = null, limit = 20) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set("cursor", cursor);
+    return this.json("GET", `/sessions?${query}`);
+  }
+
+  getSession(id) {
+    return this.json("GET", `/sessions/${enc(id)}`);
+  }
+
+  createSession(title) {
+    return this.json("POST", "/sessions", { body: { title } });
+  }
+
+  renameSession(id, title) {
+    return this.json("PATCH", `/sessions/${enc(id)}`, { body: { title } });
+  }
+
+  deleteSession(id) {
+    return this.json("DELETE", `/sessions/${enc(id)}`);
+  }
+
+  history(id, before = null, limit = 50) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (before) query.set("before", String(before));
+    return this.json("GET", `/sessions/${enc(id)}/messages?${query}`);
+  }
+
+  cancelTurn(sessionId, turnId) {
+    return this.json("POST", `/sessions/${enc(sessionId)}/turns/${enc(turnId)}/cancel`);
+  }
+
+  /**
+   * Send `text` to a session and follow the reply until its `final` or `error` event.
+   * `on.turn(turnId)` as soon as the turn exists; `on.event({id, type, data})` for each
+   * event; `on.reconnecting(attempt)` / `on.reconnected()` around a resume. Rejects with
+   * an ApiError when the message is refused (nothing was sent then) or the stream is lost.
+   */
+  async sendMessage(sessionId, text, on, signal) {
+    const response = await this.request("POST", `/sessions/${enc(sessionId)}/messages`, {
+      body: { text, client_message_id: newMessageId() },
+      headers: { Accept: "text/event-stream" },
+      signal,
+    });
+    if (!(response.headers.get("Content-Type") ?? "").startsWith("text/event-stream")) {
+      // A turn that already ran for this client_message_id comes back as plain JSON.
+      const result = await response.json();
+      on.event({ id: null, type: "final", data: { result } });
+      return;
+    }
+    const turnId = response.headers.get("X-Turn-Id");
+    on.turn?.(turnId);
+    await this.follow(turnId, response, on, signal);
+  }
+
+  /** Read a turn's events from `response`, resuming with Last-Event-ID when it drops. */
+  async follow(turnId, response, on, signal) {
+    let lastId = null;
+    let finished = false;
+    const onEvent = (event) => {
+      if (event.id) lastId = event.id;
+      if (event.type === "final" || event.type === "error") finished = true;
+      on.event(event);
+    };
+    let current = response;
+    for (let attempt = 0; ; attempt += 1) {
+      if (current) {
+        const before = lastId;
+        try {
+          await readEvents(current.body, onEvent, signal);
+        } catch (err) {
+          if (signal?.aborted) throw err;
+          // The connection broke mid-stream: resume below.
+        }
+        if (finished) return;
+        if (signal?.aborted) throw signal.reason; // the page stopped following this turn
+        if (lastId !== before) attempt = 0; // it was making progress: a fresh allowance
+      }
+      if (attempt >= RESUME_DELAYS_MS.length) {
+        throw new ApiError(0, "stream_lost", "lost the reply's stream; the turn still runs on the server, so reload this chat in a moment to see the reply");
+      }
+      on.reconnecting?.(attempt + 1);
+      await wait(RESUME_DELAYS_MS[attempt], signal);
+      current = null;
+      try {
+        current = await this.request("GET", `/turns/${enc(turnId)}/events`, {
+          headers: { Accept: "text/event-stream", ...(lastId ? { "Last-Event-ID": lastId } : {}) },
+          signal,
+        });
+        on.reconnected?.();
+      } catch (err) {
+        // Retrying cannot help when the turn is unknown (streams are kept for an hour)
+        // or the token is no longer accepted; a network error or a 503 may pass.
+        if (isAbort(err) || [400, 401, 403, 404].includes(err.status)) throw err;
+      }
+    }
+  }
+}

@@ -1,0 +1,456 @@
+// The chat page: signs in, lists chats, sends messages and streams the replies, all
+// through the public /v1 API (see README "Talking to it").
+
+import { Api, ApiError, tokenStore } from "./api.js";
+import { byId, el, safeHref, str } from "./dom.js";
+import { AssistantMessage, historyMessages, userMessage } from "./messages.js";
+import { SessionList, sessionTitle } from "./sessions.js";
+
+const ui = {
+  app: byId("app"),
+  who: byId("who"),
+  devMode: byId("dev-mode"),
+  devModeNote: byId("dev-mode-note"),
+  signOut: byId("sign-out"),
+  openSidebar: byId("open-sidebar"),
+  closeSidebar: byId("close-sidebar"),
+  scrim: byId("scrim"),
+  newSession: byId("new-session"),
+  title: byId("session-title"),
+  temporalLink: byId("temporal-link"),
+  rename: byId("rename-session"),
+  remove: byId("delete-session"),
+  alerts: byId("alerts"),
+  messages: byId("messages"),
+  list: byId("message-list"),
+  older: byId("older-messages"),
+  emptyChat: byId("empty-chat"),
+  composer: byId("composer"),
+  input: byId("message-input"),
+  send: byId("send"),
+  stop: byId("stop"),
+  status: byId("status"),
+  signInDialog: byId("sign-in-dialog"),
+  signInForm: byId("sign-in-form"),
+  tokenInput: byId("token-input"),
+  signInError: byId("sign-in-error"),
+  renameDialog: byId("rename-dialog"),
+  renameForm: byId("rename-form"),
+  renameInput: byId("rename-input"),
+  renameCancel: byId("rename-cancel"),
+  deleteDialog: byId("delete-dialog"),
+  deleteName: byId("delete-name"),
+};
+
+const state = {
+  me: null,
+  session: null, // the open session (SessionPublic), or null for a chat not yet started
+  olderBefore: null, // history: `before` for the previous page
+  turn: null, // the running turn: {sessionId, turnId, abort, view}
+  pinned: true, // the conversation is scrolled to its end, so new text keeps it there
+};
+
+// A first visit without a token is no error: it just asks for one.
+const api = new Api({ onUnauthorized: (err) => askForToken(tokenStore.get() ? err.message : "") });
+const sessions = new SessionList(api, {
+  list: byId("session-list"),
+  more: byId("more-sessions"),
+  empty: byId("sessions-empty"),
+  onOpen: (id) => {
+    closeSidebar();
+    openSession(id);
+  },
+  onError: showError,
+});
+
+// ---- messages to the person -------------------------------------------------------------
+
+function showError(err) {
+  if (err?.name === "AbortError") return;
+  const text = err instanceof ApiError ? err.readable : `Something went wrong in this page: ${str(err?.message ?? err)}`;
+  if (!(err instanceof ApiError)) console.error(err); // a bug here, not an API answer
+  const close = el("button", { type: "button", class: "btn icon", "aria-label": "Dismiss", text: "\u00D7" });
+  const alert = el("div", { class: "alert", dataset: { code: err?.code ?? "page" } }, el("span", { class: "alert-text", text }), close);
+  close.addEventListener("click", () => alert.remove());
+  ui.alerts.replaceChildren(alert); // the newest error replaces older ones
+}
+
+function clearAlerts() {
+  ui.alerts.replaceChildren();
+}
+
+function setStatus(text) {
+  ui.status.textContent = text;
+}
+
+// ---- signing in ---------------------------------------------------------------------------
+
+function askForToken(message = "") {
+  ui.signInError.textContent = message;
+  if (!ui.signInDialog.open) {
+    ui.tokenInput.value = "";
+    ui.signInDialog.showModal();
+  }
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const token = ui.tokenInput.value.trim().replace(/^Bearer\s+/i, "");
+  if (!token) {
+    ui.signInError.textContent = "Paste a token first.";
+    return;
+  }
+  tokenStore.set(token);
+  try {
+    await start();
+  } catch (err) {
+    tokenStore.clear();
+    ui.signInError.textContent = err instanceof ApiError && err.status === 401 ? `That token was not accepted: ${err.message}.` : err.readable ?? String(err);
+  }
+}
+
+/** Who am I (and is the gateway in dev mode)? Then the chat list and a chat. */
+async function start() {
+  const me = await api.me();
+  state.me = me;
+  if (ui.signInDialog.open) ui.signInDialog.close();
+  ui.who.textContent = me.dev_mode ? `Signed in automatically as ${me.user_id}` : `Signed in as ${me.user_id}`;
+  ui.devMode.hidden = !me.dev_mode;
+  ui.devModeNote.hidden = !me.dev_mode;
+  ui.signOut.hidden = me.dev_mode;
+  await sessions.reload();
+  const fromUrl = sessionIdFromUrl();
+  if (fromUrl) await openSession(fromUrl);
+  else if (sessions.newest) await openSession(sessions.newest.id);
+  else openNewChat();
+}
+
+function signOut() {
+  tokenStore.clear();
+  state.me = null;
+  detachTurn();
+  sessions.items = [];
+  sessions.render();
+  openNewChat();
+  ui.who.textContent = "Signed out";
+  ui.signOut.hidden = true;
+  askForToken();
+}
+
+// ---- the open chat ----------------------------------------------------------------------
+
+function sessionIdFromUrl() {
+  const match = /^#s\/(.+)$/.exec(location.hash);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+function showSession(session) {
+  state.session = session;
+  ui.title.textContent = session ? sessionTitle(session) : "New chat";
+  document.title = session ? `${sessionTitle(session)} \u2013 Chat` : "Chat";
+  const href = session ? safeHref(session.temporal_ui_url) : null;
+  ui.temporalLink.hidden = !href;
+  if (href) ui.temporalLink.setAttribute("href", href);
+  else ui.temporalLink.removeAttribute("href");
+  ui.rename.hidden = ui.remove.hidden = !session;
+  sessions.setActive(session?.id ?? null);
+  const hash = session ? `#s/${encodeURIComponent(session.id)}` : "";
+  if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname);
+}
+
+function clearConversation() {
+  detachTurn();
+  ui.list.replaceChildren();
+  ui.older.hidden = true;
+  state.olderBefore = null;
+  updateEmptyHint();
+}
+
+function openNewChat() {
+  clearConversation();
+  clearAlerts();
+  showSession(null);
+  ui.input.focus();
+}
+
+async function openSession(id) {
+  clearConversation();
+  clearAlerts();
+  try {
+    showSession(await api.getSession(id));
+    await loadHistory();
+  } catch (err) {
+    if (err.status === 404) sessions.remove(id);
+    showSession(null);
+    showError(err);
+    return;
+  }
+  state.pinned = true;
+  scrollToEnd();
+  if (matchMedia("(min-width: 721px)").matches) ui.input.focus();
+}
+
+async function loadHistory() {
+  const sessionId = state.session.id;
+  const page = await api.history(sessionId, state.olderBefore);
+  if (state.session?.id !== sessionId) return; // another chat was opened meanwhile
+  const keep = ui.messages.scrollHeight - ui.messages.scrollTop;
+  ui.list.prepend(...historyMessages(page.items));
+  state.olderBefore = page.next_before;
+  ui.older.hidden = !page.next_before;
+  // Earlier messages go above what the reader is looking at, without moving it.
+  ui.messages.scrollTop = ui.messages.scrollHeight - keep;
+  updateEmptyHint();
+}
+
+function updateEmptyHint() {
+  ui.emptyChat.hidden = ui.list.childElementCount > 0;
+}
+
+function scrollToEnd() {
+  if (state.pinned) ui.messages.scrollTop = ui.messages.scrollHeight;
+}
+
+// ---- sending and streaming --------------------------------------------------------------
+
+function setBusy(busy) {
+  ui.send.disabled = busy;
+  ui.stop.hidden = !busy;
+  ui.stop.disabled = true; // enabled once the turn id is known
+  ui.composer.dataset.busy = busy ? "true" : "false";
+}
+
+/** Stop following the running turn (another chat was opened); it still runs on the server. */
+function detachTurn() {
+  if (state.turn) {
+    state.turn.abort.abort();
+    state.turn = null;
+    setBusy(false);
+    setStatus("");
+  }
+}
+
+function titleFrom(text) {
+  const line = text.trim().split("\n")[0];
+  return line.length > 60 ? `${line.slice(0, 57).trimEnd()}\u2026` : line;
+}
+
+async function send() {
+  const text = ui.input.value;
+  if (!text.trim() || state.turn) return;
+  clearAlerts();
+  ui.input.value = "";
+  autosize();
+  const mine = userMessage(text);
+  const view = new AssistantMessage({ onChange: scrollToEnd });
+  ui.list.append(mine);
+  updateEmptyHint();
+  state.pinned = true;
+  scrollToEnd();
+  const turn = { sessionId: null, turnId: null, abort: new AbortController(), view };
+  state.turn = turn;
+  setBusy(true);
+  const started = performance.now();
+  try {
+    if (!state.session) {
+      // A new chat becomes a session with its first message, titled by that message.
+      const session = await api.createSession(titleFrom(text));
+      sessions.upsert(session);
+      showSession(session);
+    }
+    turn.sessionId = state.session.id;
+    ui.list.append(view.li);
+    await api.sendMessage(
+      turn.sessionId,
+      text,
+      {
+        turn: (turnId) => {
+          turn.turnId = turnId;
+          ui.stop.disabled = false;
+        },
+        event: (event) => onTurnEvent(view, event, started),
+        reconnecting: (attempt) => setStatus(`Connection lost; resuming the reply (attempt ${attempt})\u2026`),
+        reconnected: () => setStatus(""),
+      },
+      turn.abort.signal,
+    );
+  } catch (err) {
+    if (err?.name === "AbortError") return;
+    if (turn.turnId === null) {
+      // Refused before anything was sent: put the text back so nothing typed is lost.
+      mine.remove();
+      view.li.remove();
+      if (!ui.input.value) ui.input.value = text;
+      autosize();
+      updateEmptyHint();
+    } else {
+      view.fail(err.readable ?? String(err));
+    }
+    showError(err);
+  } finally {
+    if (state.turn === turn) {
+      state.turn = null;
+      setBusy(false);
+    }
+  }
+}
+
+function onTurnEvent(view, event, started) {
+  const { type, data } = event;
+  if (type === "token") view.append(str(data.text));
+  else if (type === "restart") {
+    view.restart();
+    setStatus("The model was asked again; the reply starts over.");
+  } else if (type === "final") {
+    const result = data.result ?? {};
+    view.finish(result, performance.now() - started);
+    setStatus(result.status === "cancelled" ? "Stopped; the partial reply was kept." : "");
+  } else if (type === "error") {
+    const prefix = data.error_type === "LLMRequestRejected" ? "The model provider rejected the request" : "The reply failed";
+    view.fail(`${prefix}: ${str(data.error) || "no details given"}`);
+    setStatus("");
+  }
+}
+
+async function stop() {
+  const turn = state.turn;
+  if (!turn?.turnId) return;
+  ui.stop.disabled = true;
+  setStatus("Stopping\u2026");
+  try {
+    await api.cancelTurn(turn.sessionId, turn.turnId);
+  } catch (err) {
+    // 409: the turn finished on its own meanwhile; its final event is on the way.
+    if (err.status !== 409) {
+      ui.stop.disabled = false;
+      setStatus("");
+      showError(err);
+    }
+  }
+}
+
+function autosize() {
+  ui.input.style.height = "auto";
+  ui.input.style.height = `${Math.min(ui.input.scrollHeight, 200)}px`;
+}
+
+// ---- renaming and deleting ----------------------------------------------------------------
+
+function openRename() {
+  if (!state.session) return;
+  ui.renameInput.value = state.session.title;
+  ui.renameDialog.showModal();
+  ui.renameInput.select();
+}
+
+async function rename(event) {
+  event.preventDefault();
+  const title = ui.renameInput.value.trim();
+  if (!title || !state.session) return;
+  try {
+    const session = await api.renameSession(state.session.id, title);
+    sessions.upsert(session);
+    showSession(session);
+    ui.renameDialog.close();
+  } catch (err) {
+    ui.renameDialog.close();
+    showError(err);
+  }
+}
+
+function openDelete() {
+  if (!state.session) return;
+  ui.deleteName.textContent = sessionTitle(state.session);
+  ui.deleteDialog.returnValue = "";
+  ui.deleteDialog.showModal();
+}
+
+async function onDeleteClosed() {
+  if (ui.deleteDialog.returnValue !== "delete" || !state.session) return;
+  const id = state.session.id;
+  try {
+    await api.deleteSession(id);
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  sessions.remove(id);
+  if (sessions.newest) await openSession(sessions.newest.id);
+  else openNewChat();
+  setStatus("Chat deleted.");
+}
+
+// ---- narrow screens: the chat list slides over the conversation -------------------------
+
+function openSidebar() {
+  ui.app.classList.add("sidebar-open");
+  ui.scrim.hidden = false;
+  ui.openSidebar.setAttribute("aria-expanded", "true");
+  ui.newSession.focus();
+}
+
+function closeSidebar() {
+  if (!ui.app.classList.contains("sidebar-open")) return;
+  ui.app.classList.remove("sidebar-open");
+  ui.scrim.hidden = true;
+  ui.openSidebar.setAttribute("aria-expanded", "false");
+}
+
+// ---- wiring -------------------------------------------------------------------------------
+
+function wire() {
+  ui.composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    send();
+  });
+  ui.input.addEventListener("keydown", (event) => {
+    // Enter sends, Shift+Enter is a new line; not while an input method composes text.
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    } else if (event.key === "Escape" && state.turn) {
+      stop();
+    }
+  });
+  ui.input.addEventListener("input", autosize);
+  ui.stop.addEventListener("click", stop);
+  ui.messages.addEventListener("scroll", () => {
+    const { scrollHeight, scrollTop, clientHeight } = ui.messages;
+    state.pinned = scrollHeight - scrollTop - clientHeight < 80;
+  });
+  ui.older.addEventListener("click", () => loadHistory().catch(showError));
+  ui.newSession.addEventListener("click", () => {
+    closeSidebar();
+    openNewChat();
+  });
+  ui.rename.addEventListener("click", openRename);
+  ui.renameForm.addEventListener("submit", rename);
+  ui.renameCancel.addEventListener("click", () => ui.renameDialog.close());
+  ui.remove.addEventListener("click", openDelete);
+  ui.deleteDialog.addEventListener("close", onDeleteClosed);
+  ui.signInForm.addEventListener("submit", signIn);
+  // Without a token nothing works, so Escape does not dismiss the sign-in dialog.
+  ui.signInDialog.addEventListener("cancel", (event) => event.preventDefault());
+  ui.signOut.addEventListener("click", signOut);
+  ui.openSidebar.addEventListener("click", openSidebar);
+  ui.closeSidebar.addEventListener("click", closeSidebar);
+  ui.scrim.addEventListener("click", closeSidebar);
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") closeSidebar();
+  });
+  window.addEventListener("hashchange", () => {
+    const id = sessionIdFromUrl();
+    if (id && id !== state.session?.id) openSession(id);
+  });
+  // A bug in this page must not fail silently either.
+  window.addEventListener("unhandledrejection", (event) => showError(event.reason));
+}
+
+wire();
+start().catch((err) => {
+  // A 401 already opened the sign-in dialog; anything else is shown as it is.
+  if (err.status !== 401) {
+    ui.who.textContent = "Not connected";
+    showError(err);
+  }
+});
