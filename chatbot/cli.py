@@ -112,6 +112,12 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return run(args)
 
 
+def _cmd_companies(args: argparse.Namespace, settings: Settings) -> int:
+    from chatbot.companies import run
+
+    return run(args, settings)
+
+
 def _cmd_ops(args: argparse.Namespace, settings: Settings) -> int:
     from chatbot.ops import run
 
@@ -169,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_arguments(bench)
     bench.set_defaults(func=_cmd_bench)
+
+    companies = sub.add_parser("companies", help="company data for company search")
+    from chatbot.companies import add_arguments as add_companies_arguments
+
+    add_companies_arguments(companies)
+    companies.set_defaults(func=_cmd_companies)
 
     ops = sub.add_parser("ops", help="operate sessions: list, show, end")
     from chatbot.ops import add_arguments as add_ops_arguments

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from chatbot.companies import load_sample_if_empty
 from chatbot.embedded import llm, redis, temporal
 from chatbot.embedded.postgres import EmbeddedPostgres
 from chatbot.embedded.process import EmbeddedError, ManagedProcess, http_ok, port_open
@@ -169,16 +170,19 @@ class DevStack:
         )
         started = time.perf_counter()
 
-        async def run() -> None:
+        async def run() -> int:
             engine = create_engine(url, pool_size=1, max_overflow=0)
             try:
                 await upgrade(engine)
+                return await load_sample_if_empty(engine, embedder=None)
             finally:
                 await engine.dispose()
 
-        asyncio.run(run())
+        sample = asyncio.run(run())
         self.timings["migrations"] = time.perf_counter() - started
         self.out(f"  schema    up to date in {self.timings['migrations']:.1f} s")
+        if sample:
+            self.out(f"  companies {sample} sample companies loaded (`chatbot companies import`)")
 
     def first_exited(self) -> ManagedProcess | None:
         return next((p for p in self.processes if not p.running()), None)

@@ -99,6 +99,7 @@ class IntentResult(BaseModel):
     intent: Intent
     confidence: float
     query: str | None = None
+    location: str | None = None
 
 
 class GenerateReplyInput(BaseModel):
@@ -136,10 +137,12 @@ class TurnResult(BaseModel):
 
 
 class TurnEvent(BaseModel):
-    """The last event of a turn's stream: `final` with the result or `error`."""
+    """An event of a turn's stream besides tokens: a tool's result as it arrives, then
+    `final` with the result or `error`."""
 
     turn_id: str
-    kind: Literal["final", "error"]
+    kind: Literal["tool", "final", "error"]
+    tool: dict[str, Any] | None = None
     result: TurnResult | None = None
     error: str | None = None
     error_type: str | None = None

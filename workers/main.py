@@ -20,10 +20,13 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from activities.company_search import CompanySearch
+from activities.embeddings import build_embedder
 from activities.intent import IntentActivities
 from activities.llm import LlmActivities, build_openai_client
 from activities.sessions import SessionStore
 from activities.streams import StreamActivities
+from activities.web_search import WebSearch
 from shared.config import Settings, get_settings
 from shared.db.engine import engine_from_settings
 from shared.logging import configure_logging
@@ -54,6 +57,10 @@ def build_worker(
     task_queue: str | None = None,
 ) -> Worker:
     llm = LlmActivities(llm_client, redis, settings)
+    companies = CompanySearch(
+        settings=settings, engine=engine, embedder=build_embedder(llm_client, settings)
+    )
+    web = WebSearch(llm_client, settings)
     store = SessionStore(engine)
     streams = StreamActivities(redis)
     intent = IntentActivities()
@@ -64,6 +71,8 @@ def build_worker(
         activities=[
             intent.detect_intent,
             llm.generate_reply,
+            companies.search_companies,
+            web.search_web,
             store.load_session,
             store.persist_turn,
             store.mark_idle,

@@ -39,10 +39,12 @@ with workflow.unsafe.imports_passed_through():
         turn_id_for,
     )
     from workflows import policies
+    from workflows.tools import ToolOutcome, grounding, run_tools
 
 SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
 # Workflows started before search attributes existed replay without the upserts.
 VISIBILITY_PATCH = "ops-visibility-v1"
+TOOLS_PATCH = "tools-v1"  # turns before tools existed replay without them
 DETAIL_CHARS = 80
 
 
@@ -216,8 +218,22 @@ class ChatSessionWorkflow:
             summary=f"detect intent of {said}",
         )
         timings["detect_intent"], step = (workflow.time() - step) * 1000, workflow.time()
+        found = f"intent: {intent.intent} ({intent.confidence:.2f})"
+        tools = ToolOutcome()
+        if intent.intent != "chat" and workflow.patched(TOOLS_PATCH):
+            workflow.set_current_details(
+                self._details(f"**Turn {turn_id}**: {said}, {found}, searching")
+            )
+            tools = await run_tools(intent, msg.text)
+            timings.update(tools.timings_ms)
+            timings["tools"], step = (workflow.time() - step) * 1000, workflow.time()
+            for tool_result in tools.results:
+                await self._publish(TurnEvent(turn_id=turn_id, kind="tool", tool=tool_result))
+        system = self._system_prompt()
+        if context := grounding(tools):
+            system = f"{system}\n\n{context}"
         prompt = [
-            ChatMessage(role="system", content=self._system_prompt()),
+            ChatMessage(role="system", content=system),
             *self._recent,
             ChatMessage(role="user", content=msg.text),
         ]
@@ -229,8 +245,9 @@ class ChatSessionWorkflow:
             reply="",
             intent=intent.intent,
             intent_confidence=intent.confidence,
+            tool_results=tools.results,
+            citations=[c.model_dump() for c in tools.citations],
         )
-        found = f"intent: {intent.intent} ({intent.confidence:.2f})"
         workflow.set_current_details(
             self._details(f"**Turn {turn_id}**: {said}, {found}, replying")
         )

@@ -25,3 +25,13 @@ DB_TIMEOUT = timedelta(seconds=30)
 
 LOCAL_TIMEOUT = timedelta(seconds=10)
 LOCAL_RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(milliseconds=100))
+
+# Each tool has its own deadline; a failed tool does not fail the turn.
+TOOL_TIMEOUT = timedelta(seconds=30)
+TOOL_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=3,
+    non_retryable_error_types=["CompanySearchRejected", "LLMRequestRejected"],
+)

@@ -1,0 +1,197 @@
+"""Company search. With Databricks configured: the official Vector Search client against
+the index (its synchronous client runs in a thread). Otherwise: the `companies` table in
+Postgres, full-text and (where pgvector and embeddings exist) vector search, fused by
+reciprocal rank."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.embeddings import Embedder, vector_literal
+from shared.config import Settings
+from shared.tools import Company, CompanyResults, SearchCompaniesInput
+
+COLUMNS = ["name", "description", "industry", "location", "contact", "capabilities"]
+RRF_K = 60  # the usual reciprocal-rank-fusion constant
+CANDIDATES = 20
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def _rows_to_companies(result: Mapping[str, Any]) -> list[Company]:
+    columns = [c["name"] for c in result.get("manifest", {}).get("columns", [])]
+    companies = []
+    for row in result.get("result", {}).get("data_array", []) or []:
+        values = dict(zip(columns, row, strict=False))
+        companies.append(
+            Company(
+                **{k: str(values.get(k) or "") for k in COLUMNS},
+                score=float(values.get("score") or 0.0),
+            )
+        )
+    return companies
+
+
+class DatabricksCompanySearch:
+    """The index handle is made on first use (it is an HTTP call) and reused."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._index: Any = None
+        self._lock = threading.Lock()
+
+    def _get_index(self) -> Any:
+        with self._lock:
+            if self._index is None:
+                from databricks.vector_search.client import VectorSearchClient
+
+                s = self._settings
+                client = VectorSearchClient(
+                    workspace_url=s.databricks_host,
+                    personal_access_token=(
+                        s.databricks_token.get_secret_value() if s.databricks_token else None
+                    ),
+                    disable_notice=True,
+                )
+                self._index = client.get_index(
+                    endpoint_name=s.databricks_endpoint_name, index_name=s.databricks_index_name
+                )
+            return self._index
+
+    def search(self, req: SearchCompaniesInput) -> CompanyResults:
+        from databricks.ai_search.exceptions import AISearchException
+
+        filters = {"location LIKE": req.location} if req.location else None
+        try:
+            result = self._get_index().similarity_search(
+                columns=COLUMNS,
+                query_text=req.query,
+                filters=filters,
+                num_results=req.limit,
+            )
+        except AISearchException as err:
+            status = err.status_code or 0
+            if status in (400, 401, 403, 404):
+                raise ApplicationError(
+                    f"Databricks Vector Search refused the query ({status}): {err}; check "
+                    "DATABRICKS_TOKEN, DATABRICKS_ENDPOINT_NAME and DATABRICKS_INDEX_NAME",
+                    type="CompanySearchRejected",
+                    non_retryable=True,
+                ) from None
+            raise ApplicationError(
+                f"Databricks Vector Search failed ({status or 'no status'}): {err}",
+                type="CompanySearchUnavailable",
+            ) from None
+        except requests.RequestException as err:
+            raise ApplicationError(
+                f"Databricks Vector Search unreachable: {err}", type="CompanySearchUnavailable"
+            ) from None
+        return CompanyResults(
+            companies=_rows_to_companies(result), source="databricks", mode="vector index"
+        )
+
+
+class PostgresCompanySearch:
+    def __init__(self, engine: AsyncEngine, embedder: Embedder | None) -> None:
+        self._engine = engine
+        self._embedder = embedder
+        self._has_vectors: bool | None = None
+
+    async def _vectors_available(self) -> bool:
+        if self._has_vectors is None:
+            async with self._engine.connect() as conn:
+                found = await conn.execute(
+                    text(
+                        "SELECT 1 FROM information_schema.columns "
+                        "WHERE table_name = 'companies' AND column_name = 'embedding'"
+                    )
+                )
+                self._has_vectors = found.first() is not None
+        return self._has_vectors
+
+    async def search(self, req: SearchCompaniesInput) -> CompanyResults:
+        words = _WORD.findall(req.query.lower())
+        where = ""
+        params: dict[str, Any] = {"n": CANDIDATES}
+        if req.location:
+            where = " AND location ILIKE :loc"
+            params["loc"] = f"%{req.location}%"
+        ranked: list[list[int]] = []
+        rows: dict[int, dict[str, Any]] = {}
+        async with self._engine.connect() as conn:
+            if words:
+                # Any of the words (OR), ranked by cover density: real questions carry
+                # words no company description has.
+                params["q"] = " | ".join(words)
+                hits = await conn.execute(
+                    text(
+                        "SELECT *, ts_rank_cd(search, to_tsquery('english', :q)) AS rank "
+                        "FROM companies WHERE search @@ to_tsquery('english', :q)"
+                        f"{where} ORDER BY rank DESC LIMIT :n"
+                    ),
+                    params,
+                )
+                lexical = [dict(r) for r in hits.mappings()]
+                ranked.append([r["id"] for r in lexical])
+                rows.update({r["id"]: r for r in lexical})
+            use_vectors = self._embedder is not None and await self._vectors_available()
+            if use_vectors and self._embedder is not None:
+                [vector] = await self._embedder.embed([req.query])
+                hits = await conn.execute(
+                    text(
+                        "SELECT *, 1 - (embedding <=> CAST(:v AS vector)) AS rank FROM companies "
+                        f"WHERE embedding IS NOT NULL{where} "
+                        "ORDER BY embedding <=> CAST(:v AS vector) LIMIT :n"
+                    ),
+                    {**params, "v": vector_literal(vector)},
+                )
+                semantic = [dict(r) for r in hits.mappings()]
+                ranked.append([r["id"] for r in semantic])
+                rows.update({r["id"]: r for r in semantic})
+        scores: dict[int, float] = {}
+        for ranking in ranked:
+            for position, company_id in enumerate(ranking):
+                scores[company_id] = scores.get(company_id, 0.0) + 1 / (RRF_K + position + 1)
+        best = sorted(scores, key=lambda cid: scores[cid], reverse=True)[: req.limit]
+        companies = [
+            Company(**{k: rows[cid][k] for k in COLUMNS}, score=round(scores[cid], 5))
+            for cid in best
+        ]
+        mode = "hybrid (full-text + vector)" if use_vectors else "full-text only (no embeddings)"
+        return CompanyResults(
+            companies=companies,
+            source="postgres",
+            sample=any(rows[cid]["source"] == "sample" for cid in best),
+            mode=mode,
+        )
+
+
+class CompanySearch:
+    """The `search_companies` activity over whichever backend is configured."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        engine: AsyncEngine,
+        embedder: Embedder | None,
+    ) -> None:
+        self._databricks = (
+            DatabricksCompanySearch(settings) if settings.databricks_enabled else None
+        )
+        self._postgres = PostgresCompanySearch(engine, embedder)
+
+    @activity.defn
+    async def search_companies(self, req: SearchCompaniesInput) -> CompanyResults:
+        if self._databricks is not None:
+            return await asyncio.to_thread(self._databricks.search, req)
+        return await self._postgres.search(req)

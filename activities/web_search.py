@@ -1,0 +1,51 @@
+"""Real-time web search through an OpenAI search model (chat completions with
+`web_search_options`); its `url_citation` annotations become numbered citations."""
+
+from __future__ import annotations
+
+import openai
+from openai import AsyncOpenAI
+from temporalio import activity
+
+from activities.llm import provider_error
+from shared.config import Settings
+from shared.tools import Citation, SearchWebInput, WebResults
+
+NOT_CONFIGURED = (
+    "Real-time web search is not configured here (it needs OPENAI_API_KEY and a search "
+    "model), so current events, prices and news cannot be looked up."
+)
+
+
+class WebSearch:
+    def __init__(self, client: AsyncOpenAI | None, settings: Settings) -> None:
+        # Only a real OpenAI key reaches the search model; a local model cannot search.
+        self._client = client if settings.openai_api_key is not None else None
+        self._model = settings.openai_search_model
+
+    @activity.defn
+    async def search_web(self, req: SearchWebInput) -> WebResults:
+        if self._client is None:
+            return WebResults(unavailable=True, message=NOT_CONFIGURED)
+        try:
+            completion = await self._client.chat.completions.create(
+                model=self._model,
+                messages=[{"role": "user", "content": req.query}],
+                web_search_options={},
+            )
+        except openai.APIError as err:
+            raise provider_error(err) from err
+        message = completion.choices[0].message if completion.choices else None
+        answer = (message.content or "") if message else ""
+        citations: list[Citation] = []
+        seen: dict[str, int] = {}
+        for note in (message.annotations or []) if message else []:
+            cite = note.url_citation
+            if note.type != "url_citation" or cite is None or cite.url in seen:
+                continue
+            seen[cite.url] = len(citations) + 1
+            snippet = answer[cite.start_index : cite.end_index].strip()
+            citations.append(
+                Citation(index=len(citations) + 1, title=cite.title, url=cite.url, snippet=snippet)
+            )
+        return WebResults(answer=answer, citations=citations)

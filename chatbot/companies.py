@@ -1,0 +1,218 @@
+"""`chatbot companies import FILE`: load companies from CSV or JSON lines into Postgres.
+
+Every row is validated; bad rows are reported with their line number and reason and
+never stop the good ones. Rows are upserted on the company key (name + location), so an
+import can be re-run. With embeddings configured, rows are embedded in batches for vector
+search; without, search stays full-text, and the command says so."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from activities.embeddings import BATCH, Embedder, build_embedder, vector_literal
+from activities.llm import build_openai_client
+from shared.config import Settings
+from shared.db.engine import engine_from_settings
+
+SAMPLE_FILE = Path(__file__).with_name("data") / "sample_companies.jsonl"
+
+
+class CompanyRecord(BaseModel):
+    name: str = Field(min_length=1, max_length=300)
+    description: str = Field(default="", max_length=5000)
+    industry: str = Field(default="", max_length=200)
+    location: str = Field(default="", max_length=200)
+    contact: str = Field(default="", max_length=300)
+    capabilities: str = Field(default="", max_length=5000)
+
+    @field_validator("capabilities", mode="before")
+    @classmethod
+    def _join_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return ", ".join(str(v).strip() for v in value if str(v).strip())
+        return value
+
+    @field_validator("name", "location", mode="after")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return " ".join(value.split())
+
+    def document(self) -> str:
+        return (
+            f"{self.name}. {self.description} Industry: {self.industry}. "
+            f"Capabilities: {self.capabilities}. Location: {self.location}."
+        )
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    embedded: bool = False
+
+    def summary(self) -> str:
+        lines = [f"imported {self.imported} companies"]
+        if not self.embedded:
+            lines.append("no embeddings configured (OPENAI_API_KEY): search uses full-text only")
+        if self.rejected:
+            lines.append(f"rejected {len(self.rejected)} rows:")
+            lines += [f"  line {n}: {reason}" for n, reason in self.rejected]
+        return "\n".join(lines)
+
+
+def _raw_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, row) pairs; a row that cannot be read at all is its error text."""
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            for row in reader:
+                yield reader.line_num, {k.strip().lower(): v for k, v in row.items() if k}
+        return
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield number, f"not valid JSON ({err.msg})"
+                continue
+            yield number, value if isinstance(value, dict) else "not a JSON object"
+
+
+def read_companies(path: Path, report: ImportReport) -> list[CompanyRecord]:
+    records: dict[tuple[str, str], CompanyRecord] = {}
+    for number, row in _raw_rows(path):
+        if isinstance(row, str):
+            report.rejected.append((number, row))
+            continue
+        try:
+            record = CompanyRecord.model_validate(row)
+        except ValidationError as err:
+            reason = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in err.errors()
+            )
+            report.rejected.append((number, reason))
+            continue
+        records[(record.name, record.location)] = record  # the last row of a key wins
+    return list(records.values())
+
+
+_UPSERT = text(
+    """
+    INSERT INTO companies (name, description, industry, location, contact, capabilities, source)
+    VALUES (:name, :description, :industry, :location, :contact, :capabilities, :source)
+    ON CONFLICT (name, location) DO UPDATE SET
+        description = EXCLUDED.description, industry = EXCLUDED.industry,
+        contact = EXCLUDED.contact, capabilities = EXCLUDED.capabilities,
+        source = EXCLUDED.source
+    """
+)
+
+
+async def _has_vector_column(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text(
+                "SELECT 1 FROM information_schema.columns "
+                "WHERE table_name = 'companies' AND column_name = 'embedding'"
+            )
+        )
+        return found.first() is not None
+
+
+async def import_companies(
+    engine: AsyncEngine,
+    path: Path,
+    *,
+    embedder: Embedder | None,
+    source: str = "import",
+    progress: TextIO | None = None,
+) -> ImportReport:
+    report = ImportReport()
+    records = read_companies(path, report)
+    embed = embedder is not None and await _has_vector_column(engine)
+    report.embedded = embed
+    for start in range(0, len(records), BATCH):
+        batch = records[start : start + BATCH]
+        vectors = await embedder.embed([r.document() for r in batch]) if embed and embedder else []
+        async with engine.begin() as conn:
+            await conn.execute(_UPSERT, [{**r.model_dump(), "source": source} for r in batch])
+            for record, vector in zip(batch, vectors, strict=False):
+                await conn.execute(
+                    text(
+                        "UPDATE companies SET embedding = CAST(:v AS vector) "
+                        "WHERE name = :name AND location = :location"
+                    ),
+                    {"v": vector_literal(vector), "name": record.name, "location": record.location},
+                )
+        report.imported += len(batch)
+        if progress is not None:
+            done = report.imported
+            bar = "#" * (20 * done // len(records))
+            progress.write(f"\r[{bar:<20}] {done}/{len(records)}")
+            progress.flush()
+    if progress is not None and records:
+        progress.write("\n")
+    return report
+
+
+async def load_sample_if_empty(engine: AsyncEngine, embedder: Embedder | None) -> int:
+    """`chatbot dev` starts with the sample dataset, labelled as sample in answers."""
+    async with engine.connect() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM companies"))).scalar_one()
+    if count:
+        return 0
+    report = await import_companies(engine, SAMPLE_FILE, embedder=embedder, source="sample")
+    return report.imported
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="companies_command", required=True, metavar="ACTION")
+    load = sub.add_parser("import", help="import companies from a CSV or JSON lines file")
+    load.add_argument("file", nargs="?", type=Path, help="a .csv or .jsonl file")
+    load.add_argument("--sample", action="store_true", help="import the shipped sample data")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    path: Path | None = SAMPLE_FILE if args.sample else args.file
+    if path is None:
+        sys.stderr.write("error: give a FILE to import, or --sample\n")
+        return 2
+    if not path.is_file():
+        sys.stderr.write(f"error: {path} is not a file\n")
+        return 2
+    if settings.database_url is None:
+        sys.stderr.write("error: DATABASE_URL is not set; point it at your Postgres\n")
+        return 2
+
+    async def main() -> ImportReport:
+        engine = engine_from_settings(settings)
+        client = build_openai_client(settings)
+        try:
+            return await import_companies(
+                engine,
+                path,
+                embedder=build_embedder(client, settings),
+                source="sample" if args.sample else "import",
+                progress=sys.stderr,
+            )
+        finally:
+            await client.close()
+            await engine.dispose()
+
+    report = asyncio.run(main())
+    sys.stdout.write(report.summary() + "\n")
+    return 1 if report.rejected and not report.imported else 0

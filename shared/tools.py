@@ -1,0 +1,54 @@
+"""Payloads of the tools a turn can use: company search and web search."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+MAX_COMPANIES = 10
+
+
+class Company(BaseModel):
+    name: str
+    description: str = ""
+    industry: str = ""
+    location: str = ""
+    contact: str = ""
+    capabilities: str = ""
+    score: float = 0.0
+
+
+class Citation(BaseModel):
+    index: int
+    title: str
+    url: str
+    snippet: str = ""
+
+
+class SearchCompaniesInput(BaseModel):
+    query: str = Field(min_length=1, max_length=2000)
+    location: str | None = Field(default=None, max_length=200)
+    limit: int = Field(default=5, ge=1, le=MAX_COMPANIES)
+
+
+class CompanyResults(BaseModel):
+    tool: Literal["company_search"] = "company_search"
+    companies: list[Company] = Field(default_factory=list)
+    source: Literal["databricks", "postgres"] = "postgres"
+    sample: bool = False  # answered from the shipped sample dataset, not real data
+    mode: str = ""  # how it searched, e.g. "hybrid", "full-text only (no embeddings)"
+    unavailable: bool = False
+    message: str = ""
+
+
+class SearchWebInput(BaseModel):
+    query: str = Field(min_length=1, max_length=2000)
+
+
+class WebResults(BaseModel):
+    tool: Literal["web_search"] = "web_search"
+    answer: str = ""
+    citations: list[Citation] = Field(default_factory=list)
+    unavailable: bool = False
+    message: str = ""

@@ -1,0 +1,127 @@
+"""The tools step of a turn: which tools an intent needs, running them in parallel with a
+deadline each, and the grounding text the reply is generated from. Deterministic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.company_search import CompanySearch
+    from activities.web_search import WebSearch
+    from shared.models import IntentResult
+    from shared.tools import (
+        Citation,
+        CompanyResults,
+        SearchCompaniesInput,
+        SearchWebInput,
+        WebResults,
+    )
+    from workflows import policies
+
+
+@dataclass
+class ToolOutcome:
+    companies: CompanyResults | None = None
+    web: WebResults | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def results(self) -> list[dict[str, Any]]:
+        return [r.model_dump(mode="json") for r in (self.companies, self.web) if r is not None]
+
+    @property
+    def citations(self) -> list[Citation]:
+        return self.web.citations if self.web else []
+
+
+async def _timed(name: str, call: Awaitable[Any], timings: dict[str, float]) -> Any:
+    started = workflow.time()
+    try:
+        return await call
+    finally:
+        timings[name] = (workflow.time() - started) * 1000
+
+
+def _failure(err: BaseException) -> str:
+    """The root cause's message (the activity's ApplicationError), not Temporal's wrapper."""
+    cause = err.cause if isinstance(err, ActivityError) and err.cause else err
+    return str(cause) or type(cause).__name__
+
+
+async def run_tools(intent: IntentResult, text: str) -> ToolOutcome:
+    """Company search and/or web search as the intent needs, in parallel."""
+    outcome = ToolOutcome()
+    query = intent.query or text
+    calls: dict[str, Awaitable[Any]] = {}
+    if intent.intent in ("company_search", "both"):
+        where = f" in {intent.location}" if intent.location else ""
+        calls["company_search"] = workflow.execute_activity_method(
+            CompanySearch.search_companies,
+            SearchCompaniesInput(query=query, location=intent.location),
+            start_to_close_timeout=policies.TOOL_TIMEOUT,
+            retry_policy=policies.TOOL_RETRY,
+            summary=f"company search: “{query[:60]}”{where}",
+        )
+    if intent.intent in ("web_search", "both"):
+        calls["web_search"] = workflow.execute_activity_method(
+            WebSearch.search_web,
+            SearchWebInput(query=query),
+            start_to_close_timeout=policies.TOOL_TIMEOUT,
+            retry_policy=policies.TOOL_RETRY,
+            summary=f"web search: “{query[:60]}”",
+        )
+    results = await asyncio.gather(
+        *(_timed(name, call, outcome.timings_ms) for name, call in calls.items()),
+        return_exceptions=True,
+    )
+    for name, result in zip(calls, results, strict=True):
+        if isinstance(result, BaseException):
+            message = f"{name.replace('_', ' ')} is unavailable right now: {_failure(result)}"
+            result = (
+                CompanyResults(unavailable=True, message=message)
+                if name == "company_search"
+                else WebResults(unavailable=True, message=message)
+            )
+        if isinstance(result, CompanyResults):
+            outcome.companies = result
+        elif isinstance(result, WebResults):
+            outcome.web = result
+    return outcome
+
+
+def grounding(outcome: ToolOutcome) -> str:
+    """What the model is told about the tools' results, for a grounded, cited answer."""
+    parts: list[str] = []
+    if outcome.companies is not None:
+        found = outcome.companies
+        if found.unavailable:
+            parts.append(f"Company search failed: {found.message}. Say so plainly.")
+        elif not found.companies:
+            parts.append("Company search found no matching companies. Say so plainly.")
+        else:
+            label = " (SAMPLE DATA: fictional demo companies; say so)" if found.sample else ""
+            lines = [f"Company search results{label}:"]
+            for c in found.companies:
+                lines.append(
+                    f"- {c.name} ({c.industry}, {c.location}): {c.description} "
+                    f"Capabilities: {c.capabilities}. Contact: {c.contact}"
+                )
+            parts.append("\n".join(lines))
+    if outcome.web is not None:
+        web = outcome.web
+        if web.unavailable:
+            parts.append(
+                f"{web.message} Tell the user plainly; never invent current facts, prices or news."
+            )
+        else:
+            sources = "\n".join(f"[{c.index}] {c.title} {c.url}" for c in web.citations)
+            parts.append(f"Web search answer:\n{web.answer}\nSources:\n{sources}")
+    if parts:
+        parts.append("Answer from these results only; cite web sources as [n] with their numbers.")
+    return "\n\n".join(parts)
