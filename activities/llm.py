@@ -3,6 +3,7 @@ stream as they arrive."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -15,6 +16,7 @@ from redis.asyncio import Redis
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.prompt import assemble, token_counter
 from shared.config import Settings
 from shared.logging import bind
 from shared.models import GeneratedReply, GenerateReplyInput, TokenUsage
@@ -83,13 +85,15 @@ class LlmActivities:
         if activity.info().attempt > 1 and await self._streams.has_entries(req.turn_id):
             # Readers drop what an earlier attempt streamed and start the reply again.
             await self._streams.append(req.turn_id, "restart", {"attempt": activity.info().attempt})
+        messages, context = req.messages, None
+        if req.parts is not None:
+            count = await asyncio.to_thread(token_counter, s.openai_chat_model)
+            messages, context = assemble(req.parts, s.context_max_tokens, count)
         next_cancel_check = started + CANCEL_CHECK_SECONDS
         try:
             stream = await self._client.chat.completions.create(
                 model=s.openai_chat_model,
-                messages=cast(
-                    list[ChatCompletionMessageParam], [m.model_dump() for m in req.messages]
-                ),
+                messages=cast(list[ChatCompletionMessageParam], [m.model_dump() for m in messages]),
                 max_tokens=s.max_tokens,
                 temperature=s.temperature,
                 top_p=s.top_p,
@@ -133,4 +137,5 @@ class LlmActivities:
             cancelled=cancelled,
             first_token_ms=first_token_ms,
             model=s.openai_chat_model,
+            context=context,
         )

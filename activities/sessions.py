@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.embeddings import Embedder, vector_literal
 from shared.logging import bind
 from shared.models import (
-    RECENT_TURNS,
     SEEN_MESSAGE_IDS,
     ChatMessage,
     LoadedSession,
@@ -44,15 +44,19 @@ def message_uuid(turn_id: str, role: str) -> uuid.UUID:
 
 
 class SessionStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, embedder: Embedder | None = None) -> None:
         self._engine = engine
+        self._embedder = embedder
+        self._vectors: bool | None = None
 
     @activity.defn
     async def load_session(self, ref: SessionRef) -> LoadedSession:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    text("SELECT summary, turn_count FROM sessions WHERE id = :id"),
+                    text(
+                        "SELECT summary, summary_version, turn_count FROM sessions WHERE id = :id"
+                    ),
                     {"id": ref.session_id},
                 )
             ).first()
@@ -62,7 +66,7 @@ class SessionStore:
                         "SELECT role, content FROM messages WHERE session_id = :id "
                         "ORDER BY seq DESC LIMIT :n"
                     ),
-                    {"id": ref.session_id, "n": 2 * RECENT_TURNS},
+                    {"id": ref.session_id, "n": 2 * ref.recent_turns},
                 )
             ).all()
             seen = (
@@ -76,6 +80,7 @@ class SessionStore:
             ).all()
         return LoadedSession(
             summary=row.summary if row else "",
+            summary_version=row.summary_version if row else 0,
             turns_total=row.turn_count if row else 0,
             recent=[ChatMessage(role=r.role, content=r.content) for r in reversed(recent)],
             seen_message_ids=[r.client_message_id for r in reversed(seen)],
@@ -103,7 +108,7 @@ class SessionStore:
         }
         latency = int(sum(turn.timings_ms.values()))
         try:
-            await self._write_turn(turn, common, latency)
+            new = await self._write_turn(turn, common, latency)
         except IntegrityError as err:
             if getattr(err.orig, "sqlstate", None) != FOREIGN_KEY_VIOLATION:
                 raise
@@ -114,8 +119,37 @@ class SessionStore:
                 type="SessionMissing",
                 non_retryable=True,
             ) from None
+        if new:
+            await self._embed_turn(turn)
 
-    async def _write_turn(self, turn: TurnResult, common: dict[str, Any], latency: int) -> None:
+    async def _embed_turn(self, turn: TurnResult) -> None:
+        """Best effort: a turn without embeddings is still a stored turn, just not
+        retrievable by similarity."""
+        if self._embedder is None:
+            return
+        try:
+            if self._vectors is None:
+                async with self._engine.connect() as conn:
+                    found = await conn.execute(
+                        text(
+                            "SELECT 1 FROM information_schema.columns "
+                            "WHERE table_name = 'messages' AND column_name = 'embedding'"
+                        )
+                    )
+                    self._vectors = found.first() is not None
+            if not self._vectors:
+                return
+            vectors = await self._embedder.embed([turn.user_text, turn.reply or " "])
+            async with self._engine.begin() as conn:
+                for role, vector in zip(("user", "assistant"), vectors, strict=True):
+                    await conn.execute(
+                        text("UPDATE messages SET embedding = CAST(:v AS vector) WHERE id = :id"),
+                        {"v": vector_literal(vector), "id": message_uuid(turn.turn_id, role)},
+                    )
+        except Exception as err:  # embeddings are an index, never a reason to lose a turn
+            log.warning("turn not embedded: %s", err)
+
+    async def _write_turn(self, turn: TurnResult, common: dict[str, Any], latency: int) -> bool:
         """Write both messages of the turn; the first write also counts it on the session."""
         async with self._engine.begin() as conn:
             user = await conn.execute(
@@ -153,6 +187,7 @@ class SessionStore:
                     ),
                     {"id": turn.session_id},
                 )
+            return bool(user.rowcount)
 
     @activity.defn
     async def mark_ended(self, ref: SessionRef) -> None:

@@ -111,6 +111,13 @@ class Settings(BaseSettings):
     databricks_index_name: str | None = None
 
     inactivity_timeout_minutes: float = Field(5, gt=0)
+    # Conversation memory: turns sent verbatim, the prompt's token budget, and retrieval of
+    # older messages of the session by similarity (pgvector cosine).
+    context_recent_turns: int = Field(10, ge=1, le=100)
+    context_max_tokens: int = Field(6000, ge=512, le=1_000_000)
+    retrieval_threshold: float = Field(0.7, ge=0, le=1)
+    retrieval_top_k: int = Field(3, ge=0, le=20)
+    summary_max_chars: int = Field(4000, ge=200, le=100_000)
     # A session's workflow continues as new after this many turns (or sooner when the
     # server suggests it), so each run's event history stays small.
     turns_per_run: int = Field(100, ge=1, le=1000)

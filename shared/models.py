@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_MESSAGE_CHARS = 8000
-RECENT_TURNS = 10  # turns carried in workflow state and sent to the model verbatim
+RECENT_TURNS = 10  # default of CONTEXT_RECENT_TURNS: turns sent to the model verbatim
 SEEN_MESSAGE_IDS = 200  # client_message_ids remembered for duplicate rejection
 
 Intent = Literal["chat", "company_search", "web_search", "both"]
@@ -43,8 +43,11 @@ class SessionStart(BaseModel):
     user_id: str
     idle_timeout_seconds: float = 300.0
     turns_per_run: int = 100
+    recent_turns: int = RECENT_TURNS
     loaded: bool = False
     summary: str = ""
+    summary_version: int = 0
+    to_fold: list[ChatMessage] = Field(default_factory=list)
     recent: list[ChatMessage] = Field(default_factory=list)
     seen_message_ids: list[str] = Field(default_factory=list)
     turns_total: int = 0
@@ -81,6 +84,7 @@ class SessionState(BaseModel):
 
 class LoadedSession(BaseModel):
     summary: str = ""
+    summary_version: int = 0
     recent: list[ChatMessage] = Field(default_factory=list)
     seen_message_ids: list[str] = Field(default_factory=list)
     turns_total: int = 0
@@ -89,6 +93,7 @@ class LoadedSession(BaseModel):
 class SessionRef(BaseModel):
     session_id: str
     user_id: str
+    recent_turns: int = RECENT_TURNS
 
 
 class DetectIntentInput(BaseModel):
@@ -102,9 +107,56 @@ class IntentResult(BaseModel):
     location: str | None = None
 
 
+class PromptParts(BaseModel):
+    """What a reply's prompt is made of; generate_reply assembles and trims it to budget."""
+
+    system: str
+    summary: str = ""
+    retrieved: list[str] = Field(default_factory=list)  # most similar first
+    recent: list[ChatMessage] = Field(default_factory=list)
+    tool_context: str = ""
+    user: str
+
+
+class ContextReport(BaseModel):
+    """What went into the prompt, reported in the TurnResult."""
+
+    prompt_tokens: int = 0
+    recent_turns: int = 0
+    retrieved: int = 0
+    summary: bool = False
+    tool_context: bool = False
+    trimmed: list[str] = Field(default_factory=list)
+
+
 class GenerateReplyInput(BaseModel):
     turn_id: str
-    messages: list[ChatMessage]
+    messages: list[ChatMessage] = Field(default_factory=list)
+    parts: PromptParts | None = None
+
+
+class SummarizeInput(BaseModel):
+    session_id: str
+    version: int  # the summary version this fold applies to
+    summary: str
+    turns: list[ChatMessage]
+
+
+class SummaryResult(BaseModel):
+    summary: str
+    version: int
+
+
+class RetrieveInput(BaseModel):
+    session_id: str
+    query: str
+    exclude_recent: int = 0  # the newest messages, already in the prompt verbatim
+
+
+class Retrieved(BaseModel):
+    snippets: list[str] = Field(default_factory=list)
+    scores: list[float] = Field(default_factory=list)
+    available: bool = True
 
 
 class TokenUsage(BaseModel):
@@ -118,6 +170,7 @@ class GeneratedReply(BaseModel):
     cancelled: bool = False
     first_token_ms: float | None = None
     model: str = ""
+    context: ContextReport | None = None
 
 
 class TurnResult(BaseModel):
@@ -133,6 +186,7 @@ class TurnResult(BaseModel):
     citations: list[dict[str, Any]] = Field(default_factory=list)
     usage: TokenUsage = Field(default_factory=TokenUsage)
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    context: ContextReport | None = None
     error: str | None = None
 
 

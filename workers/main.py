@@ -24,6 +24,7 @@ from activities.company_search import CompanySearch
 from activities.embeddings import build_embedder
 from activities.intent import IntentActivities
 from activities.llm import LlmActivities, build_openai_client
+from activities.memory import MemoryActivities
 from activities.sessions import SessionStore
 from activities.streams import StreamActivities
 from activities.web_search import WebSearch
@@ -56,12 +57,12 @@ def build_worker(
     llm_client: AsyncOpenAI,
     task_queue: str | None = None,
 ) -> Worker:
+    embedder = build_embedder(llm_client, settings)
     llm = LlmActivities(llm_client, redis, settings)
-    companies = CompanySearch(
-        settings=settings, engine=engine, embedder=build_embedder(llm_client, settings)
-    )
+    companies = CompanySearch(settings=settings, engine=engine, embedder=embedder)
     web = WebSearch(llm_client, settings)
-    store = SessionStore(engine)
+    memory = MemoryActivities(llm_client, engine, embedder, settings)
+    store = SessionStore(engine, embedder)
     streams = StreamActivities(redis)
     intent = IntentActivities()
     return Worker(
@@ -73,6 +74,8 @@ def build_worker(
             llm.generate_reply,
             companies.search_companies,
             web.search_web,
+            memory.summarize,
+            memory.retrieve_context,
             store.load_session,
             store.persist_turn,
             store.mark_idle,

@@ -20,20 +20,24 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.intent import IntentActivities
     from activities.llm import LlmActivities
+    from activities.memory import MemoryActivities
     from activities.sessions import SessionStore
     from activities.streams import StreamActivities
     from shared import search_attributes as sa
     from shared.models import (
-        RECENT_TURNS,
         SEEN_MESSAGE_IDS,
         CancelTurn,
         ChatMessage,
         DetectIntentInput,
         GenerateReplyInput,
+        PromptParts,
+        Retrieved,
+        RetrieveInput,
         SendMessage,
         SessionRef,
         SessionStart,
         SessionState,
+        SummarizeInput,
         TurnEvent,
         TurnResult,
         turn_id_for,
@@ -45,6 +49,7 @@ SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
 # Workflows started before search attributes existed replay without the upserts.
 VISIBILITY_PATCH = "ops-visibility-v1"
 TOOLS_PATCH = "tools-v1"  # turns before tools existed replay without them
+MEMORY_PATCH = "memory-v1"  # likewise for the rolling summary and retrieval
 DETAIL_CHARS = 80
 
 
@@ -60,7 +65,9 @@ class ChatSessionWorkflow:
         self._start = start
         self._loaded = start.loaded
         self._summary = start.summary
+        self._summary_version = start.summary_version
         self._recent: list[ChatMessage] = list(start.recent)
+        self._to_fold: list[ChatMessage] = list(start.to_fold)  # left the recent window
         self._seen: deque[str] = deque(start.seen_message_ids, maxlen=SEEN_MESSAGE_IDS)
         self._turns_total = start.turns_total
         self._turns_this_run = 0
@@ -72,7 +79,16 @@ class ChatSessionWorkflow:
 
     @property
     def _ref(self) -> SessionRef:
-        return SessionRef(session_id=self._start.session_id, user_id=self._start.user_id)
+        return SessionRef(
+            session_id=self._start.session_id,
+            user_id=self._start.user_id,
+            recent_turns=self._start.recent_turns,
+        )
+
+    @property
+    def _window(self) -> int:
+        """Messages kept verbatim: the recent turns, a user message and a reply each."""
+        return 2 * self._start.recent_turns
 
     @workflow.run
     async def run(self, start: SessionStart) -> None:
@@ -85,6 +101,7 @@ class ChatSessionWorkflow:
                 summary="load the session's summary and recent turns from Postgres",
             )
             self._summary, self._recent = loaded.summary, loaded.recent
+            self._summary_version = loaded.summary_version
             self._seen.extend(loaded.seen_message_ids)
             self._turns_total = loaded.turns_total
             self._loaded = True
@@ -96,7 +113,10 @@ class ChatSessionWorkflow:
             try:
                 await workflow.wait_condition(
                     lambda seen=seen: (  # type: ignore[misc]
-                        self._activity_seq != seen or self._ended or self._wants_new_run()
+                        self._activity_seq != seen
+                        or self._ended
+                        or self._wants_new_run()
+                        or self._wants_fold()
                     ),
                     timeout=idle,
                 )
@@ -112,6 +132,10 @@ class ChatSessionWorkflow:
                     if self._queued == 0 and self._activity_seq == seen:
                         self._set_status("idle")
                         break
+                continue
+            if self._wants_fold():
+                async with self._turn_lock:  # between turns: the next one sees the summary
+                    await self._fold()
                 continue
             if self._ended:
                 await workflow.wait_condition(lambda: self._queued == 0)
@@ -138,6 +162,34 @@ class ChatSessionWorkflow:
             or workflow.info().is_continue_as_new_suggested()
         )
 
+    def _wants_fold(self) -> bool:
+        return bool(self._to_fold) and self._queued == 0 and workflow.patched(MEMORY_PATCH)
+
+    async def _fold(self) -> None:
+        """Fold the turns that left the recent window into the rolling summary."""
+        turns = list(self._to_fold)
+        try:
+            folded = await workflow.execute_activity_method(
+                MemoryActivities.summarize,
+                SummarizeInput(
+                    session_id=self._start.session_id,
+                    version=self._summary_version,
+                    summary=self._summary,
+                    turns=turns,
+                ),
+                start_to_close_timeout=policies.GENERATE_TIMEOUT,
+                retry_policy=policies.LLM_RETRY,
+                summary=f"fold {len(turns) // 2} older turns into the summary",
+            )
+        except ActivityError as err:
+            # Keep them for the next attempt, bounded so the state never grows without end.
+            workflow.logger.warning("summary not updated: %s", err.cause or err)
+            self._to_fold = self._to_fold[-2 * self._window :]
+            self._activity_seq += 1
+            return
+        self._summary, self._summary_version = folded.summary, folded.version
+        self._to_fold = self._to_fold[len(turns) :]
+
     def _set_status(self, status: str) -> None:
         if workflow.patched(VISIBILITY_PATCH):
             workflow.upsert_search_attributes([sa.STATUS.value_set(status)])
@@ -154,9 +206,12 @@ class ChatSessionWorkflow:
             user_id=start.user_id,
             idle_timeout_seconds=start.idle_timeout_seconds,
             turns_per_run=start.turns_per_run,
+            recent_turns=start.recent_turns,
             loaded=True,
             summary=self._summary,
-            recent=self._recent[-2 * RECENT_TURNS :],
+            summary_version=self._summary_version,
+            to_fold=self._to_fold[-2 * self._window :],
+            recent=self._recent[-self._window :],
             seen_message_ids=list(self._seen),
             turns_total=self._turns_total,
         )
@@ -229,14 +284,28 @@ class ChatSessionWorkflow:
             timings["tools"], step = (workflow.time() - step) * 1000, workflow.time()
             for tool_result in tools.results:
                 await self._publish(TurnEvent(turn_id=turn_id, kind="tool", tool=tool_result))
-        system = self._system_prompt()
-        if context := grounding(tools):
-            system = f"{system}\n\n{context}"
-        prompt = [
-            ChatMessage(role="system", content=system),
-            *self._recent,
-            ChatMessage(role="user", content=msg.text),
-        ]
+        retrieved = Retrieved(available=False)
+        if self._turns_total > self._start.recent_turns and workflow.patched(MEMORY_PATCH):
+            retrieved = await workflow.execute_activity_method(
+                MemoryActivities.retrieve_context,
+                RetrieveInput(
+                    session_id=self._start.session_id,
+                    query=msg.text,
+                    exclude_recent=self._window,
+                ),
+                start_to_close_timeout=policies.TOOL_TIMEOUT,
+                retry_policy=policies.TOOL_RETRY,
+                summary="retrieve relevant earlier messages",
+            )
+            timings["retrieve_context"], step = (workflow.time() - step) * 1000, workflow.time()
+        parts = PromptParts(
+            system=SYSTEM_PROMPT,
+            summary=self._summary,
+            retrieved=retrieved.snippets,
+            recent=self._recent,
+            tool_context=grounding(tools),
+            user=msg.text,
+        )
         result = TurnResult(
             turn_id=turn_id,
             session_id=self._start.session_id,
@@ -254,7 +323,7 @@ class ChatSessionWorkflow:
         try:
             reply = await workflow.execute_activity_method(
                 LlmActivities.generate_reply,
-                GenerateReplyInput(turn_id=turn_id, messages=prompt),
+                GenerateReplyInput(turn_id=turn_id, parts=parts),
                 start_to_close_timeout=policies.GENERATE_TIMEOUT,
                 heartbeat_timeout=policies.GENERATE_HEARTBEAT,
                 retry_policy=policies.LLM_RETRY,
@@ -279,17 +348,21 @@ class ChatSessionWorkflow:
         timings["generate_reply"] = (workflow.time() - step) * 1000
         if reply.first_token_ms is not None:
             timings["first_token"] = reply.first_token_ms
-        result.reply, result.usage = reply.text, reply.usage
+        result.reply, result.usage, result.context = reply.text, reply.usage, reply.context
         result.status = "cancelled" if reply.cancelled else "complete"
         result.timings_ms = timings
         step = workflow.time()
         await self._persist(result)
         timings["persist_turn"] = (workflow.time() - step) * 1000
-        self._recent = [
-            *self._recent,
+        self._recent += [
             ChatMessage(role="user", content=msg.text),
             ChatMessage(role="assistant", content=reply.text),
-        ][-2 * RECENT_TURNS :]
+        ]
+        if len(self._recent) > self._window:
+            overflow = len(self._recent) - self._window
+            if workflow.patched(MEMORY_PATCH):
+                self._to_fold += self._recent[:overflow]
+            self._recent = self._recent[overflow:]
         self._turns_total += 1
         self._turns_this_run += 1
         if workflow.patched(VISIBILITY_PATCH):
@@ -308,11 +381,6 @@ class ChatSessionWorkflow:
         )
         await self._publish(TurnEvent(turn_id=turn_id, kind="final", result=result))
         return result
-
-    def _system_prompt(self) -> str:
-        if self._summary:
-            return f"{SYSTEM_PROMPT}\n\nSummary of the conversation so far:\n{self._summary}"
-        return SYSTEM_PROMPT
 
     async def _persist(self, result: TurnResult) -> None:
         await workflow.execute_activity_method(

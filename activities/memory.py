@@ -1,0 +1,138 @@
+"""Conversation memory beyond the recent turns: the rolling summary and retrieval of
+older messages of the session by similarity."""
+
+from __future__ import annotations
+
+import logging
+
+import openai
+from openai import AsyncOpenAI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+
+from activities.embeddings import Embedder, vector_literal
+from activities.llm import provider_error
+from shared.config import Settings
+from shared.logging import bind
+from shared.models import Retrieved, RetrieveInput, SummarizeInput, SummaryResult
+
+log = logging.getLogger(__name__)
+
+SUMMARY_INSTRUCTIONS = (
+    "You maintain the running summary of a conversation between a user and an assistant. "
+    "Fold the new turns into the summary. Keep every name, number, date, decision, "
+    "preference and open question; drop pleasantries. Write plain sentences, at most "
+    "{words} words. Answer with the updated summary only."
+)
+
+
+class MemoryActivities:
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        engine: AsyncEngine,
+        embedder: Embedder | None,
+        settings: Settings,
+    ) -> None:
+        self._client = client
+        self._engine = engine
+        self._embedder = embedder
+        self._settings = settings
+        self._vectors: bool | None = None
+
+    async def _current(self, session_id: str) -> SummaryResult:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT summary, summary_version FROM sessions WHERE id = :id"),
+                    {"id": session_id},
+                )
+            ).first()
+        return (
+            SummaryResult(summary=row.summary, version=row.summary_version)
+            if row
+            else (SummaryResult(summary="", version=0))
+        )
+
+    @activity.defn
+    async def summarize(self, req: SummarizeInput) -> SummaryResult:
+        """Fold turns into the summary exactly once: the write is conditional on the
+        version it started from, so a retry after a successful write changes nothing."""
+        current = await self._current(req.session_id)
+        if current.version != req.version:
+            log.info("summary already at version %s; not folding again", current.version)
+            return current
+        limit = self._settings.summary_max_chars
+        transcript = "\n".join(f"{m.role}: {m.content}" for m in req.turns)
+        prompt = f"Summary so far:\n{req.summary or '(none yet)'}\n\nNew turns:\n{transcript}"
+        try:
+            completion = await self._client.chat.completions.create(
+                model=self._settings.openai_chat_model,
+                messages=[
+                    {"role": "system", "content": SUMMARY_INSTRUCTIONS.format(words=limit // 8)},
+                    {"role": "user", "content": prompt},
+                ],
+                max_tokens=max(64, limit // 3),
+                temperature=0,
+            )
+        except openai.APIError as err:
+            raise provider_error(err) from err
+        content = completion.choices[0].message.content if completion.choices else None
+        summary = (content or "").strip()[:limit] or req.summary
+        async with self._engine.begin() as conn:
+            updated = await conn.execute(
+                text(
+                    "UPDATE sessions SET summary = :s, summary_version = :v + 1, "
+                    "updated_at = now() WHERE id = :id AND summary_version = :v"
+                ),
+                {"s": summary, "v": req.version, "id": req.session_id},
+            )
+        if not updated.rowcount:
+            return await self._current(req.session_id)
+        return SummaryResult(summary=summary, version=req.version + 1)
+
+    async def _vectors_available(self) -> bool:
+        if self._vectors is None:
+            async with self._engine.connect() as conn:
+                found = await conn.execute(
+                    text(
+                        "SELECT 1 FROM information_schema.columns "
+                        "WHERE table_name = 'messages' AND column_name = 'embedding'"
+                    )
+                )
+                self._vectors = found.first() is not None
+        return self._vectors
+
+    @activity.defn
+    async def retrieve_context(self, req: RetrieveInput) -> Retrieved:
+        """The session's older messages most similar to the new one, above the threshold."""
+        top_k, threshold = self._settings.retrieval_top_k, self._settings.retrieval_threshold
+        if self._embedder is None or top_k == 0 or not await self._vectors_available():
+            return Retrieved(available=False)
+        bind(session_id=req.session_id)
+        [vector] = await self._embedder.embed([req.query])
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT role, content, 1 - (embedding <=> CAST(:v AS vector)) AS sim "
+                        "FROM messages WHERE session_id = :s AND embedding IS NOT NULL "
+                        "AND seq < COALESCE((SELECT min(seq) FROM (SELECT seq FROM messages "
+                        "WHERE session_id = :s ORDER BY seq DESC LIMIT :recent) AS newest), "
+                        "9223372036854775807) "
+                        "ORDER BY embedding <=> CAST(:v AS vector) LIMIT :k"
+                    ),
+                    {
+                        "v": vector_literal(vector),
+                        "s": req.session_id,
+                        "recent": max(req.exclude_recent, 0),
+                        "k": top_k,
+                    },
+                )
+            ).all()
+        hits = [r for r in rows if r.sim >= threshold]
+        return Retrieved(
+            snippets=[f"{r.role}: {r.content[:1000]}" for r in hits],
+            scores=[round(float(r.sim), 4) for r in hits],
+        )

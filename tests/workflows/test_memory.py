@@ -1,0 +1,204 @@
+"""Conversation memory: a 300-turn session stays bounded and remembers, summaries are
+applied exactly once, an idle session restarts with its summary and recent turns, and the
+prompt fits its token budget."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+from openai import AsyncOpenAI
+from sqlalchemy import text
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.memory import MemoryActivities
+from activities.prompt import assemble
+from loadtest.fakes import FakeOpenAIServer
+from shared.config import Settings
+from shared.db import migrate
+from shared.db.engine import create_engine, engine_from_settings
+from shared.models import ChatMessage, PromptParts, SummarizeInput, workflow_id
+from tests.support import assert_eventually
+
+# The bounds this design keeps, per workflow run (stated in README "Conversation memory").
+MAX_EVENTS_PER_RUN = 10_000
+MAX_PAYLOAD_BYTES = 256 * 1024
+
+
+@pytest.fixture
+async def migrated_database_url(vector_database_url: str) -> str:
+    """This module runs on Postgres with pgvector, where retrieval works."""
+    engine = create_engine(vector_database_url, pool_size=1, max_overflow=0)
+    await migrate.upgrade(engine)
+    await engine.dispose()
+    return vector_database_url
+
+
+def _payload_sizes(node: object) -> list[int]:
+    if isinstance(node, dict):
+        sizes = [len(node["data"]) * 3 // 4] if "metadata" in node and "data" in node else []
+        return sizes + [s for v in node.values() for s in _payload_sizes(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _payload_sizes(v)]
+    return []
+
+
+@pytest.mark.timeout(900)
+async def test_three_hundred_turns_stay_bounded_and_remember_turn_three(
+    settings: Settings,
+    temporal_client: Client,
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+) -> None:
+    settings.turns_per_run = 50
+    settings.retrieval_threshold = 0.5  # the fake's embeddings are word hashes, not meaning
+    sid = f"long-{uuid.uuid4().hex[:6]}"
+    for n in range(1, 301):
+        if n == 3:
+            text_ = "Remember this: my project codename is BLUEHERON."
+        elif n == 250:
+            text_ = "What is my project codename?"
+        else:
+            text_ = f"filler note {n} about lunch plans and weather"
+        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": text_})
+        assert resp.status_code == 200, (n, resp.text)
+        if n == 250:
+            turn_250 = resp.json()
+            prompt_250 = next(
+                r["body"]["messages"]
+                for r in reversed(llm.requests)
+                if r["endpoint"] == "chat" and r["body"]["messages"][-1]["content"] == text_
+            )
+    system = prompt_250[0]["content"]
+    assert "BLUEHERON" in system, system[:2000]
+    assert turn_250["context"]["retrieved"] >= 1
+    assert turn_250["context"]["recent_turns"] == 10
+    assert turn_250["context"]["summary"] is True
+
+    runs = [e async for e in temporal_client.list_workflows(f"WorkflowId = '{workflow_id(sid)}'")]
+    assert len(runs) == 6
+    worst_events, worst_payload = 0, 0
+    for run in runs:
+        handle = temporal_client.get_workflow_handle(run.id, run_id=run.run_id)
+        history = await handle.fetch_history()
+        worst_events = max(worst_events, len(history.events))
+        worst_payload = max(worst_payload, *_payload_sizes(json.loads(history.to_json())))
+    print(
+        f"\n300 turns, 6 runs: at most {worst_events} events and a largest payload of "
+        f"{worst_payload} bytes in one run"
+    )
+    assert worst_events < MAX_EVENTS_PER_RUN
+    assert worst_payload < MAX_PAYLOAD_BYTES
+
+
+async def test_summary_is_applied_once_even_when_the_activity_is_retried(
+    settings: Settings, llm: FakeOpenAIServer
+) -> None:
+    engine = engine_from_settings(settings)
+    client = AsyncOpenAI(base_url=llm.url, api_key="test-key", max_retries=0)
+    memory = MemoryActivities(client, engine, None, settings)
+    sid = f"sum-{uuid.uuid4().hex[:6]}"
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO sessions (id, user_id) VALUES (:i, 'u')"), {"i": sid}
+            )
+        turns = [
+            ChatMessage(role="user", content="I am Ada"),
+            ChatMessage(role="assistant", content="Hi Ada"),
+        ]
+        req = SummarizeInput(session_id=sid, version=0, summary="", turns=turns)
+
+        llm.script({"endpoint": "chat", "status": 500})
+        with pytest.raises(Exception, match="500"):
+            await memory.summarize(req)  # a failed attempt changes nothing
+        llm.script({"endpoint": "chat", "reply": "The user is Ada."})
+        first = await memory.summarize(req)
+        assert (first.summary, first.version) == ("The user is Ada.", 1)
+        calls = len(llm.requests)
+        again = await memory.summarize(req)  # a retry after the write landed
+        assert (again.summary, again.version) == ("The user is Ada.", 1)
+        assert len(llm.requests) == calls  # the model was not asked to fold twice
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT summary, summary_version FROM sessions WHERE id = :i"), {"i": sid}
+                )
+            ).one()
+        assert (row.summary, row.summary_version) == ("The user is Ada.", 1)
+    finally:
+        await client.close()
+        await engine.dispose()
+
+
+async def test_idle_session_restarts_with_its_summary_and_recent_turns(
+    settings: Settings,
+    temporal_client: Client,
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+) -> None:
+    settings.context_recent_turns = 2
+    settings.inactivity_timeout_minutes = 0.04
+    sid = f"idle-mem-{uuid.uuid4().hex[:6]}"
+    for n in range(1, 5):
+        assert (
+            await alice.post(f"/sessions/{sid}/messages", json={"text": f"turn {n}"})
+        ).status_code == 200
+    handle = temporal_client.get_workflow_handle(workflow_id(sid))
+
+    async def idle() -> None:
+        assert (await alice.get(f"/sessions/{sid}")).json()["status"] == "idle"
+
+    await assert_eventually(idle, within=60)
+    llm.clear_requests()
+    assert (
+        await alice.post(f"/sessions/{sid}/messages", json={"text": "turn 5"})
+    ).status_code == 200
+    prompt = next(
+        r["body"]["messages"]
+        for r in llm.requests
+        if r["endpoint"] == "chat" and r["body"]["messages"][-1]["content"] == "turn 5"
+    )
+    assert "Summary of the conversation so far:" in prompt[0]["content"]
+    assert "turn 1" in prompt[0]["content"]  # folded into the summary
+    assert [m["content"] for m in prompt[1:]] == [
+        "turn 3",
+        "Fake reply to: turn 3",
+        "turn 4",
+        "Fake reply to: turn 4",
+        "turn 5",
+    ]
+    desc = await handle.describe()
+    assert desc.run_id is not None
+
+
+def test_prompt_is_trimmed_to_budget_in_the_stated_order() -> None:
+    def count(text_: str) -> int:
+        return len(text_.split())
+
+    parts = PromptParts(
+        system="be brief",
+        summary="summary " * 50,
+        retrieved=["similar one " * 10, "similar two " * 10],
+        recent=[
+            ChatMessage(role="user", content="old " * 30),
+            ChatMessage(role="assistant", content="reply " * 30),
+        ]
+        * 2,
+        tool_context="tools " * 40,
+        user="the question",
+    )
+    messages, full = assemble(parts, 10_000, count)
+    assert full.trimmed == [] and full.retrieved == 2 and full.recent_turns == 2
+    messages, report = assemble(parts, 200, count)
+    assert report.prompt_tokens <= 200
+    assert report.retrieved == 0 and "retrieved" in report.trimmed
+    assert messages[-1].content == "the question" and messages[0].content.startswith("be brief")
+    _, tight = assemble(parts, 30, count)
+    assert tight.recent_turns == 0 and tight.retrieved == 0
+    assert set(tight.trimmed) >= {"retrieved", "recent_turn", "tool_context"}
