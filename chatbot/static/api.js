@@ -44,7 +44,11 @@ export class ApiError extends Error {
   }
 
   static unreachable() {
-    return new ApiError(0, "network", "the server could not be reached; check the connection and try again");
+    return new ApiError(
+      0,
+      "network",
+      "the server could not be reached; check the connection and try again",
+    );
   }
 
   /** One line for the page: what happened and, where it helps, what to do. */
@@ -214,7 +218,12 @@ export class Api {
         if (lastId !== before) attempt = 0; // it was making progress: a fresh allowance
       }
       if (attempt >= RESUME_DELAYS_MS.length) {
-        throw new ApiError(0, "stream_lost", "lost the reply's stream; the turn still runs on the server, so reload this chat in a moment to see the reply");
+        throw new ApiError(
+          0,
+          "stream_lost",
+          "lost the reply's stream; the turn still runs on the server, so reload this chat " +
+            "in a moment to see the reply",
+        );
       }
       on.reconnecting?.(attempt + 1);
       await wait(RESUME_DELAYS_MS[attempt], signal);

@@ -48,6 +48,7 @@ const state = {
   olderBefore: null, // history: `before` for the previous page
   turn: null, // the running turn: {sessionId, turnId, abort, view}
   pinned: true, // the conversation is scrolled to its end, so new text keeps it there
+  ready: false, // signed in and a chat is open: until then a message would have nowhere to go
 };
 
 // A first visit without a token is no error: it just asks for one.
@@ -67,10 +68,18 @@ const sessions = new SessionList(api, {
 
 function showError(err) {
   if (err?.name === "AbortError") return;
-  const text = err instanceof ApiError ? err.readable : `Something went wrong in this page: ${str(err?.message ?? err)}`;
+  const text =
+    err instanceof ApiError
+      ? err.readable
+      : `Something went wrong in this page: ${str(err?.message ?? err)}`;
   if (!(err instanceof ApiError)) console.error(err); // a bug here, not an API answer
   const close = el("button", { type: "button", class: "btn icon", "aria-label": "Dismiss", text: "\u00D7" });
-  const alert = el("div", { class: "alert", dataset: { code: err?.code ?? "page" } }, el("span", { class: "alert-text", text }), close);
+  const alert = el(
+    "div",
+    { class: "alert", dataset: { code: err?.code ?? "page" } },
+    el("span", { class: "alert-text", text }),
+    close,
+  );
   close.addEventListener("click", () => alert.remove());
   ui.alerts.replaceChildren(alert); // the newest error replaces older ones
 }
@@ -86,6 +95,7 @@ function setStatus(text) {
 // ---- signing in ---------------------------------------------------------------------------
 
 function askForToken(message = "") {
+  ui.who.textContent = "Not signed in";
   ui.signInError.textContent = message;
   if (!ui.signInDialog.open) {
     ui.tokenInput.value = "";
@@ -105,16 +115,23 @@ async function signIn(event) {
     await start();
   } catch (err) {
     tokenStore.clear();
-    ui.signInError.textContent = err instanceof ApiError && err.status === 401 ? `That token was not accepted: ${err.message}.` : err.readable ?? String(err);
+    ui.signInError.textContent =
+      err instanceof ApiError && err.status === 401
+        ? `That token was not accepted: ${err.message}.`
+        : (err.readable ?? String(err));
   }
 }
 
 /** Who am I (and is the gateway in dev mode)? Then the chat list and a chat. */
 async function start() {
+  state.ready = false;
+  updateComposer();
   const me = await api.me();
   state.me = me;
   if (ui.signInDialog.open) ui.signInDialog.close();
-  ui.who.textContent = me.dev_mode ? `Signed in automatically as ${me.user_id}` : `Signed in as ${me.user_id}`;
+  ui.who.textContent = me.dev_mode
+    ? `Signed in automatically as ${me.user_id}`
+    : `Signed in as ${me.user_id}`;
   ui.devMode.hidden = !me.dev_mode;
   ui.devModeNote.hidden = !me.dev_mode;
   ui.signOut.hidden = me.dev_mode;
@@ -123,11 +140,14 @@ async function start() {
   if (fromUrl) await openSession(fromUrl);
   else if (sessions.newest) await openSession(sessions.newest.id);
   else openNewChat();
+  state.ready = true;
+  updateComposer();
 }
 
 function signOut() {
   tokenStore.clear();
   state.me = null;
+  state.ready = false;
   detachTurn();
   sessions.items = [];
   sessions.render();
@@ -213,11 +233,13 @@ function scrollToEnd() {
 
 // ---- sending and streaming --------------------------------------------------------------
 
-function setBusy(busy) {
-  ui.send.disabled = busy;
+/** One turn at a time: Send waits while a reply streams, and Stop is there meanwhile. */
+function updateComposer() {
+  const busy = state.turn !== null;
+  ui.input.disabled = !state.ready;
+  ui.send.disabled = !state.ready || busy;
   ui.stop.hidden = !busy;
-  ui.stop.disabled = true; // enabled once the turn id is known
-  ui.composer.dataset.busy = busy ? "true" : "false";
+  ui.stop.disabled = !state.turn?.turnId; // enabled once the turn id is known
 }
 
 /** Stop following the running turn (another chat was opened); it still runs on the server. */
@@ -225,7 +247,7 @@ function detachTurn() {
   if (state.turn) {
     state.turn.abort.abort();
     state.turn = null;
-    setBusy(false);
+    updateComposer();
     setStatus("");
   }
 }
@@ -237,7 +259,7 @@ function titleFrom(text) {
 
 async function send() {
   const text = ui.input.value;
-  if (!text.trim() || state.turn) return;
+  if (!text.trim() || state.turn || !state.ready) return;
   clearAlerts();
   ui.input.value = "";
   autosize();
@@ -249,13 +271,14 @@ async function send() {
   scrollToEnd();
   const turn = { sessionId: null, turnId: null, abort: new AbortController(), view };
   state.turn = turn;
-  setBusy(true);
+  updateComposer();
   const started = performance.now();
   try {
     if (!state.session) {
       // A new chat becomes a session with its first message, titled by that message.
       const session = await api.createSession(titleFrom(text));
       sessions.upsert(session);
+      if (turn.abort.signal.aborted) return; // another chat was opened meanwhile
       showSession(session);
     }
     turn.sessionId = state.session.id;
@@ -266,10 +289,11 @@ async function send() {
       {
         turn: (turnId) => {
           turn.turnId = turnId;
-          ui.stop.disabled = false;
+          updateComposer();
         },
         event: (event) => onTurnEvent(view, event, started),
-        reconnecting: (attempt) => setStatus(`Connection lost; resuming the reply (attempt ${attempt})\u2026`),
+        reconnecting: (attempt) =>
+          setStatus(`Connection lost; resuming the reply (attempt ${attempt})\u2026`),
         reconnected: () => setStatus(""),
       },
       turn.abort.signal,
@@ -290,7 +314,7 @@ async function send() {
   } finally {
     if (state.turn === turn) {
       state.turn = null;
-      setBusy(false);
+      updateComposer();
     }
   }
 }
@@ -306,7 +330,10 @@ function onTurnEvent(view, event, started) {
     view.finish(result, performance.now() - started);
     setStatus(result.status === "cancelled" ? "Stopped; the partial reply was kept." : "");
   } else if (type === "error") {
-    const prefix = data.error_type === "LLMRequestRejected" ? "The model provider rejected the request" : "The reply failed";
+    const prefix =
+      data.error_type === "LLMRequestRejected"
+        ? "The model provider rejected the request"
+        : "The reply failed";
     view.fail(`${prefix}: ${str(data.error) || "no details given"}`);
     setStatus("");
   }

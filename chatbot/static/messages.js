@@ -46,9 +46,16 @@ export class AssistantMessage {
     this.text = "";
     this.frame = 0;
     this.meta = el("div", { class: "meta" });
-    this.body = el("div", { class: "bubble markdown" }, el("span", { class: "typing", "aria-label": "writing" }, el("i"), el("i"), el("i")));
+    const typing = el("span", { class: "typing", "aria-label": "writing" }, el("i"), el("i"), el("i"));
+    this.body = el("div", { class: "bubble markdown" }, typing);
     this.extras = el("div", { class: "extras" });
-    this.li = el("li", { class: "msg assistant", dataset: { state: "waiting" } }, this.meta, this.body, this.extras);
+    this.li = el(
+      "li",
+      { class: "msg assistant", dataset: { state: "waiting" } },
+      this.meta,
+      this.body,
+      this.extras,
+    );
   }
 
   append(text) {
@@ -78,14 +85,20 @@ export class AssistantMessage {
     const status = result.status ?? "complete";
     this.li.dataset.state = status;
     this.li.dataset.intent = str(result.intent);
-    this.meta.replaceChildren(
+    const label = STATUS_LABELS[status];
+    fill(
+      this.meta,
       intentBadge(result.intent),
-      STATUS_LABELS[status] ? el("span", { class: `pill status-${status}`, text: STATUS_LABELS[status] }) : null,
+      label ? el("span", { class: `pill status-${status}`, text: label }) : null,
       timings(result.timings_ms, endToEndMs),
     );
-    if (!this.text && status === "cancelled") this.body.replaceChildren(el("p", { class: "muted", text: "Stopped before any text." }));
-    this.extras.replaceChildren(...toolResults(result.tool_results), citations(result.citations));
-    if (status === "failed") this.fail(result.error ? `The reply failed: ${str(result.error)}` : "The reply failed.");
+    if (!this.text && status === "cancelled") {
+      this.body.replaceChildren(el("p", { class: "muted", text: "Stopped before any text." }));
+    }
+    fill(this.extras, ...toolResults(result.tool_results), citations(sources(result)));
+    if (status === "failed") {
+      this.fail(result.error ? `The reply failed: ${str(result.error)}` : "The reply failed.");
+    }
     this.onChange();
   }
 
@@ -98,9 +111,18 @@ export class AssistantMessage {
   }
 }
 
+/** replaceChildren, minus the parts that are absent (null would show as "null"). */
+function fill(node, ...children) {
+  node.replaceChildren(...children.filter((child) => child !== null && child !== undefined));
+}
+
 function intentBadge(intent) {
   if (!intent) return null;
-  return el("span", { class: `pill intent intent-${INTENTS[intent] ? intent : "other"}`, title: "What the assistant took this message to need", text: INTENTS[intent] ?? str(intent) });
+  return el("span", {
+    class: `pill intent intent-${INTENTS[intent] ? intent : "other"}`,
+    title: "What the assistant took this message to need",
+    text: INTENTS[intent] ?? str(intent),
+  });
 }
 
 function ms(value) {
@@ -109,68 +131,128 @@ function ms(value) {
 
 /** "1.2 s" on the reply; the breakdown shows on hover or keyboard focus. */
 function timings(raw, endToEndMs) {
-  const steps = Object.entries(raw ?? {}).filter(([, v]) => typeof v === "number" && Number.isFinite(v));
+  const steps = Object.entries(raw ?? {}).filter(
+    ([, value]) => typeof value === "number" && Number.isFinite(value),
+  );
   if (steps.length === 0 && endToEndMs == null) return null;
   // first_token is measured inside generate_reply, so it is not added to the total.
-  const serverTotal = steps.filter(([k]) => k !== "first_token").reduce((sum, [, v]) => sum + v, 0);
-  const firstToken = raw?.first_token;
+  const counted = steps.filter(([name]) => name !== "first_token");
+  const serverTotal = counted.reduce((sum, [, value]) => sum + value, 0);
   const lines = [];
-  if (typeof firstToken === "number") lines.push(`first token: ${ms(firstToken)}`);
+  if (typeof raw?.first_token === "number") lines.push(`first token: ${ms(raw.first_token)}`);
   if (endToEndMs != null) lines.push(`end to end (this browser): ${ms(endToEndMs)}`);
   if (serverTotal) lines.push(`total (server steps): ${ms(serverTotal)}`);
-  for (const [name, value] of steps) if (name !== "first_token") lines.push(`${name.replaceAll("_", " ")}: ${ms(value)}`);
-  const shown = endToEndMs ?? serverTotal;
-  const tip = el("span", { class: "tip", role: "tooltip" }, ...lines.map((line) => el("span", { text: line })));
-  return el("span", { class: "timings", tabindex: "0", "aria-label": `Timings. ${lines.join("; ")}` }, `\u23F1 ${ms(shown)}`, tip);
+  for (const [name, value] of counted) lines.push(`${name.replaceAll("_", " ")}: ${ms(value)}`);
+  const tip = el("span", { class: "tip", role: "tooltip" }, ...lines.map((text) => el("span", { text })));
+  return el(
+    "span",
+    { class: "timings", tabindex: "0", "aria-label": `Timings. ${lines.join("; ")}` },
+    ms(endToEndMs ?? serverTotal),
+    tip,
+  );
 }
 
 function toolResults(results) {
   if (!Array.isArray(results)) return [];
-  return results.map((r) => {
-    if (r?.tool === "company_search") return companies(r);
-    if (r?.tool === "web_search" && (r.unavailable || r.message)) {
-      return el("p", { class: `notice${r.unavailable ? " warn" : ""}`, text: r.unavailable ? `Web search is unavailable: ${str(r.message) || "not configured"}` : str(r.message) });
-    }
+  return results.map((result) => {
+    if (result?.tool === "company_search") return companies(result);
+    if (result?.tool === "web_search") return webSearch(result);
     return null; // a tool this page does not know yet: its text is in the reply
   });
 }
 
-function companies(result) {
-  const list = Array.isArray(result.companies) ? result.companies : [];
-  const head = el("h3", { class: "extras-title" }, "Companies", result.sample ? el("span", { class: "pill warn", title: "From the built-in sample dataset, not real companies", text: "sample data" }) : null);
-  if (list.length === 0) return el("section", { class: "companies" }, head, el("p", { class: "muted", text: "No matching companies found." }));
-  return el("section", { class: "companies" }, head, el("div", { class: "cards" }, ...list.map(companyCard)));
+function notice(text, warn = false) {
+  return el("p", { class: warn ? "notice warn" : "notice", text });
 }
 
-function companyCard(c) {
-  const where = [str(c.industry), str(c.location)].filter(Boolean).join(" \u00B7 ");
-  const capabilities = Array.isArray(c.capabilities) ? c.capabilities.map(str).join(", ") : str(c.capabilities);
-  const score = typeof c.score === "number" && Number.isFinite(c.score) ? el("span", { class: "score", title: "How well it matches the question", text: `match ${c.score.toFixed(2)}` }) : null;
+function webSearch(result) {
+  if (result.unavailable) {
+    return notice(`Web search is unavailable: ${str(result.message) || "not configured"}`, true);
+  }
+  return result.message ? notice(str(result.message)) : null;
+}
+
+function companies(result) {
+  if (result.unavailable) {
+    return notice(`Company search is unavailable: ${str(result.message) || "not configured"}`, true);
+  }
+  const list = Array.isArray(result.companies) ? result.companies : [];
+  const head = el(
+    "h3",
+    { class: "extras-title" },
+    "Companies",
+    result.sample
+      ? el("span", {
+          class: "pill warn",
+          title: "From the built-in sample dataset, not real companies",
+          text: "sample data",
+        })
+      : null,
+    result.mode ? el("span", { class: "small", text: str(result.mode) }) : null,
+  );
   return el(
-    "article",
-    { class: "card" },
-    el("h4", {}, el("span", { text: str(c.name) || "(no name)" }), score),
-    where ? el("p", { class: "muted small", text: where }) : null,
-    c.description ? el("p", { text: str(c.description) }) : null,
-    capabilities ? el("p", { class: "small" }, el("strong", { text: "Capabilities: " }), capabilities) : null,
-    c.contact ? el("p", { class: "small" }, el("strong", { text: "Contact: " }), str(c.contact)) : null,
+    "section",
+    { class: "companies" },
+    head,
+    result.message ? el("p", { class: "muted small", text: str(result.message) }) : null,
+    list.length
+      ? el("div", { class: "cards" }, ...list.map(companyCard))
+      : el("p", { class: "muted", text: "No matching companies found." }),
   );
 }
 
+function companyCard(company) {
+  const where = [str(company.industry), str(company.location)].filter(Boolean).join(" \u00B7 ");
+  const capabilities = Array.isArray(company.capabilities)
+    ? company.capabilities.map(str).join(", ")
+    : str(company.capabilities);
+  const score =
+    typeof company.score === "number" && Number.isFinite(company.score)
+      ? el("span", {
+          class: "score",
+          title: "How well it matches the question",
+          text: `match ${company.score.toFixed(2)}`,
+        })
+      : null;
+  const labelled = (label, value) =>
+    value ? el("p", { class: "small" }, el("strong", { text: `${label}: ` }), value) : null;
+  return el(
+    "article",
+    { class: "card" },
+    el("h4", {}, el("span", { text: str(company.name) || "(no name)" }), score),
+    where ? el("p", { class: "muted small", text: where }) : null,
+    company.description ? el("p", { text: str(company.description) }) : null,
+    labelled("Capabilities", capabilities),
+    labelled("Contact", str(company.contact)),
+  );
+}
+
+/** The turn's citations; before those are merged in, the web search result's own. */
+function sources(result) {
+  if (Array.isArray(result.citations) && result.citations.length) return result.citations;
+  const results = Array.isArray(result.tool_results) ? result.tool_results : [];
+  const web = results.find((r) => r?.tool === "web_search");
+  return Array.isArray(web?.citations) ? web.citations : [];
+}
+
 function citations(list) {
-  if (!Array.isArray(list) || list.length === 0) return null;
-  const items = list.map((c, i) => {
-    const index = Number.isInteger(c?.index) ? c.index : i + 1;
-    const href = safeHref(c?.url);
-    const title = str(c?.title) || str(c?.url) || "source";
-    const host = href ? new URL(href).host : "";
+  if (list.length === 0) return null;
+  const items = list.map((citation, i) => {
+    const index = Number.isInteger(citation?.index) ? citation.index : i + 1;
+    const href = safeHref(citation?.url);
+    const title = str(citation?.title) || str(citation?.url) || "source";
     return el(
       "li",
       { value: String(index) },
       href ? externalLink(href, title) : el("span", { text: title }),
-      host ? el("span", { class: "muted small host", text: ` ${host}` }) : null,
-      c?.snippet ? el("p", { class: "small snippet", text: str(c.snippet) }) : null,
+      href ? el("span", { class: "muted small host", text: ` ${new URL(href).host}` }) : null,
+      citation?.snippet ? el("p", { class: "small snippet", text: str(citation.snippet) }) : null,
     );
   });
-  return el("section", { class: "citations" }, el("h3", { class: "extras-title", text: "Sources" }), el("ol", {}, ...items));
+  return el(
+    "section",
+    { class: "citations" },
+    el("h3", { class: "extras-title", text: "Sources" }),
+    el("ol", {}, ...items),
+  );
 }

@@ -31,6 +31,12 @@ async def _rows(settings: Settings, sql: str, **params: object) -> list[dict[str
         await engine.dispose()
 
 
+def _last_chat_prompt(llm: FakeOpenAIServer) -> list[dict[str, str]]:
+    """The newest chat completion's messages (embedding requests come and go between)."""
+    chats = [r for r in llm.requests if r["endpoint"] == "chat"]
+    return list(chats[-1]["body"]["messages"])
+
+
 async def test_a_message_gets_a_reply_persisted_once(
     worker: Worker, alice: httpx.AsyncClient, settings: Settings, llm: FakeOpenAIServer
 ) -> None:
@@ -245,7 +251,7 @@ async def test_idle_session_completes_and_restarts_with_its_context(
     llm.clear_requests()
     second = await alice.post("/sessions/idle/messages", json={"text": "what is my name?"})
     assert second.status_code == 200
-    prompt = llm.requests[-1]["body"]["messages"]
+    prompt = _last_chat_prompt(llm)
     assert [m["content"] for m in prompt[1:]] == [
         "my name is Ada",
         "Fake reply to: my name is Ada",
@@ -381,7 +387,7 @@ async def test_long_sessions_continue_as_new_with_their_context(
     assert len(runs) == 3  # 3 + 3 turns, then the run holding the 7th
     state = await handle.query("state")
     assert state["turns_total"] == 7 and state["turns_this_run"] == 1
-    prompt = [m["content"] for m in llm.requests[-1]["body"]["messages"][1:]]
+    prompt = [m["content"] for m in _last_chat_prompt(llm)[1:]]
     assert prompt[-1] == "turn 6" and prompt[0] == "turn 0"  # context carried across runs
     # A retried POST from the first run still maps to its turn, not to a new one.
     before = len(llm.requests)
