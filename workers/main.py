@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 from datetime import timedelta
+from typing import NoReturn
 
 from openai import AsyncOpenAI
 from redis.asyncio import Redis
@@ -132,7 +133,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     log.info("worker stopped")
 
 
-def run_worker_until_signalled(settings: Settings) -> int:
+def run_worker_until_signalled(settings: Settings) -> NoReturn:
     configure_logging(settings.log_level)
 
     async def main() -> None:
@@ -142,16 +143,21 @@ def run_worker_until_signalled(settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         await run_worker(settings, stop)
 
+    code = 0
     try:
         asyncio.run(main())
     except (TemporalConnectError, SearchAttributesMissing) as err:
         log.error("worker cannot start: %s", err)
-        return 1
+        code = 1
     except (OSError, SQLAlchemyError) as err:
         log.error("worker cannot reach Postgres (DATABASE_URL): %s", err)
-        return 1
-    return 0
+        code = 1
+    # Leave without interpreter teardown: the Temporal runtime's native threads can abort
+    # a finalizing interpreter (temporalio/sdk-python#300), turning the exit code into
+    # SIGABRT. Everything is closed and the logs are flushed by now.
+    logging.shutdown()
+    os._exit(code)
 
 
 def main() -> None:
-    raise SystemExit(run_worker_until_signalled(get_settings()))
+    run_worker_until_signalled(get_settings())
