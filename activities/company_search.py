@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.embeddings import Embedder, vector_literal
 from shared.config import Settings
+from shared.db.schema import has_column
 from shared.tools import Company, CompanyResults, SearchCompaniesInput
 
 COLUMNS = ["name", "description", "industry", "location", "contact", "capabilities"]
@@ -108,14 +109,7 @@ class PostgresCompanySearch:
 
     async def _vectors_available(self) -> bool:
         if self._has_vectors is None:
-            async with self._engine.connect() as conn:
-                found = await conn.execute(
-                    text(
-                        "SELECT 1 FROM information_schema.columns "
-                        "WHERE table_name = 'companies' AND column_name = 'embedding'"
-                    )
-                )
-                self._has_vectors = found.first() is not None
+            self._has_vectors = await has_column(self._engine, "companies", "embedding")
         return self._has_vectors
 
     async def search(self, req: SearchCompaniesInput) -> CompanyResults:

@@ -14,6 +14,7 @@ from temporalio import activity
 from activities.embeddings import Embedder, vector_literal
 from activities.llm import provider_error
 from shared.config import Settings
+from shared.db.schema import has_column
 from shared.logging import bind
 from shared.models import Retrieved, RetrieveInput, SummarizeInput, SummaryResult
 
@@ -94,14 +95,7 @@ class MemoryActivities:
 
     async def _vectors_available(self) -> bool:
         if self._vectors is None:
-            async with self._engine.connect() as conn:
-                found = await conn.execute(
-                    text(
-                        "SELECT 1 FROM information_schema.columns "
-                        "WHERE table_name = 'messages' AND column_name = 'embedding'"
-                    )
-                )
-                self._vectors = found.first() is not None
+            self._vectors = await has_column(self._engine, "messages", "embedding")
         return self._vectors
 
     @activity.defn

@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.embeddings import Embedder, vector_literal
+from shared.db.schema import has_column
 from shared.logging import bind
 from shared.models import (
     SEEN_MESSAGE_IDS,
@@ -129,14 +130,7 @@ class SessionStore:
             return
         try:
             if self._vectors is None:
-                async with self._engine.connect() as conn:
-                    found = await conn.execute(
-                        text(
-                            "SELECT 1 FROM information_schema.columns "
-                            "WHERE table_name = 'messages' AND column_name = 'embedding'"
-                        )
-                    )
-                    self._vectors = found.first() is not None
+                self._vectors = await has_column(self._engine, "messages", "embedding")
             if not self._vectors:
                 return
             vectors = await self._embedder.embed([turn.user_text, turn.reply or " "])

@@ -25,6 +25,7 @@ from activities.embeddings import BATCH, Embedder, build_embedder, vector_litera
 from activities.llm import build_openai_client
 from shared.config import Settings
 from shared.db.engine import engine_from_settings
+from shared.db.schema import has_column
 
 SAMPLE_FILE = Path(__file__).with_name("data") / "sample_companies.jsonl"
 
@@ -122,17 +123,6 @@ _UPSERT = text(
 )
 
 
-async def _has_vector_column(engine: AsyncEngine) -> bool:
-    async with engine.connect() as conn:
-        found = await conn.execute(
-            text(
-                "SELECT 1 FROM information_schema.columns "
-                "WHERE table_name = 'companies' AND column_name = 'embedding'"
-            )
-        )
-        return found.first() is not None
-
-
 async def import_companies(
     engine: AsyncEngine,
     path: Path,
@@ -143,7 +133,7 @@ async def import_companies(
 ) -> ImportReport:
     report = ImportReport()
     records = read_companies(path, report)
-    embed = embedder is not None and await _has_vector_column(engine)
+    embed = embedder is not None and await has_column(engine, "companies", "embedding")
     report.embedded = embed
     for start in range(0, len(records), BATCH):
         batch = records[start : start + BATCH]

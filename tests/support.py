@@ -4,10 +4,13 @@ as synchronisation)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+from shared.config import Settings
 
 T = TypeVar("T")
 
@@ -38,3 +41,18 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a `chatbot worker` process needs to join a test's stack."""
+    assert settings.database_url is not None and settings.redis_url is not None
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
+        "DATABASE_URL": settings.database_url.get_secret_value(),
+        "REDIS_URL": settings.redis_url.get_secret_value(),
+        "OPENAI_BASE_URL": settings.openai_base_url or "",
+        "OPENAI_API_KEY": "test-key",
+        **extra,
+    }

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 
 import httpx
 
 from shared.config import Settings
-from tests.support import assert_eventually, free_port
-
-
-def _env(settings: Settings, **extra: str) -> dict[str, str]:
-    assert settings.database_url is not None and settings.redis_url is not None
-    return {
-        **os.environ,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-        "DATABASE_URL": settings.database_url.get_secret_value(),
-        "REDIS_URL": settings.redis_url.get_secret_value(),
-        "OPENAI_BASE_URL": settings.openai_base_url or "",
-        **extra,
-    }
+from tests.support import assert_eventually, free_port, worker_env
 
 
 async def _worker(env: dict[str, str]) -> asyncio.subprocess.Process:
@@ -40,7 +26,7 @@ async def _worker(env: dict[str, str]) -> asyncio.subprocess.Process:
 
 async def test_unreachable_temporal_fails_clearly_after_retrying(settings: Settings) -> None:
     proc = await _worker(
-        _env(settings, TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}", STARTUP_RETRY_SECONDS="1")
+        worker_env(settings, TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}", STARTUP_RETRY_SECONDS="1")
     )
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
@@ -50,7 +36,7 @@ async def test_unreachable_temporal_fails_clearly_after_retrying(settings: Setti
 
 async def test_worker_serves_sdk_metrics_and_stops_on_sigterm(settings: Settings) -> None:
     port = free_port()
-    proc = await _worker(_env(settings, WORKER_METRICS_PORT=str(port)))
+    proc = await _worker(worker_env(settings, WORKER_METRICS_PORT=str(port)))
     try:
 
         async def scraped() -> str:

@@ -4,7 +4,6 @@ persisted exactly once, and the client that waited gets the answer."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import uuid
@@ -20,22 +19,9 @@ from shared.config import Settings
 from shared.db.engine import create_engine
 from shared.models import turn_id_for
 from shared.streams import stream_key
-from tests.support import assert_eventually
+from tests.support import assert_eventually, worker_env
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _worker_env(settings: Settings) -> dict[str, str]:
-    assert settings.database_url is not None and settings.redis_url is not None
-    return {
-        **os.environ,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-        "DATABASE_URL": settings.database_url.get_secret_value(),
-        "REDIS_URL": settings.redis_url.get_secret_value(),
-        "OPENAI_BASE_URL": settings.openai_base_url or "",
-        "OPENAI_API_KEY": "test-key",
-    }
 
 
 async def _start_worker(settings: Settings, log: Path) -> asyncio.subprocess.Process:
@@ -44,7 +30,7 @@ async def _start_worker(settings: Settings, log: Path) -> asyncio.subprocess.Pro
             sys.executable,
             "-m",
             "workers",
-            env=_worker_env(settings),
+            env=worker_env(settings),
             stdout=out,
             stderr=asyncio.subprocess.STDOUT,
         )
