@@ -83,7 +83,9 @@ async def test_three_hundred_turns_stay_bounded_and_remember_turn_three(
     async def all_runs() -> list[Any]:
         query = f"WorkflowId = '{workflow_id(sid)}'"
         found = [e async for e in temporal_client.list_workflows(query)]
-        assert len(found) >= 6  # 50 turns a run; visibility catches up a moment later
+        # 50 turns a run, a few more when the next message is already waiting (the run
+        # continues as new once its handlers finish); visibility catches up a moment later.
+        assert len(found) >= 4
         return found
 
     runs = await assert_eventually(all_runs, within=30)
