@@ -13,6 +13,7 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
     WorkflowUpdateHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
 from temporalio.common import (
@@ -55,6 +56,14 @@ _ERRORS: dict[str, type[ApiError]] = {
 
 
 def api_error(err: Exception) -> ApiError:
+    if isinstance(err, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # The turn was handed over and still runs; a retry with the same
+        # client_message_id gets it, never a second one.
+        return Unavailable(
+            "the turn is taking longer than the gateway waits; retry with the same "
+            "client_message_id to get its result",
+            retry_after=2,
+        )
     if isinstance(err, WorkflowUpdateFailedError):
         cause = err.cause
         if isinstance(cause, ApplicationError):
@@ -70,7 +79,7 @@ def api_error(err: Exception) -> ApiError:
 async def temporal_call(call: Awaitable[T]) -> T:
     try:
         return await call
-    except (WorkflowUpdateFailedError, RPCError) as err:
+    except (WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError, RPCError) as err:
         raise api_error(err) from err
 
 

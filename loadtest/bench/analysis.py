@@ -1,0 +1,202 @@
+"""From per-message records to a scenario's figures, and from all figures to the targets."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from loadtest.bench.config import LlmBehaviour
+from loadtest.bench.stats import summary
+from loadtest.scenarios.catalog import Scenario
+
+STEPS = ("detect_intent", "first_token", "generate_reply", "persist_turn")
+
+
+def analyse_scenario(
+    scenario: Scenario, records: Sequence[dict[str, Any]], llm: LlmBehaviour
+) -> dict[str, Any]:
+    messages = [r for r in records if r.get("kind") == "message"]
+    sessions = [r for r in records if r.get("kind") == "session"]
+    ok = [m for m in messages if m.get("ok")]
+    e2e = [float(m["e2e_ms"]) for m in ok]
+    ttft = [float(m["ttft_ms"]) for m in ok if m.get("ttft_ms") is not None]
+    planned = scenario.planned_messages
+    expected = max(planned or 0, len(messages))
+    ends = [m["started"] + m.get("e2e_ms", 0.0) / 1000 for m in messages if "e2e_ms" in m]
+    span = (max(ends) - min(m["started"] for m in messages)) if ends else 0.0
+    errors = Counter(_short(m.get("error")) for m in messages if not m.get("ok"))
+    errors.update(_short(f"session: {s.get('status_code')}") for s in sessions if not s.get("ok"))
+    steps = {
+        step: summary([float(m["timings_ms"][step]) for m in ok if step in m.get("timings_ms", {})])
+        for step in STEPS
+    }
+    return {
+        "name": scenario.name,
+        "summary": scenario.summary,
+        "target": scenario.target,
+        "streaming": scenario.streaming,
+        "users": scenario.users,
+        "messages_per_session": scenario.messages,
+        "rounds": scenario.rounds,
+        "duration_s": scenario.duration,
+        "think_s": list(scenario.think),
+        "llm": {"profile": scenario.llm, **llm.as_dict()},
+        "planned": planned,
+        "sent": len(messages),
+        "ok": len(ok),
+        "success_rate": len(ok) / expected if expected else 0.0,
+        "wrong_replies": sum(1 for m in ok if m.get("reply") != llm.reply),
+        "sessions_created": sum(1 for s in sessions if s.get("ok")),
+        "sessions_failed": sum(1 for s in sessions if not s.get("ok")),
+        "span_s": span,
+        "turns_per_s": len(ok) / span if span > 0 else 0.0,
+        "e2e_ms": summary(e2e),
+        "e2e_first_message_ms": summary(
+            [float(m["e2e_ms"]) for m in ok if m.get("message_index") == 0]
+        ),
+        "e2e_later_messages_ms": summary(
+            [float(m["e2e_ms"]) for m in ok if m.get("message_index", 0) > 0]
+        ),
+        "ttft_ms": summary(ttft),
+        "accepted_ms": summary([float(m["accepted_ms"]) for m in ok if "accepted_ms" in m]),
+        # What the service adds to the fake LLM's own time, and to its time to first token.
+        "overhead_ms": summary([v - llm.own_ms for v in e2e]),
+        "ttft_overhead_ms": summary([v - llm.latency_ms for v in ttft]),
+        "steps_ms": steps,
+        "errors": dict(errors.most_common(10)),
+    }
+
+
+def _short(error: object) -> str:
+    return str(error)[:160]
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    description: str
+    value: float | None
+    limit: float
+    higher_is_better: bool = False
+    unit: str = "x"
+    basis: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.value is None:
+            return None
+        return self.value >= self.limit if self.higher_is_better else self.value <= self.limit
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "description": self.description,
+            "value": self.value,
+            "limit": self.limit,
+            "comparison": ">=" if self.higher_is_better else "<=",
+            "unit": self.unit,
+            "met": self.met,
+            "basis": self.basis,
+        }
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def evaluate_targets(
+    floor: dict[str, Any] | None,
+    scenarios: dict[str, dict[str, Any]],
+    integrity: dict[str, dict[str, Any]],
+) -> list[Target]:
+    """The targets of issue 8, each as a ratio so it holds on any machine. A target whose
+    scenario (or the floor) did not run has no value and is reported as not measured."""
+    floor_p50 = floor["update_ms"]["p50"] if floor else None
+    floor_p99 = floor["update_ms"]["p99"] if floor else None
+    floor_tput = floor["max_updates_per_s"] if floor else None
+    at20 = scenarios.get("high") or scenarios.get("concurrent")
+    at20_name = at20["name"] if at20 else "high"
+    sustained = scenarios.get("sustained")
+    slow, direct = scenarios.get("llm1s"), scenarios.get("llm1s-direct")
+    # Time to first token against the floor (one update at a time, existing workflow): on
+    # the like-for-like scenario, one session talking with no contention.
+    stream = next(
+        (
+            scenarios[n]
+            for n in ("sequential-stream", "baseline-stream", "high-stream")
+            if n in scenarios
+        ),
+        None,
+    )
+    scale, scale_integrity = scenarios.get("scale"), integrity.get("scale")
+
+    targets = [
+        Target(
+            "overhead_p50",
+            f"orchestration overhead p50 at 20 sessions ({at20_name}) / raw floor p50",
+            _ratio(at20["overhead_ms"]["p50"] if at20 else None, floor_p50),
+            3.0,
+            basis="end-to-end minus the fake LLM's own time, vs a no-op update-with-start",
+        ),
+        Target(
+            "overhead_p99",
+            f"orchestration overhead p99 at 20 sessions ({at20_name}) / raw floor p99",
+            _ratio(at20["overhead_ms"]["p99"] if at20 else None, floor_p99),
+            6.0,
+        ),
+        Target(
+            "sustained_throughput",
+            "sustained turns/s (zero-latency LLM) / raw no-op update throughput",
+            _ratio(sustained["turns_per_s"] if sustained else None, floor_tput),
+            0.4,
+            higher_is_better=True,
+        ),
+        Target(
+            "slow_llm_vs_direct",
+            "end-to-end p50 with a 1 s LLM: service / direct path",
+            _ratio(
+                slow["e2e_ms"]["p50"] if slow else None,
+                direct["e2e_ms"]["p50"] if direct else None,
+            ),
+            1.05,
+        ),
+    ]
+    if scale is not None and scale_integrity is not None:
+        failures = (
+            (1 - scale["success_rate"]) * (scale["planned"] or scale["sent"])
+            + scale_integrity["lost"]
+            + scale_integrity["duplicated"]
+        )
+        scale_value: float | None = round(failures)
+    else:
+        scale_value = None
+    sessions = scale["users"] if scale else 1000
+    messages = scale["messages_per_session"] if scale else 5
+    targets.append(
+        Target(
+            "scale_integrity",
+            f"{sessions} sessions x {messages} messages: failed + lost + duplicated turns",
+            scale_value,
+            0.0,
+            unit="turns",
+            basis="100 % success, 0 lost, 0 duplicated",
+        )
+    )
+    ttft_budget = None
+    if stream and stream["ttft_ms"]["p50"] is not None:
+        ttft_budget = _ratio(stream["ttft_ms"]["p50"] - stream["llm"]["latency_ms"], floor_p50)
+    stream_name = stream["name"] if stream else "sequential-stream"
+    targets.append(
+        Target(
+            "ttft",
+            f"(TTFT p50 - fake LLM TTFT) / raw floor p50 ({stream_name})",
+            ttft_budget,
+            2.0,
+            basis="TTFT p50 <= fake LLM TTFT + 2 x floor p50",
+        )
+    )
+    return targets

@@ -1,0 +1,169 @@
+"""The scenarios, in one place: who talks, how much, how fast, and against which fake LLM.
+
+A scenario is played by `users` simulated users at once. Each user authenticates, creates
+a session, sends `messages` messages in it one after another (waiting `think` seconds
+between them), and does that `rounds` times. A time-boxed scenario (`duration`) keeps its
+users talking, in new sessions after every `messages`, until the time is up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+# How the benchmark sets the fake LLM for a scenario (see loadtest.bench.config):
+# "default" = the run's latency and token rate, "zero" = no delay at all, "slow" = 1 s.
+LlmProfile = Literal["default", "zero", "slow"]
+# "service" = the gateway (Temporal in between); "direct" = a plain FastAPI handler.
+Target = Literal["service", "direct"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    users: int
+    messages: int
+    rounds: int = 1
+    think: tuple[float, float] = (0.0, 0.0)
+    duration: float | None = None
+    streaming: bool = False
+    spawn_rate: float = 100.0
+    llm: LlmProfile = "default"
+    target: Target = "service"
+
+    def __post_init__(self) -> None:
+        if self.users < 1 or self.messages < 1 or self.rounds < 1:
+            raise ValueError(f"{self.name}: users, messages and rounds must be at least 1")
+        low, high = self.think
+        if low < 0 or high < low:
+            raise ValueError(f"{self.name}: think time must be 0 <= min <= max")
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError(f"{self.name}: duration must be more than 0 s")
+        if self.spawn_rate <= 0:
+            raise ValueError(f"{self.name}: spawn rate must be more than 0 users/s")
+
+    @property
+    def planned_messages(self) -> int | None:
+        """Messages the scenario sends when everything answers; None when time-boxed."""
+        if self.duration is not None:
+            return None
+        return self.users * self.rounds * self.messages
+
+    @property
+    def time_bound(self) -> float:
+        """Seconds after which the scenario is stopped whatever happens: generous, so only
+        a stuck deployment reaches it, but everything ends by itself."""
+        if self.duration is not None:
+            return self.duration + 120.0
+        turns = self.users * self.rounds * self.messages
+        # Room for each user's turns one after another at 30 s, and for all turns at 2/s.
+        return 120.0 + 30.0 * self.rounds * self.messages + turns / 2 + self.users / self.spawn_rate
+
+    def with_changes(self, **changes: object) -> Scenario:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+_BASE = (
+    Scenario(
+        "baseline",
+        "1 user: one session, one message (repeated in new sessions for a distribution)",
+        users=1,
+        messages=1,
+        rounds=10,
+    ),
+    Scenario(
+        "sequential",
+        "1 user: one session, 10 messages one after another (warm workflow, no contention)",
+        users=1,
+        messages=10,
+    ),
+    Scenario(
+        "concurrent",
+        "20 sessions at once, one message each (3 rounds)",
+        users=20,
+        messages=1,
+        rounds=3,
+    ),
+    Scenario("high", "20 sessions x 5 messages = 100 turns", users=20, messages=5),
+    Scenario(
+        "sustained",
+        "100 users talking with random think time (0.2-1 s) for a while; zero-latency LLM",
+        users=100,
+        messages=10,
+        think=(0.2, 1.0),
+        duration=60.0,
+        llm="zero",
+    ),
+    Scenario(
+        "scale",
+        "1000 sessions x 5 messages = 5000 turns",
+        users=1000,
+        messages=5,
+        spawn_rate=100.0,
+    ),
+    Scenario(
+        "llm1s",
+        "20 sessions x 5 messages with a 1 s LLM, through the service",
+        users=20,
+        messages=5,
+        llm="slow",
+    ),
+    Scenario(
+        "llm1s-direct",
+        "the same with a plain FastAPI handler calling the LLM (no Temporal)",
+        users=20,
+        messages=5,
+        llm="slow",
+        target="direct",
+    ),
+)
+
+
+def _streaming(base: Scenario) -> Scenario:
+    return base.with_changes(
+        name=f"{base.name}-stream",
+        summary=f"{base.summary}; SSE, time to first token",
+        streaming=True,
+    )
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        *_BASE,
+        *(
+            _streaming(s)
+            for s in _BASE
+            if s.name in ("baseline", "sequential", "concurrent", "high")
+        ),
+    )
+}
+
+# Small versions for a smoke run: a few seconds each, only to prove every path works.
+SMOKE_CHANGES: dict[str, dict[str, object]] = {
+    "baseline": {"rounds": 2},
+    "sequential": {"messages": 3},
+    "concurrent": {"users": 5, "rounds": 1},
+    "high": {"users": 5, "messages": 2},
+    "sustained": {"users": 5, "messages": 3, "think": (0.05, 0.2), "duration": 3.0},
+    "scale": {"users": 10, "messages": 2},
+    "llm1s": {"users": 2, "messages": 2},
+    "llm1s-direct": {"users": 2, "messages": 2},
+}
+
+
+def scenario_names() -> list[str]:
+    return list(SCENARIOS)
+
+
+def get_scenario(name: str, *, smoke: bool = False) -> Scenario:
+    try:
+        scenario = SCENARIOS[name]
+    except KeyError:
+        raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}") from None
+    if smoke:
+        changes = SMOKE_CHANGES.get(name.removesuffix("-stream"), {})
+        scenario = scenario.with_changes(**changes)
+    return scenario
