@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.embeddings import Embedder, vector_literal
+from activities.intent.query import location_aliases
 from shared.config import Settings
 from shared.db.schema import has_column
 from shared.tools import Company, CompanyResults, SearchCompaniesInput
@@ -117,8 +118,13 @@ class PostgresCompanySearch:
         where = ""
         params: dict[str, Any] = {"n": CANDIDATES}
         if req.location:
-            where = " AND location ILIKE :loc"
-            params["loc"] = f"%{req.location}%"
+            # Stored addresses spell places several ways ("Ohio" is "Columbus, OH").
+            aliases = location_aliases(req.location)
+            where = (
+                " AND (" + " OR ".join(f"location ~* :loc{i}" for i in range(len(aliases))) + ")"
+            )
+            for i, alias in enumerate(aliases):
+                params[f"loc{i}"] = rf"\m{re.escape(alias)}\M"
         ranked: list[list[int]] = []
         rows: dict[int, dict[str, Any]] = {}
         async with self._engine.connect() as conn:

@@ -112,6 +112,12 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return run(args)
 
 
+def _cmd_route(args: argparse.Namespace, settings: Settings) -> int:
+    from activities.intent.cli import run
+
+    return run(args, settings)
+
+
 def _cmd_companies(args: argparse.Namespace, settings: Settings) -> int:
     from chatbot.companies import run
 
@@ -175,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_arguments(bench)
     bench.set_defaults(func=_cmd_bench)
+
+    route = sub.add_parser(
+        "route", help="route messages to intents (JSON lines), or --eval a labelled set"
+    )
+    from activities.intent.cli import add_arguments as add_route_arguments
+
+    add_route_arguments(route)
+    route.set_defaults(func=_cmd_route)
 
     companies = sub.add_parser("companies", help="company data for company search")
     from chatbot.companies import add_arguments as add_companies_arguments

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     openai_search_model: str = Field("gpt-4o-search-preview", min_length=1)
     openai_embedding_model: str = Field("text-embedding-3-small", min_length=1)
     openai_timeout_seconds: float = Field(60.0, gt=0)
+    # With a real model configured, a low-confidence intent is decided by one
+    # structured-output call; off keeps routing offline (rules + classifier).
+    intent_llm_fallback: bool = True
 
     databricks_host: HttpUrl | None = None
     databricks_token: SecretStr | None = None

@@ -175,6 +175,9 @@ def settings(
         temporal_task_queue=f"tq-{uuid.uuid4().hex[:10]}",
         jwt_secret="test-secret-" + "x" * 32,
         rate_limit_per_minute=1000,
+        # Scripted fake replies are for generate_reply; the router's LLM layer has its own
+        # tests (tests/activities), so turns here route offline.
+        intent_llm_fallback=False,
     )
 
 

@@ -23,7 +23,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from activities.company_search import CompanySearch
 from activities.embeddings import build_embedder
-from activities.intent import IntentActivities
+from activities.intent import IntentActivities, build_router
 from activities.llm import LlmActivities, build_openai_client
 from activities.memory import MemoryActivities
 from activities.sessions import SessionStore
@@ -65,7 +65,9 @@ def build_worker(
     memory = MemoryActivities(llm_client, engine, embedder, settings)
     store = SessionStore(engine, embedder)
     streams = StreamActivities(redis)
-    intent = IntentActivities()
+    router = build_router(settings, llm_client if settings.intent_llm_fallback else None)
+    router.warm()  # load the classifier now, not inside the first turn's local activity
+    intent = IntentActivities(router)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -31,10 +32,16 @@ async def _rows(settings: Settings, sql: str, **params: object) -> list[dict[str
         await engine.dispose()
 
 
+def _reply_calls(llm: FakeOpenAIServer) -> list[dict[str, Any]]:
+    """Requests for replies from the chat model (not the search model or embeddings)."""
+    return [
+        r for r in llm.requests if r["endpoint"] == "chat" and r["body"]["model"] == "gpt-4o-mini"
+    ]
+
+
 def _last_chat_prompt(llm: FakeOpenAIServer) -> list[dict[str, str]]:
     """The newest chat completion's messages (embedding requests come and go between)."""
-    chats = [r for r in llm.requests if r["endpoint"] == "chat"]
-    return list(chats[-1]["body"]["messages"])
+    return list(_reply_calls(llm)[-1]["body"]["messages"])
 
 
 async def test_a_message_gets_a_reply_persisted_once(
@@ -127,7 +134,7 @@ async def test_ten_concurrent_messages_to_one_session_run_one_at_a_time_in_order
         f"Fake reply to: {t}" for t in texts
     )
     # Each prompt holds exactly the turns answered before it: no interleaving, none lost.
-    prompts = [r["body"]["messages"] for r in llm.requests if r["endpoint"] == "chat"]
+    prompts = [r["body"]["messages"] for r in _reply_calls(llm)]
     assert len(prompts) == 10
     order = [p[-1]["content"] for p in prompts]
     assert sorted(order) == sorted(texts)
@@ -169,7 +176,7 @@ async def test_same_client_message_id_is_one_turn_with_the_same_answer(
     assert first.status_code == second.status_code == third.status_code == 200
     assert first.json()["turn_id"] == second.json()["turn_id"] == third.json()["turn_id"]
     assert first.json()["reply"] == second.json()["reply"] == third.json()["reply"]
-    assert len([r for r in llm.requests if r["endpoint"] == "chat"]) == 1
+    assert len(_reply_calls(llm)) == 1
     rows = await _rows(settings, "SELECT count(*) AS n FROM messages WHERE session_id = 'idem'")
     assert rows == [{"n": 2}]
 
@@ -177,17 +184,21 @@ async def test_same_client_message_id_is_one_turn_with_the_same_answer(
 async def test_rate_limited_provider_is_retried_until_it_answers(
     worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
 ) -> None:
-    llm.script({"endpoint": "chat", "status": 429, "retry_after": 1, "times": 2})
+    llm.script(
+        {"endpoint": "chat", "model": "gpt-4o-mini", "status": 429, "retry_after": 1, "times": 2}
+    )
     resp = await alice.post("/sessions/r1/messages", json={"text": "eventually"})
     assert resp.status_code == 200, resp.text
     assert resp.json()["reply"] == "Fake reply to: eventually"
-    assert len([r for r in llm.requests if r["endpoint"] == "chat"]) == 3
+    assert len(_reply_calls(llm)) == 3
 
 
 async def test_provider_rejection_is_a_clear_error_and_the_session_stays_usable(
     worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer, settings: Settings
 ) -> None:
-    llm.script({"endpoint": "chat", "status": 400, "message": "context too long"})
+    llm.script(
+        {"endpoint": "chat", "model": "gpt-4o-mini", "status": 400, "message": "context too long"}
+    )
     resp = await alice.post("/sessions/r2/messages", json={"text": "break it"})
     assert resp.status_code == 502
     error = resp.json()["error"]
@@ -195,7 +206,7 @@ async def test_provider_rejection_is_a_clear_error_and_the_session_stays_usable(
     assert (
         "rejected the request (400)" in error["message"] and "context too long" in error["message"]
     )
-    assert len([r for r in llm.requests if r["endpoint"] == "chat"]) == 1  # not retried
+    assert len(_reply_calls(llm)) == 1  # not retried
     ok = await alice.post("/sessions/r2/messages", json={"text": "and now?"})
     assert ok.status_code == 200 and ok.json()["reply"] == "Fake reply to: and now?"
     rows = await _rows(

@@ -44,7 +44,7 @@ async def test_todays_histories_replay(
     assert (
         await alice.post(f"/sessions/{sid}/messages", json={"text": "hello"})
     ).status_code == 200
-    llm.script({"endpoint": "chat", "status": 400})
+    llm.script({"endpoint": "chat", "model": "gpt-4o-mini", "status": 400})
     assert (await alice.post(f"/sessions/{sid}/messages", json={"text": "bad"})).status_code == 502
     body = {"text": "once", "client_message_id": "r-1"}
     assert (await alice.post(f"/sessions/{sid}/messages", json=body)).status_code == 200

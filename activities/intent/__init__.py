@@ -1,0 +1,32 @@
+"""Intent detection: which tool a message needs (company search, web search, both, or
+none), with a confidence and, for searches, the query and location filter.
+
+Layers (`router.py`): rules that cannot be wrong (`rules.py`), a learned classifier
+(`classifier.py`: a shipped pure-Python model, or MiniLM embeddings with the `ml` extra),
+and, when a real chat model is configured and the classifier is unsure, a structured-output
+LLM call (`llm_fallback.py`). `chatbot route` (`cli.py`) runs it on JSON lines and scores
+it on a labelled set (`eval.jsonl`) beside the old keyword list (`baseline.py`)."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.intent.router import Decision, Router, build_router
+from shared.models import DetectIntentInput, IntentResult
+
+__all__ = ["Decision", "IntentActivities", "Router", "build_router"]
+
+
+class IntentActivities:
+    """The worker builds one Router (loading its model once) and hands it in."""
+
+    def __init__(self, router: Router | None = None) -> None:
+        self._router = router if router is not None else Router()
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    @activity.defn
+    async def detect_intent(self, req: DetectIntentInput) -> IntentResult:
+        return await self._router.aroute(req.text)
