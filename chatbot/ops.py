@@ -112,7 +112,7 @@ async def show_session(client: Client, settings: Settings, session_id: str) -> s
         f"workflow  {desc.id} run {desc.run_id}",
     ]
     if desc.status == WorkflowExecutionStatus.RUNNING:
-        handle = client.get_workflow_handle_for(ChatSessionWorkflow.run, desc.id)
+        handle = client.get_workflow_handle(desc.id)
         state: SessionState = await handle.query(ChatSessionWorkflow.state)
         lines.append(f"running   turn {state.running_turn_id or '-'}, {state.queued_turns} queued")
         if state.summary:
@@ -140,7 +140,7 @@ async def end_session(client: Client, session_id: str) -> str:
     if desc.status != WorkflowExecutionStatus.RUNNING:
         status = desc.status.name.title() if desc.status else "unknown"
         raise OpsError(f"session {session_id!r} is not running (its workflow is {status})")
-    handle = client.get_workflow_handle_for(ChatSessionWorkflow.run, desc.id)
+    handle = client.get_workflow_handle(desc.id)
     await handle.signal(ChatSessionWorkflow.end_session)
     await asyncio.wait_for(handle.result(), 60)
     return f"session {session_id!r} ended: its running turns finished, new messages are refused"
