@@ -25,7 +25,7 @@ from chatbot.app import create_app
 from chatbot.embedded import redis as embedded_redis
 from chatbot.embedded import temporal as embedded_temporal
 from chatbot.embedded.postgres import EmbeddedPostgres
-from chatbot.embedded.process import ManagedProcess, port_open
+from chatbot.embedded.process import EmbeddedError, ManagedProcess, port_open
 from loadtest.fakes import FakeOpenAIServer, ServerThread
 from shared.config import Settings, get_settings, load_settings
 from shared.db import migrate
@@ -50,18 +50,28 @@ def _fresh_settings() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     logs = tmp_path_factory.mktemp("temporal")
-    proc = ManagedProcess(
-        "temporal",
-        embedded_temporal.dev_server_argv(
-            port=port, db_file=None, namespace="default", ui_port=None
-        ),
-        log_path=logs / "temporal.log",
-        ready=lambda: port_open("127.0.0.1", port),
-    )
-    proc.start()
-    proc.wait_ready()
+    # A port found free can be taken before the server binds it (other tests' servers pick
+    # ports too): start again on another one rather than fail the whole session.
+    for attempt in range(3):
+        port = free_port()
+        proc = ManagedProcess(
+            "temporal",
+            embedded_temporal.dev_server_argv(
+                port=port, db_file=None, namespace="default", ui_port=None
+            ),
+            log_path=logs / f"temporal-{attempt}.log",
+            ready=lambda port=port: port_open("127.0.0.1", port),  # type: ignore[misc]
+        )
+        proc.start()
+        try:
+            proc.wait_ready()
+        except EmbeddedError:
+            proc.stop()
+            if attempt == 2:
+                raise
+            continue
+        break
     yield f"127.0.0.1:{port}"
     proc.stop()
 
