@@ -101,12 +101,7 @@ class DevStack:
                     ui_port=ui_port,
                 )
                 self._run(
-                    ManagedProcess(
-                        "temporal",
-                        argv,
-                        log_path=logs / "temporal.log",
-                        ready=lambda: port_open("127.0.0.1", tport),
-                    )
+                    temporal.dev_server_process(argv, port=tport, log_path=logs / "temporal.log")
                 )
         if s.database_url is None:
             started = time.perf_counter()
@@ -118,13 +113,9 @@ class DevStack:
             rport = s.embedded_redis_port
             self._check_free("Redis", rport)
             (self.home / "redis").mkdir(parents=True, exist_ok=True)
-            argv = redis.redis_argv(port=rport, data_dir=self.home / "redis")
             self._run(
-                ManagedProcess(
-                    "redis",
-                    argv,
-                    log_path=logs / "redis.log",
-                    ready=lambda: port_open("127.0.0.1", rport),
+                redis.redis_process(
+                    port=rport, data_dir=self.home / "redis", log_path=logs / "redis.log"
                 )
             )
             self.env["REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"

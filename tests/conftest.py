@@ -25,7 +25,7 @@ from chatbot.app import create_app
 from chatbot.embedded import redis as embedded_redis
 from chatbot.embedded import temporal as embedded_temporal
 from chatbot.embedded.postgres import EmbeddedPostgres
-from chatbot.embedded.process import EmbeddedError, ManagedProcess, port_open
+from chatbot.embedded.process import EmbeddedError
 from loadtest.fakes import FakeOpenAIServer, ServerThread
 from shared.config import Settings, get_settings, load_settings
 from shared.db import migrate
@@ -55,13 +55,11 @@ def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # ports too): start again on another one rather than fail the whole session.
     for attempt in range(3):
         port = free_port()
-        proc = ManagedProcess(
-            "temporal",
-            embedded_temporal.dev_server_argv(
-                port=port, db_file=None, namespace="default", ui_port=None
-            ),
-            log_path=logs / f"temporal-{attempt}.log",
-            ready=lambda port=port: port_open("127.0.0.1", port),  # type: ignore[misc]
+        argv = embedded_temporal.dev_server_argv(
+            port=port, db_file=None, namespace="default", ui_port=None
+        )
+        proc = embedded_temporal.dev_server_process(
+            argv, port=port, log_path=logs / f"temporal-{attempt}.log"
         )
         proc.start()
         try:
@@ -128,12 +126,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     port = free_port()
     data: Path = tmp_path_factory.mktemp("redis")
-    proc = ManagedProcess(
-        "redis",
-        embedded_redis.redis_argv(port=port, data_dir=data),
-        log_path=data / "redis.log",
-        ready=lambda: port_open("127.0.0.1", port),
-    )
+    proc = embedded_redis.redis_process(port=port, data_dir=data, log_path=data / "redis.log")
     proc.start()
     proc.wait_ready()
     yield f"redis://127.0.0.1:{port}/0"

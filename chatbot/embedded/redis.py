@@ -6,7 +6,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-from chatbot.embedded.process import EmbeddedError
+from chatbot.embedded.process import EmbeddedError, ManagedProcess, port_open
 
 
 def redis_server_binary() -> Path:
@@ -39,3 +39,13 @@ def redis_argv(*, port: int, data_dir: Path) -> list[str]:
         "--appendonly",
         "no",
     ]
+
+
+def redis_process(*, port: int, data_dir: Path, log_path: Path) -> ManagedProcess:
+    """redis-server as a managed process, ready once its port accepts."""
+    return ManagedProcess(
+        "redis",
+        redis_argv(port=port, data_dir=data_dir),
+        log_path=log_path,
+        ready=lambda: port_open("127.0.0.1", port),
+    )

@@ -6,7 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from chatbot.embedded.process import EmbeddedError
+from chatbot.embedded.process import EmbeddedError, ManagedProcess, port_open
 from shared.search_attributes import dev_server_flags
 
 # The dev server reads its transfer queue at most 20 times a second by default, which adds
@@ -57,3 +57,10 @@ def dev_server_argv(
     for value in DYNAMIC_CONFIG:
         argv += ["--dynamic-config-value", value]
     return argv + dev_server_flags()
+
+
+def dev_server_process(argv: list[str], *, port: int, log_path: Path) -> ManagedProcess:
+    """The dev server as a managed process, ready once its frontend port accepts."""
+    return ManagedProcess(
+        "temporal", argv, log_path=log_path, ready=lambda: port_open("127.0.0.1", port)
+    )

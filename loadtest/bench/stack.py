@@ -13,7 +13,7 @@ from pathlib import Path
 
 from chatbot.dev import DevStack
 from chatbot.embedded import temporal
-from chatbot.embedded.process import EmbeddedError, ManagedProcess, http_ok, port_open
+from chatbot.embedded.process import EmbeddedError, ManagedProcess, http_ok
 from loadtest.bench.config import BenchConfig, FakeLlmControl
 from shared.config import Settings, load_settings
 
@@ -145,14 +145,7 @@ class BenchStack:
         for value in self.config.temporal_config:
             argv += ["--dynamic-config-value", value]
         argv += self.config.temporal_args
-        self._run(
-            ManagedProcess(
-                "temporal",
-                argv,
-                log_path=logs / "temporal.log",
-                ready=lambda: port_open("127.0.0.1", port),
-            )
-        )
+        self._run(temporal.dev_server_process(argv, port=port, log_path=logs / "temporal.log"))
 
     def pids(self) -> dict[str, int]:
         """Process ids by role, for the resource monitor."""
