@@ -20,13 +20,15 @@ from activities.prompt import assemble, token_counter
 from shared.config import Settings
 from shared.logging import bind
 from shared.models import GeneratedReply, GenerateReplyInput, TokenUsage
-from shared.streams import TurnStreams
+from shared.streams import TokenWriter, TurnStreams
 
 log = logging.getLogger(__name__)
 
 # A provider that refuses the request itself will refuse it again: do not retry these.
 NON_RETRYABLE_STATUS = frozenset({400, 401, 403, 404, 422})
 CANCEL_CHECK_SECONDS = 0.1
+# Well inside the workflow's heartbeat timeout (10 s); more often only costs CPU.
+HEARTBEAT_SECONDS = 1.0
 
 
 def build_openai_client(settings: Settings) -> AsyncOpenAI:
@@ -90,6 +92,8 @@ class LlmActivities:
             count = await asyncio.to_thread(token_counter, s.openai_chat_model)
             messages, context = assemble(req.parts, s.context_max_tokens, count)
         next_cancel_check = started + CANCEL_CHECK_SECONDS
+        next_heartbeat = started  # the first chunk heartbeats, then every HEARTBEAT_SECONDS
+        tokens = TokenWriter(self._streams, req.turn_id)
         try:
             stream = await self._client.chat.completions.create(
                 model=s.openai_chat_model,
@@ -112,15 +116,20 @@ class LlmActivities:
                         if first_token_ms is None:
                             first_token_ms = (time.perf_counter() - started) * 1000
                         parts.append(text)
-                        await self._streams.append(req.turn_id, "token", {"text": text})
-                    activity.heartbeat(len(parts))
-                    if time.perf_counter() >= next_cancel_check:
-                        next_cancel_check = time.perf_counter() + CANCEL_CHECK_SECONDS
+                        tokens.add(text)
+                    now = time.perf_counter()
+                    if now >= next_heartbeat:
+                        next_heartbeat = now + HEARTBEAT_SECONDS
+                        activity.heartbeat(len(parts))
+                    if now >= next_cancel_check:
+                        next_cancel_check = now + CANCEL_CHECK_SECONDS
                         if await self._streams.cancel_requested(req.turn_id):
                             cancelled = True
                             break
         except openai.APIError as err:
             raise provider_error(err) from err
+        finally:
+            await tokens.close()
         if usage.completion_tokens == 0 and parts:
             usage = TokenUsage(prompt_tokens=usage.prompt_tokens, completion_tokens=len(parts))
         log.info(

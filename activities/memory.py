@@ -20,6 +20,15 @@ from shared.models import Retrieved, RetrieveInput, SummarizeInput, SummaryResul
 
 log = logging.getLogger(__name__)
 
+# Messages embedded per retrieval at most; a backlog (a session older than its
+# embeddings) catches up over the next turns.
+EMBED_BATCH = 62
+# The session's messages before its most recent `:recent` ones.
+_OLDER_THAN_RECENT = (
+    "seq < COALESCE((SELECT min(seq) FROM (SELECT seq FROM messages WHERE session_id = :s "
+    "ORDER BY seq DESC LIMIT :recent) AS newest), 9223372036854775807)"
+)
+
 SUMMARY_INSTRUCTIONS = (
     "You maintain the running summary of a conversation between a user and an assistant. "
     "Fold the new turns into the summary. Keep every name, number, date, decision, "
@@ -105,24 +114,37 @@ class MemoryActivities:
         if self._embedder is None or top_k == 0 or not await self._vectors_available():
             return Retrieved(available=False)
         bind(session_id=req.session_id)
-        [vector] = await self._embedder.embed([req.query])
+        bounds = {"s": req.session_id, "recent": max(req.exclude_recent, 0)}
         async with self._engine.connect() as conn:
+            # Messages are embedded here, once they leave the recent window: one request
+            # for the query and the newly retrievable messages, none for short sessions.
+            pending = (
+                await conn.execute(
+                    text(
+                        f"SELECT id, content FROM messages WHERE session_id = :s "
+                        f"AND embedding IS NULL AND {_OLDER_THAN_RECENT} ORDER BY seq LIMIT :n"
+                    ),
+                    {**bounds, "n": EMBED_BATCH},
+                )
+            ).all()
+            vector, *embedded = await self._embedder.embed(
+                [req.query, *(r.content or " " for r in pending)]
+            )
+            for row, row_vector in zip(pending, embedded, strict=True):
+                await conn.execute(
+                    text("UPDATE messages SET embedding = CAST(:v AS vector) WHERE id = :id"),
+                    {"v": vector_literal(row_vector), "id": row.id},
+                )
+            await conn.commit()
             rows = (
                 await conn.execute(
                     text(
                         "SELECT role, content, 1 - (embedding <=> CAST(:v AS vector)) AS sim "
                         "FROM messages WHERE session_id = :s AND embedding IS NOT NULL "
-                        "AND seq < COALESCE((SELECT min(seq) FROM (SELECT seq FROM messages "
-                        "WHERE session_id = :s ORDER BY seq DESC LIMIT :recent) AS newest), "
-                        "9223372036854775807) "
+                        f"AND {_OLDER_THAN_RECENT} "
                         "ORDER BY embedding <=> CAST(:v AS vector) LIMIT :k"
                     ),
-                    {
-                        "v": vector_literal(vector),
-                        "s": req.session_id,
-                        "recent": max(req.exclude_recent, 0),
-                        "k": top_k,
-                    },
+                    {**bounds, "v": vector_literal(vector), "k": top_k},
                 )
             ).all()
         hits = [r for r in rows if r.sim >= threshold]

@@ -1,5 +1,6 @@
 """Session persistence in Postgres: load a session's context, persist a turn exactly
-once, mark a session idle."""
+once, mark a session idle. Messages are embedded later, when retrieval first needs them
+(activities/memory.py), so a turn never waits on the embeddings API."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.embeddings import Embedder, vector_literal
-from shared.db.schema import has_column
 from shared.logging import bind
 from shared.models import (
     SEEN_MESSAGE_IDS,
@@ -25,16 +24,28 @@ from shared.models import (
     TurnResult,
 )
 
-_INSERT_MESSAGE = text(
+# One statement, one round trip: both messages of the turn, and the session's turn count
+# raised only when the user message is new, so a retried write changes nothing.
+_WRITE_TURN = text(
     """
-    INSERT INTO messages (id, turn_id, session_id, role, content, client_message_id, intent,
-                          tool_data, status, prompt_tokens, completion_tokens, latency_ms)
-    VALUES (:id, :turn_id, :session_id, :role, :content, :cmid, :intent,
-            CAST(:tool_data AS jsonb), :status, :prompt_tokens, :completion_tokens, :latency_ms)
-    ON CONFLICT (turn_id, role) DO NOTHING
+    WITH written AS (
+        INSERT INTO messages (id, turn_id, session_id, role, content, client_message_id,
+                              intent, tool_data, status, prompt_tokens, completion_tokens,
+                              latency_ms)
+        VALUES (:user_id, :turn_id, :session_id, 'user', :user_text, :cmid, :intent,
+                CAST(:tool_data AS jsonb), :status, :prompt_tokens, NULL, NULL),
+               (:reply_id, :turn_id, :session_id, 'assistant', :reply, NULL, :intent,
+                CAST(:tool_data AS jsonb), :status, NULL, :completion_tokens, :latency_ms)
+        ON CONFLICT (turn_id, role) DO NOTHING
+        RETURNING role
+    ), counted AS (
+        UPDATE sessions SET turn_count = turn_count + 1, status = 'active',
+                            last_activity_at = now(), updated_at = now()
+        WHERE id = :session_id AND EXISTS (SELECT 1 FROM written WHERE role = 'user')
+    )
+    SELECT count(*) AS new FROM written WHERE role = 'user'
     """
 )
-
 
 log = logging.getLogger(__name__)
 FOREIGN_KEY_VIOLATION = "23503"  # Postgres SQLSTATE
@@ -45,10 +56,8 @@ def message_uuid(turn_id: str, role: str) -> uuid.UUID:
 
 
 class SessionStore:
-    def __init__(self, engine: AsyncEngine, embedder: Embedder | None = None) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._embedder = embedder
-        self._vectors: bool | None = None
 
     @activity.defn
     async def load_session(self, ref: SessionRef) -> LoadedSession:
@@ -109,7 +118,7 @@ class SessionStore:
         }
         latency = int(sum(turn.timings_ms.values()))
         try:
-            new = await self._write_turn(turn, common, latency)
+            await self._write_turn(turn, common, latency)
         except IntegrityError as err:
             if getattr(err.orig, "sqlstate", None) != FOREIGN_KEY_VIOLATION:
                 raise
@@ -120,68 +129,28 @@ class SessionStore:
                 type="SessionMissing",
                 non_retryable=True,
             ) from None
-        if new:
-            await self._embed_turn(turn)
-
-    async def _embed_turn(self, turn: TurnResult) -> None:
-        """Best effort: a turn without embeddings is still a stored turn, just not
-        retrievable by similarity."""
-        if self._embedder is None:
-            return
-        try:
-            if self._vectors is None:
-                self._vectors = await has_column(self._engine, "messages", "embedding")
-            if not self._vectors:
-                return
-            vectors = await self._embedder.embed([turn.user_text, turn.reply or " "])
-            async with self._engine.begin() as conn:
-                for role, vector in zip(("user", "assistant"), vectors, strict=True):
-                    await conn.execute(
-                        text("UPDATE messages SET embedding = CAST(:v AS vector) WHERE id = :id"),
-                        {"v": vector_literal(vector), "id": message_uuid(turn.turn_id, role)},
-                    )
-        except Exception as err:  # embeddings are an index, never a reason to lose a turn
-            log.warning("turn not embedded: %s", err)
 
     async def _write_turn(self, turn: TurnResult, common: dict[str, Any], latency: int) -> bool:
         """Write both messages of the turn; the first write also counts it on the session."""
         async with self._engine.begin() as conn:
-            user = await conn.execute(
-                _INSERT_MESSAGE,
-                {
-                    **common,
-                    "id": message_uuid(turn.turn_id, "user"),
-                    "role": "user",
-                    "content": turn.user_text,
-                    "cmid": turn.client_message_id,
-                    "prompt_tokens": turn.usage.prompt_tokens,
-                    "completion_tokens": None,
-                    "latency_ms": None,
-                },
-            )
-            await conn.execute(
-                _INSERT_MESSAGE,
-                {
-                    **common,
-                    "id": message_uuid(turn.turn_id, "assistant"),
-                    "role": "assistant",
-                    "content": turn.reply,
-                    "cmid": None,
-                    "prompt_tokens": None,
-                    "completion_tokens": turn.usage.completion_tokens,
-                    "latency_ms": latency,
-                },
-            )
-            log.info("turn persisted", extra={"status": turn.status, "new": bool(user.rowcount)})
-            if user.rowcount:  # count the turn once, with its first successful write
+            new = (
                 await conn.execute(
-                    text(
-                        "UPDATE sessions SET turn_count = turn_count + 1, status = 'active', "
-                        "last_activity_at = now(), updated_at = now() WHERE id = :id"
-                    ),
-                    {"id": turn.session_id},
+                    _WRITE_TURN,
+                    {
+                        **common,
+                        "user_id": message_uuid(turn.turn_id, "user"),
+                        "reply_id": message_uuid(turn.turn_id, "assistant"),
+                        "user_text": turn.user_text,
+                        "reply": turn.reply,
+                        "cmid": turn.client_message_id,
+                        "prompt_tokens": turn.usage.prompt_tokens,
+                        "completion_tokens": turn.usage.completion_tokens,
+                        "latency_ms": latency,
+                    },
                 )
-            return bool(user.rowcount)
+            ).scalar_one()
+        log.info("turn persisted", extra={"status": turn.status, "new": bool(new)})
+        return bool(new)
 
     @activity.defn
     async def mark_ended(self, ref: SessionRef) -> None:

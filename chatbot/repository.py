@@ -44,19 +44,30 @@ async def create_session(
     return dict(row)
 
 
+# Creates the session only when it is missing: a message to an existing session writes
+# nothing here (no row version per message).
+_ENSURE_SESSION = text(
+    """
+    WITH created AS (
+        INSERT INTO sessions (id, user_id) VALUES (:id, :user)
+        ON CONFLICT (id) DO NOTHING RETURNING user_id, status
+    )
+    SELECT user_id, status FROM created
+    UNION ALL SELECT user_id, status FROM sessions WHERE id = :id
+    LIMIT 1
+    """
+)
+
+
 async def ensure_session(engine: AsyncEngine, *, session_id: str, user_id: str) -> None:
     """A message to a session that was never created creates it for its sender."""
-    async with engine.begin() as conn:
-        row = (
-            await conn.execute(
-                text(
-                    "INSERT INTO sessions (id, user_id) VALUES (:id, :user) "
-                    "ON CONFLICT (id) DO UPDATE SET id = EXCLUDED.id RETURNING user_id, status"
-                ),
-                {"id": session_id, "user": user_id},
-            )
-        ).one()
-    if row.user_id != user_id:
+    row = None
+    for _ in range(2):  # a session created by a concurrent first message after our snapshot
+        async with engine.begin() as conn:
+            row = (await conn.execute(_ENSURE_SESSION, {"id": session_id, "user": user_id})).first()
+        if row is not None:
+            break
+    if row is None or row.user_id != user_id:
         raise _not_found(session_id)
     if row.status == "ended":
         raise Conflict(f"session {session_id!r} was ended by an operator; start a new session")

@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     max_concurrent_activities: int = Field(20, ge=1)
     max_concurrent_workflow_tasks: int = Field(10, ge=1)
     max_concurrent_activity_tasks: int = Field(20, ge=1)
+    # Session workflows kept in the worker's memory between turns; an evicted one is
+    # rebuilt by replaying its history on its next turn.
+    max_cached_workflows: int = Field(1000, ge=0)
 
     jwt_secret: SecretStr | None = None
 

@@ -4,6 +4,7 @@ with Last-Event-ID resumes exactly where it left off. Entry ids are the SSE even
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,6 +30,37 @@ def owner_key(turn_id: str) -> str:
     return f"turn-owner:{turn_id}"
 
 
+class TokenWriter:
+    """Streams a reply's tokens without waiting on Redis for each one: tokens that arrive
+    while a write is in flight go out together in the next pipeline, each still its own
+    entry. A failed write is raised by the next `add` or by `close`."""
+
+    def __init__(self, streams: TurnStreams, turn_id: str) -> None:
+        self._streams = streams
+        self._turn_id = turn_id
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._writing: asyncio.Task[None] | None = None
+        self._ttl_set = False
+
+    def add(self, text: str) -> None:
+        if self._writing is not None and self._writing.done():
+            self._writing.result()  # raise a failed write here
+        self._pending.append(("token", {"text": text}))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            await self._streams.append_many(self._turn_id, batch, expire=not self._ttl_set)
+            self._ttl_set = True
+
+    async def close(self) -> None:
+        """Wait until every token added so far is in the stream."""
+        if self._writing is not None:
+            await self._writing
+
+
 @dataclass(frozen=True)
 class StreamEvent:
     id: str
@@ -41,10 +73,20 @@ class TurnStreams:
         self._redis = redis
 
     async def append(self, turn_id: str, type_: str, data: dict[str, Any]) -> None:
+        await self.append_many(turn_id, [(type_, data)])
+
+    async def append_many(
+        self, turn_id: str, events: list[tuple[str, dict[str, Any]]], *, expire: bool = True
+    ) -> None:
+        """Append events in one round trip; `expire=False` leaves the TTL as the first
+        write of the turn set it."""
         key = stream_key(turn_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, {"type": type_, "data": json.dumps(data)}, maxlen=MAX_STREAM_ENTRIES)
-            pipe.expire(key, STREAM_TTL_SECONDS)
+            for type_, data in events:
+                fields = {"type": type_, "data": json.dumps(data)}
+                pipe.xadd(key, fields, maxlen=MAX_STREAM_ENTRIES)  # type: ignore[arg-type]
+            if expire:
+                pipe.expire(key, STREAM_TTL_SECONDS)
             await pipe.execute()
 
     async def has_entries(self, turn_id: str) -> bool:

@@ -8,8 +8,9 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Coroutine
 from datetime import timedelta
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from openai import AsyncOpenAI
 from redis.asyncio import Redis
@@ -63,7 +64,7 @@ def build_worker(
     companies = CompanySearch(settings=settings, engine=engine, embedder=embedder)
     web = WebSearch(llm_client, settings)
     memory = MemoryActivities(llm_client, engine, embedder, settings)
-    store = SessionStore(engine, embedder)
+    store = SessionStore(engine)
     streams = StreamActivities(redis)
     router = build_router(settings, llm_client if settings.intent_llm_fallback else None)
     router.warm()  # load the classifier now, not inside the first turn's local activity
@@ -89,6 +90,7 @@ def build_worker(
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         max_concurrent_local_activities=settings.max_concurrent_activity_tasks,
+        max_cached_workflows=settings.max_cached_workflows,
         identity=f"chatbot-worker@{socket.gethostname()}:{os.getpid()}",
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
@@ -135,6 +137,17 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     log.info("worker stopped")
 
 
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """uvloop where it is installed (uvicorn[standard] brings it on Linux and macOS): the
+    worker spends much of its CPU in the event loop's socket handling."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
 def run_worker_until_signalled(settings: Settings) -> NoReturn:
     configure_logging(settings.log_level)
 
@@ -147,7 +160,7 @@ def run_worker_until_signalled(settings: Settings) -> NoReturn:
 
     code = 0
     try:
-        asyncio.run(main())
+        run_loop(main())
     except (TemporalConnectError, SearchAttributesMissing) as err:
         log.error("worker cannot start: %s", err)
         code = 1

@@ -50,6 +50,9 @@ SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
 VISIBILITY_PATCH = "ops-visibility-v1"
 TOOLS_PATCH = "tools-v1"  # turns before tools existed replay without them
 MEMORY_PATCH = "memory-v1"  # likewise for the rolling summary and retrieval
+# Loading, retrieval and persisting run as local activities from here on: short database
+# calls that need no task queue round trip. Earlier histories replay them as activities.
+LOCAL_STORE_PATCH = "local-store-v1"
 DETAIL_CHARS = 80
 
 
@@ -93,13 +96,23 @@ class ChatSessionWorkflow:
     @workflow.run
     async def run(self, start: SessionStart) -> None:
         if not self._loaded:
-            loaded = await workflow.execute_activity_method(
-                SessionStore.load_session,
-                self._ref,
-                start_to_close_timeout=policies.DB_TIMEOUT,
-                retry_policy=policies.DB_RETRY,
-                summary="load the session's summary and recent turns from Postgres",
-            )
+            say = "load the session's summary and recent turns from Postgres"
+            if workflow.patched(LOCAL_STORE_PATCH):
+                loaded = await workflow.execute_local_activity_method(
+                    SessionStore.load_session,
+                    self._ref,
+                    start_to_close_timeout=policies.DB_TIMEOUT,
+                    retry_policy=policies.DB_RETRY,
+                    summary=say,
+                )
+            else:
+                loaded = await workflow.execute_activity_method(
+                    SessionStore.load_session,
+                    self._ref,
+                    start_to_close_timeout=policies.DB_TIMEOUT,
+                    retry_policy=policies.DB_RETRY,
+                    summary=say,
+                )
             self._summary, self._recent = loaded.summary, loaded.recent
             self._summary_version = loaded.summary_version
             self._seen.extend(loaded.seen_message_ids)
@@ -286,17 +299,7 @@ class ChatSessionWorkflow:
                 await self._publish(TurnEvent(turn_id=turn_id, kind="tool", tool=tool_result))
         retrieved = Retrieved(available=False)
         if self._turns_total > self._start.recent_turns and workflow.patched(MEMORY_PATCH):
-            retrieved = await workflow.execute_activity_method(
-                MemoryActivities.retrieve_context,
-                RetrieveInput(
-                    session_id=self._start.session_id,
-                    query=msg.text,
-                    exclude_recent=self._window,
-                ),
-                start_to_close_timeout=policies.TOOL_TIMEOUT,
-                retry_policy=policies.TOOL_RETRY,
-                summary="retrieve relevant earlier messages",
-            )
+            retrieved = await self._retrieve(msg.text)
             timings["retrieve_context"], step = (workflow.time() - step) * 1000, workflow.time()
         parts = PromptParts(
             system=SYSTEM_PROMPT,
@@ -382,13 +385,49 @@ class ChatSessionWorkflow:
         await self._publish(TurnEvent(turn_id=turn_id, kind="final", result=result))
         return result
 
+    async def _retrieve(self, query: str) -> Retrieved:
+        """Earlier messages like this one; without them the turn still runs."""
+        req = RetrieveInput(
+            session_id=self._start.session_id, query=query, exclude_recent=self._window
+        )
+        say = "retrieve relevant earlier messages"
+        try:
+            if workflow.patched(LOCAL_STORE_PATCH):
+                return await workflow.execute_local_activity_method(
+                    MemoryActivities.retrieve_context,
+                    req,
+                    start_to_close_timeout=policies.TOOL_TIMEOUT,
+                    retry_policy=policies.TOOL_RETRY,
+                    summary=say,
+                )
+            return await workflow.execute_activity_method(
+                MemoryActivities.retrieve_context,
+                req,
+                start_to_close_timeout=policies.TOOL_TIMEOUT,
+                retry_policy=policies.TOOL_RETRY,
+                summary=say,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("no retrieval this turn: %s", err.cause or err)
+            return Retrieved(available=False)
+
     async def _persist(self, result: TurnResult) -> None:
+        say = f"persist turn: {result.status}, {result.usage.completion_tokens} tokens"
+        if workflow.patched(LOCAL_STORE_PATCH):
+            await workflow.execute_local_activity_method(
+                SessionStore.persist_turn,
+                result,
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                retry_policy=policies.DB_RETRY,
+                summary=say,
+            )
+            return
         await workflow.execute_activity_method(
             SessionStore.persist_turn,
             result,
             start_to_close_timeout=policies.DB_TIMEOUT,
             retry_policy=policies.DB_RETRY,
-            summary=f"persist turn: {result.status}, {result.usage.completion_tokens} tokens",
+            summary=say,
         )
 
     async def _publish(self, event: TurnEvent) -> None:

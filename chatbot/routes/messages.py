@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from chatbot import metrics, repository
 from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
 from chatbot.ratelimit import enforce
+from chatbot.resources import Resources
 from chatbot.schemas import MessageCreate, MessagePage, SessionId, TurnAccepted, error_responses
 from chatbot.sse import relay_sse
 from chatbot.turns import DuplicateMessage, Turns, temporal_call
@@ -49,16 +51,21 @@ async def send_message(
 ) -> TurnResult | JSONResponse | StreamingResponse:
     """One turn of the session's conversation."""
     started = time.perf_counter()
-    await enforce(res.redis, user, limit_per_minute=res.settings.rate_limit_per_minute)
-    await repository.ensure_session(res.engine, session_id=session_id, user_id=user)
+    # Independent checks, one round trip's wait instead of three.
+    checks = await asyncio.gather(
+        enforce(res.redis, user, limit_per_minute=res.settings.rate_limit_per_minute),
+        repository.ensure_session(res.engine, session_id=session_id, user_id=user),
+        _stored_turn(res, session_id, body.client_message_id),
+        return_exceptions=True,
+    )
+    for failed in checks:
+        if isinstance(failed, BaseException):
+            raise failed  # the rate limit first, then the session's ownership
     streams = TurnStreams(res.redis)
     wants_sse = "text/event-stream" in request.headers.get("accept", "")
-    if body.client_message_id:
-        stored = await repository.find_turn(
-            res.engine, session_id=session_id, client_message_id=body.client_message_id
-        )
-        if stored is not None:
-            return stored
+    stored = checks[2]
+    if isinstance(stored, TurnResult):
+        return stored
     turns = Turns(await res.temporal(), res.settings)
     try:
         turn_id, handle = await turns.send(session_id=session_id, user_id=user, message=body)
@@ -87,6 +94,17 @@ async def send_message(
     result = await temporal_call(handle.result())
     metrics.record_turn(result.status, result.timings_ms, time.perf_counter() - started)
     return result
+
+
+async def _stored_turn(
+    res: Resources, session_id: str, client_message_id: str | None
+) -> TurnResult | None:
+    """The turn a retried POST already produced, found by its client_message_id."""
+    if not client_message_id:
+        return None
+    return await repository.find_turn(
+        res.engine, session_id=session_id, client_message_id=client_message_id
+    )
 
 
 @router.get("", responses=ERRORS)

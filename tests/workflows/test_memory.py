@@ -210,3 +210,45 @@ def test_prompt_is_trimmed_to_budget_in_the_stated_order() -> None:
     _, tight = assemble(parts, 30, count)
     assert tight.recent_turns == 0 and tight.retrieved == 0
     assert set(tight.trimmed) >= {"retrieved", "recent_turn", "tool_context"}
+
+
+async def test_messages_are_embedded_when_they_leave_the_recent_window(
+    settings: Settings,
+    temporal_client: Client,
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+) -> None:
+    """No turn waits on the embeddings API while the session is short; once turns leave
+    the recent window, one request embeds the query and those turns together."""
+    settings.context_recent_turns = 2
+    sid = f"embed-{uuid.uuid4().hex[:6]}"
+
+    def embedding_inputs() -> list[list[str]]:
+        return [r["body"]["input"] for r in llm.requests if r["endpoint"] == "embeddings"]
+
+    for n in range(1, 4):
+        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": f"note {n}"})
+        assert resp.status_code == 200, resp.text
+    assert embedding_inputs() == []
+
+    resp = await alice.post(f"/sessions/{sid}/messages", json={"text": "note 4"})
+    assert resp.status_code == 200, resp.text
+    [inputs] = embedding_inputs()
+    assert inputs[0] == "note 4" and inputs[1] == "note 1" and len(inputs) == 3
+
+    engine = engine_from_settings(settings)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT content, embedding IS NOT NULL AS embedded FROM messages "
+                        "WHERE session_id = :s ORDER BY seq"
+                    ),
+                    {"s": sid},
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    assert [r.embedded for r in rows] == [True, True] + [False] * 6

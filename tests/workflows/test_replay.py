@@ -55,3 +55,25 @@ async def test_todays_histories_replay(
     await _replayer().replay_workflow(history)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "session_turns.json").write_text(history.to_json())
+
+
+async def test_a_turn_schedules_only_the_generation_as_a_task(
+    temporal_client: Client, worker: Worker, alice: httpx.AsyncClient
+) -> None:
+    """Loading the session and persisting turns are local activities (markers in the
+    history); the generation alone goes through the task queue, with its heartbeats."""
+    sid = "one-task-per-turn"
+    for text in ("first", "second"):
+        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": text})
+        assert resp.status_code == 200, resp.text
+    history = await temporal_client.get_workflow_handle(workflow_id(sid)).fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled == ["generate_reply", "generate_reply"]
+    markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
+    # load_session, then per turn detect_intent, persist_turn, the final stream event; and
+    # the patch markers.
+    assert len(markers) >= 1 + 2 * 3
