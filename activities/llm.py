@@ -3,7 +3,6 @@ stream as they arrive."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -75,6 +74,10 @@ class LlmActivities:
         self._streams = TurnStreams(redis)
         self._settings = settings
 
+    def warm(self) -> None:
+        """Load the tokenizer now (it may try to fetch its files), not inside a turn."""
+        token_counter(self._settings.openai_chat_model)
+
     @activity.defn
     async def generate_reply(self, req: GenerateReplyInput) -> GeneratedReply:
         s = self._settings
@@ -89,7 +92,7 @@ class LlmActivities:
             await self._streams.append(req.turn_id, "restart", {"attempt": activity.info().attempt})
         messages, context = req.messages, None
         if req.parts is not None:
-            count = await asyncio.to_thread(token_counter, s.openai_chat_model)
+            count = token_counter(s.openai_chat_model)  # cached: loaded by warm() at start
             messages, context = assemble(req.parts, s.context_max_tokens, count)
         next_cancel_check = started + CANCEL_CHECK_SECONDS
         next_heartbeat = started  # the first chunk heartbeats, then every HEARTBEAT_SECONDS

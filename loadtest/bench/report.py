@@ -101,6 +101,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"({llm['own_ms']:.0f} ms of its own); `llm1s` scenarios wait "
         f"{meta['slow_llm_ms']:g} ms for the first token, `sustained` uses a zero-latency LLM.",
     ]
+    tuned = ", ".join(f"`{k}={v}`" for k, v in meta.get("settings", {}).items()) or "defaults"
+    out.append(f"Service: {meta.get('workers', 1)} worker process(es), settings {tuned}.")
     if meta["smoke"]:
         out += [
             "",
