@@ -3,11 +3,17 @@ one entry per token, in order, with the stream's TTL set; a failed write is not 
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from shared.streams import STREAM_TTL_SECONDS, TokenWriter, TurnStreams, stream_key
+
+
+def _new_turn_id() -> str:
+    return str(uuid.uuid4())  # the test Redis may be shared and outlive a run
 
 
 async def _events(streams: TurnStreams, turn_id: str) -> list[tuple[str, dict[str, object]]]:
@@ -19,18 +25,18 @@ async def _events(streams: TurnStreams, turn_id: str) -> list[tuple[str, dict[st
 
 
 async def test_tokens_arrive_in_order_one_entry_each(redis: Redis) -> None:
-    streams = TurnStreams(redis)
-    writer = TokenWriter(streams, "t-order")
+    streams, turn_id = TurnStreams(redis), _new_turn_id()
+    writer = TokenWriter(streams, turn_id)
     words = [f"w{i} " for i in range(300)]
     for word in words:  # no await between tokens: they pile up behind the first write
         writer.add(word)
     await writer.close()
-    await streams.append("t-order", "final", {"reply": "".join(words)})
+    await streams.append(turn_id, "final", {"reply": "".join(words)})
 
-    events = await _events(streams, "t-order")
+    events = await _events(streams, turn_id)
     assert [data["text"] for kind, data in events if kind == "token"] == words
     assert events[-1][0] == "final"
-    ttl = await redis.ttl(stream_key("t-order"))
+    ttl = await redis.ttl(stream_key(turn_id))
     assert 0 < ttl <= STREAM_TTL_SECONDS
 
 
@@ -40,19 +46,20 @@ async def _expire_calls(redis: Redis) -> int:
 
 
 async def test_the_ttl_is_set_once_per_reply_not_per_token(redis: Redis) -> None:
-    streams = TurnStreams(redis)
+    streams, turn_id = TurnStreams(redis), _new_turn_id()
     before = await _expire_calls(redis)
-    writer = TokenWriter(streams, "t-ttl")
+    writer = TokenWriter(streams, turn_id)
     for i in range(300):
         writer.add(f"w{i}")
     await writer.close()
     assert await _expire_calls(redis) - before == 1
-    assert await redis.xlen(stream_key("t-ttl")) == 300
+    assert await redis.xlen(stream_key(turn_id)) == 300
 
 
 async def test_a_failed_write_is_raised(redis: Redis) -> None:
-    await redis.set(stream_key("t-broken"), "not a stream")
-    writer = TokenWriter(TurnStreams(redis), "t-broken")
+    turn_id = _new_turn_id()
+    await redis.set(stream_key(turn_id), "not a stream", ex=60)
+    writer = TokenWriter(TurnStreams(redis), turn_id)
     writer.add("lost?")
     with pytest.raises(ResponseError):
         await writer.close()
