@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     out += ["", "## Targets", "", *targets_table(targets), ""]
     missed = missed_lines(targets)
     out += missed or ["All measured targets are met."]
+    out += context_lines(floor, scenarios)
     if floor:
         update, new = floor["update_ms"], floor["new_workflow_ms"]
         out += [
@@ -213,6 +215,39 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+STACK = ("temporal", "worker", "gateway", "postgres", "redis")
+
+
+def context_lines(floor: dict[str, Any] | None, scenarios: dict[str, dict[str, Any]]) -> list[str]:
+    """What bounds the targets on this machine, from this run's own figures: the floor
+    under the same concurrency, and what a turn costs in CPU next to a no-op update."""
+    if not floor:
+        return []
+    lines = ["", "Reading the targets (this run's figures):"]
+    at20 = scenarios.get("high") or scenarios.get("concurrent")
+    level = next((lv for lv in floor["throughput"] if lv["concurrency"] == 20), None)
+    if at20 and level and at20["overhead_ms"]["p50"] is not None:
+        lines.append(
+            f"- 20 no-op updates at once already take p50 {_num(level['p50_ms'])} ms on this "
+            f"server ({level['p50_ms'] / floor['update_ms']['p50']:.1f}x its one-at-a-time "
+            f"p50); the service's overhead p50 at 20 sessions ({at20['name']}) is "
+            f"{at20['overhead_ms']['p50'] / level['p50_ms']:.1f}x that."
+        )
+    busiest = scenarios.get("sustained") or at20
+    per_update = sum(floor.get("cpu_ms_per_update", {}).values())
+    if busiest and per_update:
+        per_turn = sum((busiest.get("cpu_ms_per_turn") or {}).get(p) or 0.0 for p in STACK)
+        cores = os.cpu_count() or 1
+        ceiling = 1000 * cores / per_turn if per_turn else 0.0
+        lines.append(
+            f"- A turn costs {per_turn:.0f} ms of CPU across the stack ({busiest['name']}), "
+            f"a no-op update {per_update:.1f} ms with its client: {cores} cores can carry at "
+            f"most ~{ceiling:.0f} turns/s, {ceiling / floor['max_updates_per_s']:.2f}x the "
+            "no-op update throughput, before the load generator takes its share."
+        )
+    return lines
 
 
 def cpu_per_turn_table(scenarios: dict[str, dict[str, Any]]) -> list[str]:
