@@ -130,7 +130,7 @@ class SessionStore:
                 non_retryable=True,
             ) from None
 
-    async def _write_turn(self, turn: TurnResult, common: dict[str, Any], latency: int) -> bool:
+    async def _write_turn(self, turn: TurnResult, common: dict[str, Any], latency: int) -> None:
         """Write both messages of the turn; the first write also counts it on the session."""
         async with self._engine.begin() as conn:
             new = (
@@ -150,7 +150,6 @@ class SessionStore:
                 )
             ).scalar_one()
         log.info("turn persisted", extra={"status": turn.status, "new": bool(new)})
-        return bool(new)
 
     @activity.defn
     async def mark_ended(self, ref: SessionRef) -> None:

@@ -21,27 +21,28 @@ def _not_found(session_id: str) -> NotFound:
     return NotFound(f"session {session_id!r} not found")
 
 
+async def _session_row(
+    engine: AsyncEngine, sql: str, params: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The one row a statement on `sessions` returns, or None, in its own transaction."""
+    async with engine.begin() as conn:
+        row = (await conn.execute(text(sql), params)).mappings().first()
+    return None if row is None else dict(row)
+
+
 async def create_session(
     engine: AsyncEngine, *, session_id: str | None, user_id: str, title: str
 ) -> dict[str, Any]:
     sid = session_id or uuid.uuid4().hex
-    async with engine.begin() as conn:
-        row = (
-            (
-                await conn.execute(
-                    text(
-                        "INSERT INTO sessions (id, user_id, title) VALUES (:id, :user, :title) "
-                        f"ON CONFLICT (id) DO NOTHING RETURNING {_SESSION_COLUMNS}"
-                    ),
-                    {"id": sid, "user": user_id, "title": title},
-                )
-            )
-            .mappings()
-            .first()
-        )
+    row = await _session_row(
+        engine,
+        "INSERT INTO sessions (id, user_id, title) VALUES (:id, :user, :title) "
+        f"ON CONFLICT (id) DO NOTHING RETURNING {_SESSION_COLUMNS}",
+        {"id": sid, "user": user_id, "title": title},
+    )
     if row is None:
         raise Conflict(f"session {sid!r} already exists; choose another id or omit it")
-    return dict(row)
+    return row
 
 
 # Creates the session only when it is missing: a message to an existing session writes
@@ -74,22 +75,14 @@ async def ensure_session(engine: AsyncEngine, *, session_id: str, user_id: str) 
 
 
 async def get_session(engine: AsyncEngine, *, session_id: str, user_id: str) -> dict[str, Any]:
-    async with engine.connect() as conn:
-        row = (
-            (
-                await conn.execute(
-                    text(
-                        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = :id AND user_id = :u"
-                    ),
-                    {"id": session_id, "u": user_id},
-                )
-            )
-            .mappings()
-            .first()
-        )
+    row = await _session_row(
+        engine,
+        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = :id AND user_id = :u",
+        {"id": session_id, "u": user_id},
+    )
     if row is None:
         raise _not_found(session_id)
-    return dict(row)
+    return row
 
 
 def encode_cursor(created_at: datetime, session_id: str) -> str:
@@ -134,23 +127,15 @@ async def list_sessions(
 async def rename_session(
     engine: AsyncEngine, *, session_id: str, user_id: str, title: str
 ) -> dict[str, Any]:
-    async with engine.begin() as conn:
-        row = (
-            (
-                await conn.execute(
-                    text(
-                        "UPDATE sessions SET title = :t, updated_at = now() "
-                        f"WHERE id = :id AND user_id = :u RETURNING {_SESSION_COLUMNS}"
-                    ),
-                    {"t": title, "id": session_id, "u": user_id},
-                )
-            )
-            .mappings()
-            .first()
-        )
+    row = await _session_row(
+        engine,
+        "UPDATE sessions SET title = :t, updated_at = now() "
+        f"WHERE id = :id AND user_id = :u RETURNING {_SESSION_COLUMNS}",
+        {"t": title, "id": session_id, "u": user_id},
+    )
     if row is None:
         raise _not_found(session_id)
-    return dict(row)
+    return row
 
 
 async def delete_session(engine: AsyncEngine, *, session_id: str, user_id: str) -> None:

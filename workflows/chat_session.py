@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -54,11 +57,31 @@ MEMORY_PATCH = "memory-v1"  # likewise for the rolling summary and retrieval
 # calls that need no task queue round trip. Earlier histories replay them as activities.
 LOCAL_STORE_PATCH = "local-store-v1"
 DETAIL_CHARS = 80
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 def _clip(text: str, limit: int = DETAIL_CHARS) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+async def _store_step(
+    method: Callable[[Any, A], Awaitable[R]],
+    arg: A,
+    start_to_close: timedelta,
+    retry: RetryPolicy,
+    summary: str,
+) -> R:
+    """A short database step: a local activity, or the normal activity it was when
+    replaying a history from before LOCAL_STORE_PATCH."""
+    if workflow.patched(LOCAL_STORE_PATCH):
+        return await workflow.execute_local_activity_method(
+            method, arg, start_to_close_timeout=start_to_close, retry_policy=retry, summary=summary
+        )
+    return await workflow.execute_activity_method(
+        method, arg, start_to_close_timeout=start_to_close, retry_policy=retry, summary=summary
+    )
 
 
 @workflow.defn
@@ -96,23 +119,13 @@ class ChatSessionWorkflow:
     @workflow.run
     async def run(self, start: SessionStart) -> None:
         if not self._loaded:
-            say = "load the session's summary and recent turns from Postgres"
-            if workflow.patched(LOCAL_STORE_PATCH):
-                loaded = await workflow.execute_local_activity_method(
-                    SessionStore.load_session,
-                    self._ref,
-                    start_to_close_timeout=policies.DB_TIMEOUT,
-                    retry_policy=policies.DB_RETRY,
-                    summary=say,
-                )
-            else:
-                loaded = await workflow.execute_activity_method(
-                    SessionStore.load_session,
-                    self._ref,
-                    start_to_close_timeout=policies.DB_TIMEOUT,
-                    retry_policy=policies.DB_RETRY,
-                    summary=say,
-                )
+            loaded = await _store_step(
+                SessionStore.load_session,
+                self._ref,
+                policies.DB_TIMEOUT,
+                policies.DB_RETRY,
+                "load the session's summary and recent turns from Postgres",
+            )
             self._summary, self._recent = loaded.summary, loaded.recent
             self._summary_version = loaded.summary_version
             self._seen.extend(loaded.seen_message_ids)
@@ -390,44 +403,25 @@ class ChatSessionWorkflow:
         req = RetrieveInput(
             session_id=self._start.session_id, query=query, exclude_recent=self._window
         )
-        say = "retrieve relevant earlier messages"
         try:
-            if workflow.patched(LOCAL_STORE_PATCH):
-                return await workflow.execute_local_activity_method(
-                    MemoryActivities.retrieve_context,
-                    req,
-                    start_to_close_timeout=policies.TOOL_TIMEOUT,
-                    retry_policy=policies.TOOL_RETRY,
-                    summary=say,
-                )
-            return await workflow.execute_activity_method(
+            return await _store_step(
                 MemoryActivities.retrieve_context,
                 req,
-                start_to_close_timeout=policies.TOOL_TIMEOUT,
-                retry_policy=policies.TOOL_RETRY,
-                summary=say,
+                policies.TOOL_TIMEOUT,
+                policies.TOOL_RETRY,
+                "retrieve relevant earlier messages",
             )
         except ActivityError as err:
             workflow.logger.warning("no retrieval this turn: %s", err.cause or err)
             return Retrieved(available=False)
 
     async def _persist(self, result: TurnResult) -> None:
-        say = f"persist turn: {result.status}, {result.usage.completion_tokens} tokens"
-        if workflow.patched(LOCAL_STORE_PATCH):
-            await workflow.execute_local_activity_method(
-                SessionStore.persist_turn,
-                result,
-                start_to_close_timeout=policies.DB_TIMEOUT,
-                retry_policy=policies.DB_RETRY,
-                summary=say,
-            )
-            return
-        await workflow.execute_activity_method(
+        await _store_step(
             SessionStore.persist_turn,
             result,
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_RETRY,
-            summary=say,
+            policies.DB_TIMEOUT,
+            policies.DB_RETRY,
+            f"persist turn: {result.status}, {result.usage.completion_tokens} tokens",
         )
 
     async def _publish(self, event: TurnEvent) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +120,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     out += ["", "## Targets", "", *targets_table(targets), ""]
     missed = missed_lines(targets)
     out += missed or ["All measured targets are met."]
-    out += context_lines(floor, scenarios)
+    out += context_lines(floor, scenarios, cores=meta["machine"]["cores"] or 1)
     if floor:
         update, new = floor["update_ms"], floor["new_workflow_ms"]
         out += [
@@ -217,10 +216,13 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+# The service's own processes: not the fakes, the direct path or the load generator.
 STACK = ("temporal", "worker", "gateway", "postgres", "redis")
 
 
-def context_lines(floor: dict[str, Any] | None, scenarios: dict[str, dict[str, Any]]) -> list[str]:
+def context_lines(
+    floor: dict[str, Any] | None, scenarios: dict[str, dict[str, Any]], *, cores: int
+) -> list[str]:
     """What bounds the targets on this machine, from this run's own figures: the floor
     under the same concurrency, and what a turn costs in CPU next to a no-op update."""
     if not floor:
@@ -239,7 +241,6 @@ def context_lines(floor: dict[str, Any] | None, scenarios: dict[str, dict[str, A
     per_update = sum(floor.get("cpu_ms_per_update", {}).values())
     if busiest and per_update:
         per_turn = sum((busiest.get("cpu_ms_per_turn") or {}).get(p) or 0.0 for p in STACK)
-        cores = os.cpu_count() or 1
         ceiling = 1000 * cores / per_turn if per_turn else 0.0
         lines.append(
             f"- A turn costs {per_turn:.0f} ms of CPU across the stack ({busiest['name']}), "
