@@ -47,6 +47,8 @@ def analyse_scenario(
         "sent": len(messages),
         "ok": len(ok),
         "success_rate": len(ok) / expected if expected else 0.0,
+        # Messages the service answered 503 "still running" and the user asked again for.
+        "retried": sum(1 for m in messages if m.get("retries")),
         "wrong_replies": sum(1 for m in ok if m.get("reply") != llm.reply),
         "sessions_created": sum(1 for s in sessions if s.get("ok")),
         "sessions_failed": sum(1 for s in sessions if not s.get("ok")),

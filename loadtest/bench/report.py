@@ -170,6 +170,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     for s in scenarios.values():
         steps = s["steps_ms"]
         errors = "; ".join(f"{n} x {e}" for e, n in s["errors"].items()) or "-"
+        if s.get("retried"):
+            errors = f"{s['retried']} asked again after a 503; {errors}"
         row = [
             s["name"],
             _num(s["e2e_first_message_ms"]["p50"]),

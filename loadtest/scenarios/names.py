@@ -3,6 +3,7 @@ order the steps happen. Kept apart from `users` so code outside locust can read 
 
 CREATE_SESSION = "1 create session"
 SEND_MESSAGE = "2 send message"
+TOLD_TO_RETRY = "2 send message: 503, asked again with the same id"
 SSE_ACCEPTED = "2 send message [sse]: accepted"
 SSE_FIRST_TOKEN = "3 first token [sse]"
 SSE_FINAL = "4 final [sse]"

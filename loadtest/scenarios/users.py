@@ -9,6 +9,7 @@ percentiles, the time to first token and the integrity check against Postgres.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import itertools
 import json
 import random
@@ -30,6 +31,7 @@ from loadtest.scenarios.names import (
     SSE_ACCEPTED,
     SSE_FINAL,
     SSE_FIRST_TOKEN,
+    TOLD_TO_RETRY,
 )
 
 # (connect, read) seconds: a turn can queue behind many others under load.
@@ -37,6 +39,8 @@ REQUEST_TIMEOUT = (10.0, 300.0)
 # A failed session or message is followed by this pause, so a broken deployment is not
 # hammered in a tight loop by a time-boxed scenario.
 PAUSE_AFTER_FAILURE = 0.5
+# Times one message is asked again after a 503 with Retry-After before it counts as failed.
+MAX_RETRIES = 20
 TOKEN_TTL_SECONDS = 6 * 3600
 
 
@@ -279,14 +283,21 @@ class ChatUser(HttpUser):
             started=time.time(),
             ok=False,
         )
-        if RUN.scenario.streaming:
-            self._send_streaming(session_id, body, record)
-        else:
-            self._send_json(session_id, body, record)
+        t0 = time.perf_counter()
+        send = self._send_streaming if RUN.scenario.streaming else self._send_json
+        send(session_id, body, record, t0)
+        # A 503 with Retry-After means the turn still runs: as the API advises, ask again
+        # with the same client_message_id (the same turn, never a second one).
+        while record.get("retry_after") is not None:
+            time.sleep(record.pop("retry_after"))
+            record["retries"] = record.get("retries", 0) + 1
+            record.pop("error", None)
+            send(session_id, body, record, t0)
         return bool(record["ok"])
 
-    def _send_json(self, session_id: str, body: dict[str, Any], record: dict[str, Any]) -> None:
-        t0 = time.perf_counter()
+    def _send_json(
+        self, session_id: str, body: dict[str, Any], record: dict[str, Any], t0: float
+    ) -> None:
         with self.client.post(
             f"/v1/sessions/{session_id}/messages",
             json=body,
@@ -297,17 +308,15 @@ class ChatUser(HttpUser):
             record["e2e_ms"] = (time.perf_counter() - t0) * 1000
             record["status_code"] = resp.status_code
             if resp.status_code != 200:
-                record["error"] = f"{resp.status_code}: {resp.text[:300]}"
-                resp.failure(record["error"])
+                _take_failure(record, resp)
                 return
             _take_result(record, resp.json())
             if not record["ok"]:
                 resp.failure(f"turn {record.get('turn_status')}: {record.get('error')}")
 
     def _send_streaming(
-        self, session_id: str, body: dict[str, Any], record: dict[str, Any]
+        self, session_id: str, body: dict[str, Any], record: dict[str, Any], t0: float
     ) -> None:
-        t0 = time.perf_counter()
         with self.client.post(
             f"/v1/sessions/{session_id}/messages",
             json=body,
@@ -320,8 +329,7 @@ class ChatUser(HttpUser):
             record["accepted_ms"] = (time.perf_counter() - t0) * 1000
             record["status_code"] = resp.status_code
             if resp.status_code != 200:
-                record["error"] = f"{resp.status_code}: {resp.text[:300]}"
-                resp.failure(record["error"])
+                _take_failure(record, resp)
                 return
             resp.success()
             if not resp.headers.get("content-type", "").startswith("text/event-stream"):
@@ -368,6 +376,19 @@ class ChatUser(HttpUser):
             exception=exception,
             context={},
         )
+
+
+def _take_failure(record: dict[str, Any], resp: Any) -> None:
+    """A non-200 answer. A 503 with Retry-After while retries remain is the service saying
+    "still running, ask again": its own line in locust's table, not a failure."""
+    record["error"] = f"{resp.status_code}: {resp.text[:300]}"
+    if resp.status_code == 503 and record.get("retries", 0) < MAX_RETRIES:
+        with contextlib.suppress(ValueError):  # no advice to retry: the failure stands
+            record["retry_after"] = min(float(resp.headers.get("Retry-After", "")), 30.0)
+            resp.request_meta["name"] = TOLD_TO_RETRY
+            resp.success()
+            return
+    resp.failure(record["error"])
 
 
 def _take_result(record: dict[str, Any], result: dict[str, Any]) -> None:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from starlette.responses import JSONResponse
 
 from loadtest.bench.direct import create_app
 from loadtest.bench.locust_runner import LOCUSTFILE
@@ -95,3 +98,52 @@ def test_time_boxed_scenario_ends_on_time(direct: str, tmp_path: Path) -> None:
     assert messages and all(m["ok"] for m in messages)
     first = min(float(str(m["started"])) for m in messages)
     assert max(float(str(m["started"])) for m in messages) - first < 1.5
+
+
+def _busy_once(app: Any, asked: Counter[str]) -> Any:
+    """A deployment whose gateway answers each message's first POST with the service's 503
+    "still running, retry with the same client_message_id" and serves the retry."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/messages"):
+            await app(scope, receive, send)
+            return
+        messages = [await receive()]
+        while messages[-1].get("more_body"):
+            messages.append(await receive())
+        cmid = json.loads(b"".join(m.get("body", b"") for m in messages))["client_message_id"]
+        asked[cmid] += 1
+        if asked[cmid] == 1:
+            busy = JSONResponse(
+                {"error": {"code": "unavailable", "message": "retry with the same id"}},
+                status_code=503,
+                headers={"Retry-After": "0.2"},
+            )
+            await busy(scope, receive, send)
+            return
+        replay = iter(messages)
+        await app(scope, lambda: _next(replay), send)
+
+    async def _next(replay: Iterator[Any]) -> Any:
+        return next(replay)
+
+    return wrapped
+
+
+def test_a_503_with_retry_after_is_asked_again_with_the_same_id(
+    llm: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    asked: Counter[str] = Counter()
+    app = _busy_once(create_app(llm.url, "test-key", "gpt-4o-mini"), asked)
+    server = ServerThread(app, lifespan="on").start()
+    try:
+        recs, _ = _locust(server.url, tmp_path, "--scenario", "baseline")
+    finally:
+        server.stop()
+    messages = [r for r in recs if r["kind"] == "message"]
+    assert len(messages) == get_scenario("baseline", smoke=True).planned_messages
+    for m in messages:
+        assert m["ok"] and m["retries"] == 1, m
+        assert float(str(m["e2e_ms"])) >= 200  # the time spent waiting counts
+    assert sorted(asked.values()) == [2] * len(messages)
+    assert sum(1 for r in llm.requests if r["endpoint"] == "chat") == len(messages)
