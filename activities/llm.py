@@ -95,7 +95,9 @@ class LlmActivities:
             count = token_counter(s.openai_chat_model)  # cached: loaded by warm() at start
             messages, context = assemble(req.parts, s.context_max_tokens, count)
         next_cancel_check = started + CANCEL_CHECK_SECONDS
-        next_heartbeat = started  # the first chunk heartbeats, then every HEARTBEAT_SECONDS
+        # A reply shorter than HEARTBEAT_SECONDS needs none: each heartbeat is a call to
+        # the server, and the timeout (10 s) is far off.
+        next_heartbeat = started + HEARTBEAT_SECONDS
         tokens = TokenWriter(self._streams, req.turn_id)
         try:
             stream = await self._client.chat.completions.create(

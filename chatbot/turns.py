@@ -89,10 +89,12 @@ class Turns:
         self._settings = settings
 
     async def send(
-        self, *, session_id: str, user_id: str, message: SendMessage
+        self, *, session_id: str, user_id: str, message: SendMessage, until_done: bool = False
     ) -> tuple[str, WorkflowUpdateHandle[TurnResult]]:
         """Hand the message to the session's workflow (starting it if it is not running)
-        and return once the workflow has accepted it: the turn id and its handle."""
+        and return once the workflow has accepted it, or with `until_done` once the turn
+        is over (one call instead of a second one polling for the result): the turn id and
+        its handle."""
         update_id = message.client_message_id or uuid.uuid4().hex
         start = WithStartWorkflowOperation(
             ChatSessionWorkflow.run,
@@ -125,7 +127,9 @@ class Turns:
                 message,
                 id=update_id,
                 start_workflow_operation=start,
-                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                wait_for_stage=(
+                    WorkflowUpdateStage.COMPLETED if until_done else WorkflowUpdateStage.ACCEPTED
+                ),
             )
         )
         return turn_id_for(session_id, update_id), handle

@@ -68,7 +68,9 @@ async def send_message(
         return stored
     turns = Turns(await res.temporal(), res.settings)
     try:
-        turn_id, handle = await turns.send(session_id=session_id, user_id=user, message=body)
+        turn_id, handle = await turns.send(
+            session_id=session_id, user_id=user, message=body, until_done=wait and not wants_sse
+        )
     except DuplicateMessage:
         stored = await repository.find_turn(
             res.engine, session_id=session_id, client_message_id=body.client_message_id or ""
