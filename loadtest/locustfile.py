@@ -5,9 +5,10 @@
 Scenarios (`--scenario`, or CHATBOT_SCENARIO): baseline, sequential, concurrent, high,
 sustained, scale, llm1s, llm1s-direct, and the streaming variants (baseline-stream,
 sequential-stream, concurrent-stream, high-stream) that measure the time to first token
-over SSE. Their sizes are in `loadtest/scenarios/catalog.py`, and each can be overridden
-(`--scenario-users`, ...). The scenario sets the user count and ends the run when every
-user has played its part, so `-u`, `-r` and `-t` are not needed.
+over SSE, with sequential-stream-direct as their direct-path counterpart. Their sizes are
+in `loadtest/scenarios/catalog.py`, and each can be overridden (`--scenario-users`, ...).
+The scenario sets the user count and ends the run when every user has played its part, so
+`-u`, `-r` and `-t` are not needed.
 
 Auth: CHATBOT_TOKEN (one bearer token for every user), or CHATBOT_JWT_SECRET (the
 gateway's JWT_SECRET: one token per simulated user), or neither for a gateway in dev mode.

@@ -28,6 +28,7 @@ RUN_ORDER = (
     "baseline-stream",
     "sequential",
     "sequential-stream",
+    "sequential-stream-direct",
     "concurrent",
     "concurrent-stream",
     "high",

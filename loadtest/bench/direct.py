@@ -13,14 +13,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel
+
+from activities.llm import stream_chat
 
 SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
 
@@ -79,12 +80,8 @@ async def generate(llm: AsyncOpenAI, model: str, text: str) -> AsyncIterator[str
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": text},
     ]
-    stream = await llm.chat.completions.create(
-        model=model,
-        messages=cast(list[ChatCompletionMessageParam], messages),
-        stream=True,
-        stream_options={"include_usage": True},
-    )
+    # The same call the worker's generate_reply makes.
+    stream = await stream_chat(llm, model=model, messages=messages)
     async with stream:
         async for chunk in stream:
             piece = "".join(c.delta.content or "" for c in chunk.choices)

@@ -112,6 +112,26 @@ def test_targets_are_ratios_to_the_floor_and_the_direct_path() -> None:
     assert evaluate_targets(None, {}, {})[0].met is None  # nothing measured, nothing claimed
 
 
+def test_time_to_first_token_is_held_against_the_direct_path_when_it_ran() -> None:
+    floor = {"update_ms": {"p50": 10.0, "p99": 40.0}, "max_updates_per_s": 200.0}
+    service = _scenario("sequential-stream", ttft_ms={"p50": 140.0})
+    direct = _scenario("sequential-stream-direct", ttft_ms={"p50": 118.0})
+
+    [with_direct] = [
+        t
+        for t in evaluate_targets(floor, {s["name"]: s for s in (service, direct)}, {})
+        if t.key == "ttft"
+    ]
+    assert with_direct.value == pytest.approx(2.2) and with_direct.met is False
+    assert "direct path" in with_direct.description
+
+    # Without the direct run, the fake LLM's configured 100 ms stands in for it.
+    [configured] = [
+        t for t in evaluate_targets(floor, {"sequential-stream": service}, {}) if t.key == "ttft"
+    ]
+    assert configured.value == pytest.approx(4.0) and "configured" in configured.description
+
+
 @pytest.mark.timeout(300)
 def test_smoke_run_writes_results_report_and_plots(tmp_path: Path) -> None:
     env = {
