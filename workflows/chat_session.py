@@ -56,6 +56,10 @@ MEMORY_PATCH = "memory-v1"  # likewise for the rolling summary and retrieval
 # Loading, retrieval and persisting run as local activities from here on: short database
 # calls that need no task queue round trip. Earlier histories replay them as activities.
 LOCAL_STORE_PATCH = "local-store-v1"
+# Folding runs beside the turns from here on, a batch of turns at a time, and the turns on
+# their way into the summary stay in the prompt verbatim until it lands. Before, each
+# turn's fold held the next turn back for a whole summarising call to the model.
+FOLD_ASIDE_PATCH = "fold-aside-v1"
 DETAIL_CHARS = 80
 A = TypeVar("A")
 R = TypeVar("R")
@@ -147,6 +151,10 @@ class ChatSessionWorkflow:
                     timeout=idle,
                 )
             except TimeoutError:
+                if self._to_fold and self._queued == 0 and workflow.patched(FOLD_ASIDE_PATCH):
+                    # A restarted session reloads the summary and the recent turns only.
+                    # If this fold fails, those turns stay retrievable from Postgres.
+                    await self._fold()
                 if self._queued == 0:
                     await workflow.execute_activity_method(
                         SessionStore.mark_idle,
@@ -160,8 +168,11 @@ class ChatSessionWorkflow:
                         break
                 continue
             if self._wants_fold():
-                async with self._turn_lock:  # between turns: the next one sees the summary
-                    await self._fold()
+                if workflow.patched(FOLD_ASIDE_PATCH):
+                    await self._fold()  # turns go on meanwhile, with these turns verbatim
+                else:
+                    async with self._turn_lock:  # between turns: the next one sees it
+                        await self._fold()
                 continue
             if self._ended:
                 await workflow.wait_condition(lambda: self._queued == 0)
@@ -189,7 +200,17 @@ class ChatSessionWorkflow:
         )
 
     def _wants_fold(self) -> bool:
-        return bool(self._to_fold) and self._queued == 0 and workflow.patched(MEMORY_PATCH)
+        if not self._to_fold or not workflow.patched(MEMORY_PATCH):
+            return False
+        if workflow.patched(FOLD_ASIDE_PATCH):
+            return len(self._to_fold) >= 2 * self._fold_batch
+        return self._queued == 0
+
+    @property
+    def _fold_batch(self) -> int:
+        """Turns folded together: half the recent window, so the summary is asked for a
+        fifth as often with 10 recent turns, and at most that many wait verbatim."""
+        return max(1, self._start.recent_turns // 2)
 
     async def _fold(self) -> None:
         """Fold the turns that left the recent window into the rolling summary."""
@@ -211,7 +232,8 @@ class ChatSessionWorkflow:
             # Keep them for the next attempt, bounded so the state never grows without end.
             workflow.logger.warning("summary not updated: %s", err.cause or err)
             self._to_fold = self._to_fold[-2 * self._window :]
-            self._activity_seq += 1
+            if not workflow.patched(FOLD_ASIDE_PATCH):
+                self._activity_seq += 1
             return
         self._summary, self._summary_version = folded.summary, folded.version
         self._to_fold = self._to_fold[len(turns) :]
@@ -314,11 +336,12 @@ class ChatSessionWorkflow:
         if self._turns_total > self._start.recent_turns and workflow.patched(MEMORY_PATCH):
             retrieved = await self._retrieve(msg.text)
             timings["retrieve_context"], step = (workflow.time() - step) * 1000, workflow.time()
+        pending = self._to_fold if workflow.patched(FOLD_ASIDE_PATCH) else []
         parts = PromptParts(
             system=SYSTEM_PROMPT,
             summary=self._summary,
             retrieved=retrieved.snippets,
-            recent=self._recent,
+            recent=[*pending, *self._recent],
             tool_context=grounding(tools),
             user=msg.text,
         )

@@ -33,7 +33,7 @@ class Citation(BaseModel):
 class Step(BaseModel):
     """One scripted behaviour, used by the first request it matches (FIFO), `times` times.
 
-    `endpoint`/`model` narrow which requests match (None = any). Then: `hang`, else `status`
+    `endpoint`/`model`/`stream` narrow which requests match (None = any). Then: `hang`, else `status`
     (an error in the API's own shape, after `latency_ms`), else a normal answer shaped by
     `reply`/`citations`/`break_after`/`latency_ms`/`tokens_per_second` where they apply.
     """
@@ -41,6 +41,7 @@ class Step(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     endpoint: str | None = None
     model: str | None = None
+    stream: bool | None = None  # streamed (chat replies) or not (summaries, intent)
     reply: str | None = None
     citations: list[Citation] | None = None
     status: int | None = Field(default=None, ge=400, le=599)
@@ -135,10 +136,14 @@ class FakeServer(ServerThread):
             self._steps.clear()
             self._requests.clear()
 
-    def take(self, endpoint: str, model: str | None) -> Step | None:
+    def take(self, endpoint: str, model: str | None, stream: bool = False) -> Step | None:
         with self._lock:
             for i, step in enumerate(self._steps):
-                if step.endpoint in (None, endpoint) and step.model in (None, model):
+                if (
+                    step.endpoint in (None, endpoint)
+                    and step.model in (None, model)
+                    and step.stream in (None, stream)
+                ):
                     if step.times > 1:
                         self._steps[i] = step.model_copy(update={"times": step.times - 1})
                     else:
@@ -175,7 +180,9 @@ class FakeServer(ServerThread):
         if not isinstance(body, dict):
             return self.error(400, "The request body must be a JSON object.")
         step = self.take(
-            endpoint, body.get("model") if isinstance(body.get("model"), str) else None
+            endpoint,
+            body.get("model") if isinstance(body.get("model"), str) else None,
+            body.get("stream") is True,
         )
         if step and step.hang:
             await self._hang(request)

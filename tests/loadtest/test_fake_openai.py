@@ -243,6 +243,18 @@ async def test_steps_match_endpoint_and_model(
     assert server.pending == []
 
 
+async def test_steps_can_match_streamed_or_unstreamed_requests(
+    server: FakeOpenAIServer, client: openai.AsyncOpenAI
+) -> None:
+    server.script({"endpoint": "chat", "stream": False, "reply": "not streamed"})
+    stream = await client.chat.completions.create(model="m", messages=USER, stream=True)
+    streamed = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert streamed == "Fake reply to: tell me about welding shops"
+    plain = await client.chat.completions.create(model="m", messages=USER)
+    assert plain.choices[0].message.content == "not streamed"
+    assert server.pending == []
+
+
 async def test_hang_times_out_the_client(
     server: FakeOpenAIServer, client: openai.AsyncOpenAI
 ) -> None:

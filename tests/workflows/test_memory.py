@@ -13,7 +13,8 @@ import pytest
 from openai import AsyncOpenAI
 from sqlalchemy import text
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer, Worker
 
 from activities.memory import MemoryActivities
 from activities.prompt import assemble
@@ -23,6 +24,8 @@ from shared.db import migrate
 from shared.db.engine import create_engine, engine_from_settings
 from shared.models import ChatMessage, PromptParts, SummarizeInput, workflow_id
 from tests.support import assert_eventually
+from tests.workflows.test_replay import ARTIFACTS
+from workflows.chat_session import ChatSessionWorkflow
 
 # The bounds this design keeps, per workflow run (stated in README "Conversation memory").
 MAX_EVENTS_PER_RUN = 10_000
@@ -77,7 +80,8 @@ async def test_three_hundred_turns_stay_bounded_and_remember_turn_three(
     system = prompt_250[0]["content"]
     assert "BLUEHERON" in system, system[:2000]
     assert turn_250["context"]["retrieved"] >= 1
-    assert turn_250["context"]["recent_turns"] == 10
+    # The 10 recent turns, and up to a batch (5) more on their way into the summary.
+    assert 10 <= turn_250["context"]["recent_turns"] <= 15
     assert turn_250["context"]["summary"] is True
 
     async def all_runs() -> list[Any]:
@@ -183,6 +187,81 @@ async def test_idle_session_restarts_with_its_summary_and_recent_turns(
     ]
     desc = await handle.describe()
     assert desc.run_id is not None
+
+
+async def test_a_turn_does_not_wait_for_the_summary_of_the_turns_before(
+    settings: Settings,
+    temporal_client: Client,
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+) -> None:
+    """Folding runs beside the turns: a message sent while the model is still summarising
+    is answered at once, with the turns waiting to be folded in its prompt verbatim."""
+    settings.context_recent_turns = 2  # turn 3 sends turn 1 off to the summary
+    # The summary (the one chat request that is not streamed) takes 5 s to come back.
+    llm.script(
+        {"endpoint": "chat", "stream": False, "latency_ms": 5000, "reply": "Counted to one."}
+    )
+    sid = f"aside-{uuid.uuid4().hex[:6]}"
+
+    async def send(text_: str) -> list[dict[str, str]]:
+        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": text_})
+        assert resp.status_code == 200, resp.text
+        return next(
+            r["body"]["messages"]
+            for r in reversed(llm.requests)
+            if r["endpoint"] == "chat" and r["body"]["messages"][-1]["content"] == text_
+        )
+
+    for n in (1, 2, 3):
+        await send(f"turn {n}")
+
+    async def summarising() -> None:
+        assert any(r["endpoint"] == "chat" and not r["body"].get("stream") for r in llm.requests)
+
+    await assert_eventually(summarising, within=10)
+    prompt_4 = await send("turn 4")
+    assert "Summary of the conversation so far:" not in prompt_4[0]["content"]
+    assert [m["content"] for m in prompt_4[1:]] == [
+        "turn 1",  # still on its way into the summary: verbatim, not missing
+        "Fake reply to: turn 1",
+        "turn 2",
+        "Fake reply to: turn 2",
+        "turn 3",
+        "Fake reply to: turn 3",
+        "turn 4",
+    ]
+    engine = engine_from_settings(settings)
+    try:
+
+        async def folded() -> None:
+            async with engine.connect() as conn:
+                version = (
+                    await conn.execute(
+                        text("SELECT summary_version FROM sessions WHERE id = :i"), {"i": sid}
+                    )
+                ).scalar_one()
+            assert version == 2  # turn 1, then turn 2 once turn 4 pushed it out
+
+        await assert_eventually(folded, within=30)
+    finally:
+        await engine.dispose()
+    prompt_5 = await send("turn 5")
+    assert "Counted to one." in prompt_5[0]["content"]
+    assert [m["content"] for m in prompt_5[1:]] == [
+        "turn 3",
+        "Fake reply to: turn 3",
+        "turn 4",
+        "Fake reply to: turn 4",
+        "turn 5",
+    ]
+    # A turn and a fold side by side replay deterministically.
+    history = await temporal_client.get_workflow_handle(workflow_id(sid)).fetch_history()
+    replayer = Replayer(workflows=[ChatSessionWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "session_fold_aside.json").write_text(history.to_json())
 
 
 def test_prompt_is_trimmed_to_budget_in_the_stated_order() -> None:
