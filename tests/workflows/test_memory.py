@@ -189,6 +189,35 @@ async def test_idle_session_restarts_with_its_summary_and_recent_turns(
     assert desc.run_id is not None
 
 
+async def test_turns_short_of_a_fold_are_folded_before_the_session_goes_idle(
+    settings: Settings, worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
+) -> None:
+    settings.context_recent_turns = 4  # folds go 2 turns at a time
+    settings.inactivity_timeout_minutes = 0.04
+    sid = f"idle-fold-{uuid.uuid4().hex[:6]}"
+    for n in range(1, 6):  # turn 5 leaves turn 1 alone outside the window: no fold yet
+        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": f"turn {n}"})
+        assert resp.status_code == 200
+    assert not [r for r in llm.requests if r["endpoint"] == "chat" and not r["body"]["stream"]]
+
+    async def idle() -> None:
+        assert (await alice.get(f"/sessions/{sid}")).json()["status"] == "idle"
+
+    await assert_eventually(idle, within=60)
+    llm.clear_requests()
+    resp = await alice.post(f"/sessions/{sid}/messages", json={"text": "turn 6"})
+    assert resp.status_code == 200
+    [prompt] = [r["body"]["messages"] for r in llm.requests if r["endpoint"] == "chat"]
+    assert "turn 1" in prompt[0]["content"]  # in the summary, folded before going idle
+    assert [m["content"] for m in prompt[1::2]] == [
+        "turn 2",
+        "turn 3",
+        "turn 4",
+        "turn 5",
+        "turn 6",
+    ]
+
+
 async def test_a_turn_does_not_wait_for_the_summary_of_the_turns_before(
     settings: Settings,
     temporal_client: Client,
