@@ -33,9 +33,10 @@ class Citation(BaseModel):
 class Step(BaseModel):
     """One scripted behaviour, used by the first request it matches (FIFO), `times` times.
 
-    `endpoint`/`model`/`stream` narrow which requests match (None = any). Then: `hang`, else `status`
-    (an error in the API's own shape, after `latency_ms`), else a normal answer shaped by
-    `reply`/`citations`/`break_after`/`latency_ms`/`tokens_per_second` where they apply.
+    `endpoint`/`model`/`stream` narrow which requests match (None = any). Then: `hang`,
+    else `status` (an error in the API's own shape, after `latency_ms`), else a normal
+    answer shaped by `reply`/`citations`/`break_after`/`latency_ms`/`tokens_per_second`
+    where they apply.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
