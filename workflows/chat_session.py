@@ -60,6 +60,10 @@ LOCAL_STORE_PATCH = "local-store-v1"
 # their way into the summary stay in the prompt verbatim until it lands. Before, each
 # turn's fold held the next turn back for a whole summarising call to the model.
 FOLD_ASIDE_PATCH = "fold-aside-v1"
+# The main loop wakes when a turn ends, no longer also when a message arrives: each wake
+# cancels the idle timer and starts another (two events and a timer task on the server),
+# and the loop has nothing to do while a turn is queued or running.
+QUIET_LOOP_PATCH = "quiet-loop-v1"
 DETAIL_CHARS = 80
 A = TypeVar("A")
 R = TypeVar("R")
@@ -285,7 +289,8 @@ class ChatSessionWorkflow:
         if msg.client_message_id:
             self._seen.append(msg.client_message_id)
         self._queued += 1
-        self._activity_seq += 1
+        if not workflow.patched(QUIET_LOOP_PATCH):
+            self._activity_seq += 1
         try:
             async with self._turn_lock:
                 await workflow.wait_condition(lambda: self._loaded)

@@ -77,3 +77,18 @@ async def test_a_turn_schedules_only_the_generation_as_a_task(
     # load_session, then per turn detect_intent, persist_turn, the final stream event; and
     # the patch markers.
     assert len(markers) >= 1 + 2 * 3
+
+
+async def test_a_turn_rearms_the_idle_timer_once(
+    temporal_client: Client, worker: Worker, alice: httpx.AsyncClient
+) -> None:
+    """The session's loop wakes when a turn ends (to restart its idle timer), not also
+    when a message arrives: each wake cancels one timer and starts another."""
+    sid = "one-timer-per-turn"
+    for text in ("first", "second", "third"):
+        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": text})
+        assert resp.status_code == 200, resp.text
+    history = await temporal_client.get_workflow_handle(workflow_id(sid)).fetch_history()
+    started = [e for e in history.events if e.HasField("timer_started_event_attributes")]
+    assert len(started) == 1 + 3  # the first wait, then one per turn
+    await _replayer().replay_workflow(history)
