@@ -41,6 +41,15 @@ async def migrated_database_url(vector_database_url: str) -> str:
     return vector_database_url
 
 
+def _prompt_for(llm: FakeOpenAIServer, text_: str) -> list[dict[str, str]]:
+    """The messages of the latest reply request that ended with the user's `text_`."""
+    return next(
+        r["body"]["messages"]
+        for r in reversed(llm.requests)
+        if r["endpoint"] == "chat" and r["body"]["messages"][-1]["content"] == text_
+    )
+
+
 def _payload_sizes(node: object) -> list[int]:
     if isinstance(node, dict):
         sizes = [len(node["data"]) * 3 // 4] if "metadata" in node and "data" in node else []
@@ -72,11 +81,7 @@ async def test_three_hundred_turns_stay_bounded_and_remember_turn_three(
         assert resp.status_code == 200, (n, resp.text)
         if n == 250:
             turn_250 = resp.json()
-            prompt_250 = next(
-                r["body"]["messages"]
-                for r in reversed(llm.requests)
-                if r["endpoint"] == "chat" and r["body"]["messages"][-1]["content"] == text_
-            )
+            prompt_250 = _prompt_for(llm, text_)
     system = prompt_250[0]["content"]
     assert "BLUEHERON" in system, system[:2000]
     assert turn_250["context"]["retrieved"] >= 1
@@ -171,11 +176,7 @@ async def test_idle_session_restarts_with_its_summary_and_recent_turns(
     assert (
         await alice.post(f"/sessions/{sid}/messages", json={"text": "turn 5"})
     ).status_code == 200
-    prompt = next(
-        r["body"]["messages"]
-        for r in llm.requests
-        if r["endpoint"] == "chat" and r["body"]["messages"][-1]["content"] == "turn 5"
-    )
+    prompt = _prompt_for(llm, "turn 5")
     assert "Summary of the conversation so far:" in prompt[0]["content"]
     assert "turn 1" in prompt[0]["content"]  # folded into the summary
     assert [m["content"] for m in prompt[1:]] == [
@@ -237,11 +238,7 @@ async def test_a_turn_does_not_wait_for_the_summary_of_the_turns_before(
     async def send(text_: str) -> list[dict[str, str]]:
         resp = await alice.post(f"/sessions/{sid}/messages", json={"text": text_})
         assert resp.status_code == 200, resp.text
-        return next(
-            r["body"]["messages"]
-            for r in reversed(llm.requests)
-            if r["endpoint"] == "chat" and r["body"]["messages"][-1]["content"] == text_
-        )
+        return _prompt_for(llm, text_)
 
     for n in (1, 2, 3):
         await send(f"turn {n}")
