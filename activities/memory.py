@@ -29,6 +29,14 @@ _OLDER_THAN_RECENT = (
     "ORDER BY seq DESC LIMIT :recent) AS newest), 9223372036854775807)"
 )
 
+SNIPPET_CHARS = 1000
+
+
+def snippet(role: str, content: str) -> str:
+    """How a retrieved message reads in the prompt."""
+    return f"{role}: {content[:SNIPPET_CHARS]}"
+
+
 SUMMARY_INSTRUCTIONS = (
     "You maintain the running summary of a conversation between a user and an assistant. "
     "Fold the new turns into the summary. Keep every name, number, date, decision, "
@@ -149,6 +157,6 @@ class MemoryActivities:
             ).all()
         hits = [r for r in rows if r.sim >= threshold]
         return Retrieved(
-            snippets=[f"{r.role}: {r.content[:1000]}" for r in hits],
+            snippets=[snippet(r.role, r.content) for r in hits],
             scores=[round(float(r.sim), 4) for r in hits],
         )

@@ -23,7 +23,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.intent import IntentActivities
     from activities.llm import LlmActivities
-    from activities.memory import MemoryActivities
+    from activities.memory import MemoryActivities, snippet
     from activities.sessions import SessionStore
     from activities.streams import StreamActivities
     from shared import search_attributes as sa
@@ -110,6 +110,7 @@ class ChatSessionWorkflow:
         self._running_turn: str | None = None
         self._activity_seq = 0
         self._ended = False
+        self._fold_failed_at: int | None = None  # _activity_seq when a fold last failed
 
     @property
     def _ref(self) -> SessionRef:
@@ -159,6 +160,8 @@ class ChatSessionWorkflow:
                     # A restarted session reloads the summary and the recent turns only.
                     # If this fold fails, those turns stay retrievable from Postgres.
                     await self._fold()
+                    if self._activity_seq != seen:
+                        continue  # a message came in meanwhile: not idle
                 if self._queued == 0:
                     await workflow.execute_activity_method(
                         SessionStore.mark_idle,
@@ -207,7 +210,10 @@ class ChatSessionWorkflow:
         if not self._to_fold or not workflow.patched(MEMORY_PATCH):
             return False
         if workflow.patched(FOLD_ASIDE_PATCH):
-            return len(self._to_fold) >= 2 * self._fold_batch
+            # After a failed fold, the next try waits for the next turn to end: a model
+            # that refuses or is down is not asked again in a loop.
+            retry_later = self._fold_failed_at == self._activity_seq
+            return len(self._to_fold) >= 2 * self._fold_batch and not retry_later
         return self._queued == 0
 
     @property
@@ -236,7 +242,9 @@ class ChatSessionWorkflow:
             # Keep them for the next attempt, bounded so the state never grows without end.
             workflow.logger.warning("summary not updated: %s", err.cause or err)
             self._to_fold = self._to_fold[-2 * self._window :]
-            if not workflow.patched(FOLD_ASIDE_PATCH):
+            if workflow.patched(FOLD_ASIDE_PATCH):
+                self._fold_failed_at = self._activity_seq
+            else:
                 self._activity_seq += 1
             return
         self._summary, self._summary_version = folded.summary, folded.version
@@ -342,10 +350,11 @@ class ChatSessionWorkflow:
             retrieved = await self._retrieve(msg.text)
             timings["retrieve_context"], step = (workflow.time() - step) * 1000, workflow.time()
         pending = self._to_fold if workflow.patched(FOLD_ASIDE_PATCH) else []
+        verbatim = {snippet(m.role, m.content) for m in pending}  # not twice in the prompt
         parts = PromptParts(
             system=SYSTEM_PROMPT,
             summary=self._summary,
-            retrieved=retrieved.snippets,
+            retrieved=[s for s in retrieved.snippets if s not in verbatim],
             recent=[*pending, *self._recent],
             tool_context=grounding(tools),
             user=msg.text,

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from openai import AsyncOpenAI
 from sqlalchemy import text
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
@@ -199,7 +199,7 @@ async def test_turns_short_of_a_fold_are_folded_before_the_session_goes_idle(
     for n in range(1, 6):  # turn 5 leaves turn 1 alone outside the window: no fold yet
         resp = await alice.post(f"/sessions/{sid}/messages", json={"text": f"turn {n}"})
         assert resp.status_code == 200
-    assert not [r for r in llm.requests if r["endpoint"] == "chat" and not r["body"]["stream"]]
+    assert not [r for r in llm.requests if r["endpoint"] == "chat" and not r["body"].get("stream")]
 
     async def idle() -> None:
         assert (await alice.get(f"/sessions/{sid}")).json()["status"] == "idle"
@@ -288,6 +288,92 @@ async def test_a_turn_does_not_wait_for_the_summary_of_the_turns_before(
     await replayer.replay_workflow(history)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "session_fold_aside.json").write_text(history.to_json())
+
+
+async def test_a_refused_summary_is_asked_again_once_per_turn_and_the_session_still_ends(
+    settings: Settings,
+    temporal_client: Client,
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+) -> None:
+    settings.context_recent_turns = 2
+    # Every summary is refused (a 400 is not retried): the conversation goes on.
+    llm.script({"endpoint": "chat", "stream": False, "status": 400, "times": 1000})
+    sid = f"refused-{uuid.uuid4().hex[:6]}"
+    for n in range(1, 6):
+        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": f"turn {n}"})
+        assert resp.status_code == 200, resp.text
+    handle = temporal_client.get_workflow_handle(workflow_id(sid))
+    await handle.signal(ChatSessionWorkflow.end_session)
+
+    async def ended() -> None:
+        desc = await handle.describe()
+        assert desc.status == WorkflowExecutionStatus.COMPLETED
+
+    await assert_eventually(ended, within=30)
+    history = await handle.fetch_history()
+    summaries = [
+        e
+        for e in history.events
+        if e.activity_task_scheduled_event_attributes.activity_type.name == "summarize"
+    ]
+    assert 1 <= len(summaries) <= 3  # turns 3, 4 and 5 each left a turn to fold
+
+
+async def test_a_message_during_the_last_fold_keeps_the_session_active(
+    settings: Settings,
+    temporal_client: Client,
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+) -> None:
+    settings.context_recent_turns = 4  # folds go 2 turns at a time
+    settings.inactivity_timeout_minutes = 0.05  # 3 s
+    llm.script({"endpoint": "chat", "stream": False, "latency_ms": 3000, "reply": "Five turns."})
+    sid = f"late-{uuid.uuid4().hex[:6]}"
+    for n in range(1, 6):  # turn 5 leaves turn 1 alone outside the window
+        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": f"turn {n}"})
+        assert resp.status_code == 200
+
+    async def folding() -> None:  # the session timed out and folds what is left
+        assert any(r["endpoint"] == "chat" and not r["body"].get("stream") for r in llm.requests)
+
+    await assert_eventually(folding, within=30)
+    resp = await alice.post(f"/sessions/{sid}/messages", json={"text": "turn 6"})
+    assert resp.status_code == 200
+    handle = temporal_client.get_workflow_handle(workflow_id(sid))
+
+    async def idle() -> None:
+        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+    await assert_eventually(idle, within=60)
+    history = await handle.fetch_history()
+    marked = [
+        e
+        for e in history.events
+        if e.activity_task_scheduled_event_attributes.activity_type.name == "mark_idle"
+    ]
+    # Once, 3 quiet seconds after turn 6: not after the fold, with turn 6 just answered.
+    assert len(marked) == 1
+
+
+async def test_turns_waiting_to_be_folded_are_not_also_retrieved(
+    settings: Settings, worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
+) -> None:
+    settings.context_recent_turns = 4  # folds go 2 turns at a time
+    settings.retrieval_threshold = 0.5  # the fake's embeddings are word hashes
+    sid = f"nodup-{uuid.uuid4().hex[:6]}"
+    for n in range(1, 6):  # turn 5 leaves turn 1 outside the window, short of a fold
+        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": f"turn {n}"})
+        assert resp.status_code == 200
+    resp = await alice.post(f"/sessions/{sid}/messages", json={"text": "turn 1"})
+    assert resp.status_code == 200
+    embedded = [r["body"]["input"] for r in llm.requests if r["endpoint"] == "embeddings"]
+    assert ["turn 1", "turn 1", "Fake reply to: turn 1"] in embedded  # query + turn 1
+    prompt = _prompt_for(llm, "turn 1")
+    assert [m["content"] for m in prompt[1:3]] == ["turn 1", "Fake reply to: turn 1"]
+    assert "Relevant earlier context" not in prompt[0]["content"]  # not a second time
 
 
 def test_prompt_is_trimmed_to_budget_in_the_stated_order() -> None:
