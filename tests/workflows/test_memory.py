@@ -12,9 +12,8 @@ import httpx
 import pytest
 from openai import AsyncOpenAI
 from sqlalchemy import text
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer, Worker
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.worker import Worker
 
 from activities.memory import MemoryActivities
 from activities.prompt import assemble
@@ -24,7 +23,7 @@ from shared.db import migrate
 from shared.db.engine import create_engine, engine_from_settings
 from shared.models import ChatMessage, PromptParts, SummarizeInput, workflow_id
 from tests.support import assert_eventually
-from tests.workflows.test_replay import ARTIFACTS
+from tests.workflows.test_replay import ARTIFACTS, replayer, scheduled_activities
 from workflows.chat_session import ChatSessionWorkflow
 
 # The bounds this design keeps, per workflow run (stated in README "Conversation memory").
@@ -48,6 +47,25 @@ def _prompt_for(llm: FakeOpenAIServer, text_: str) -> list[dict[str, str]]:
         for r in reversed(llm.requests)
         if r["endpoint"] == "chat" and r["body"]["messages"][-1]["content"] == text_
     )
+
+
+async def _talk(alice: httpx.AsyncClient, sid: str, turns: int) -> None:
+    """Messages "turn 1" .. "turn N" in the session, each answered."""
+    for n in range(1, turns + 1):
+        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": f"turn {n}"})
+        assert resp.status_code == 200, resp.text
+
+
+def _summary_requests(llm: FakeOpenAIServer) -> list[dict[str, Any]]:
+    """Summaries are the chat requests that are not streamed."""
+    return [r for r in llm.requests if r["endpoint"] == "chat" and not r["body"].get("stream")]
+
+
+async def _until_completed(handle: WorkflowHandle[Any, Any]) -> None:
+    async def completed() -> None:
+        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+    await assert_eventually(completed, within=60)
 
 
 def _payload_sizes(node: object) -> list[int]:
@@ -162,10 +180,7 @@ async def test_idle_session_restarts_with_its_summary_and_recent_turns(
     settings.context_recent_turns = 2
     settings.inactivity_timeout_minutes = 0.04
     sid = f"idle-mem-{uuid.uuid4().hex[:6]}"
-    for n in range(1, 5):
-        assert (
-            await alice.post(f"/sessions/{sid}/messages", json={"text": f"turn {n}"})
-        ).status_code == 200
+    await _talk(alice, sid, 4)
     handle = temporal_client.get_workflow_handle(workflow_id(sid))
 
     async def idle() -> None:
@@ -196,10 +211,8 @@ async def test_turns_short_of_a_fold_are_folded_before_the_session_goes_idle(
     settings.context_recent_turns = 4  # folds go 2 turns at a time
     settings.inactivity_timeout_minutes = 0.04
     sid = f"idle-fold-{uuid.uuid4().hex[:6]}"
-    for n in range(1, 6):  # turn 5 leaves turn 1 alone outside the window: no fold yet
-        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": f"turn {n}"})
-        assert resp.status_code == 200
-    assert not [r for r in llm.requests if r["endpoint"] == "chat" and not r["body"].get("stream")]
+    await _talk(alice, sid, 5)  # turn 5 leaves turn 1 alone outside the window: no fold yet
+    assert not _summary_requests(llm)
 
     async def idle() -> None:
         assert (await alice.get(f"/sessions/{sid}")).json()["status"] == "idle"
@@ -244,7 +257,7 @@ async def test_a_turn_does_not_wait_for_the_summary_of_the_turns_before(
         await send(f"turn {n}")
 
     async def summarising() -> None:
-        assert any(r["endpoint"] == "chat" and not r["body"].get("stream") for r in llm.requests)
+        assert _summary_requests(llm)
 
     await assert_eventually(summarising, within=10)
     prompt_4 = await send("turn 4")
@@ -284,8 +297,7 @@ async def test_a_turn_does_not_wait_for_the_summary_of_the_turns_before(
     ]
     # A turn and a fold side by side replay deterministically.
     history = await temporal_client.get_workflow_handle(workflow_id(sid)).fetch_history()
-    replayer = Replayer(workflows=[ChatSessionWorkflow], data_converter=pydantic_data_converter)
-    await replayer.replay_workflow(history)
+    await replayer().replay_workflow(history)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "session_fold_aside.json").write_text(history.to_json())
 
@@ -301,24 +313,12 @@ async def test_a_refused_summary_is_asked_again_once_per_turn_and_the_session_st
     # Every summary is refused (a 400 is not retried): the conversation goes on.
     llm.script({"endpoint": "chat", "stream": False, "status": 400, "times": 1000})
     sid = f"refused-{uuid.uuid4().hex[:6]}"
-    for n in range(1, 6):
-        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": f"turn {n}"})
-        assert resp.status_code == 200, resp.text
+    await _talk(alice, sid, 5)
     handle = temporal_client.get_workflow_handle(workflow_id(sid))
     await handle.signal(ChatSessionWorkflow.end_session)
-
-    async def ended() -> None:
-        desc = await handle.describe()
-        assert desc.status == WorkflowExecutionStatus.COMPLETED
-
-    await assert_eventually(ended, within=30)
-    history = await handle.fetch_history()
-    summaries = [
-        e
-        for e in history.events
-        if e.activity_task_scheduled_event_attributes.activity_type.name == "summarize"
-    ]
-    assert 1 <= len(summaries) <= 3  # turns 3, 4 and 5 each left a turn to fold
+    await _until_completed(handle)
+    summaries = scheduled_activities(await handle.fetch_history()).count("summarize")
+    assert 1 <= summaries <= 3  # turns 3, 4 and 5 each left a turn to fold
 
 
 async def test_a_message_during_the_last_fold_keeps_the_session_active(
@@ -332,30 +332,18 @@ async def test_a_message_during_the_last_fold_keeps_the_session_active(
     settings.inactivity_timeout_minutes = 0.05  # 3 s
     llm.script({"endpoint": "chat", "stream": False, "latency_ms": 3000, "reply": "Five turns."})
     sid = f"late-{uuid.uuid4().hex[:6]}"
-    for n in range(1, 6):  # turn 5 leaves turn 1 alone outside the window
-        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": f"turn {n}"})
-        assert resp.status_code == 200
+    await _talk(alice, sid, 5)  # turn 5 leaves turn 1 alone outside the window
 
     async def folding() -> None:  # the session timed out and folds what is left
-        assert any(r["endpoint"] == "chat" and not r["body"].get("stream") for r in llm.requests)
+        assert _summary_requests(llm)
 
     await assert_eventually(folding, within=30)
     resp = await alice.post(f"/sessions/{sid}/messages", json={"text": "turn 6"})
     assert resp.status_code == 200
     handle = temporal_client.get_workflow_handle(workflow_id(sid))
-
-    async def idle() -> None:
-        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
-
-    await assert_eventually(idle, within=60)
-    history = await handle.fetch_history()
-    marked = [
-        e
-        for e in history.events
-        if e.activity_task_scheduled_event_attributes.activity_type.name == "mark_idle"
-    ]
+    await _until_completed(handle)  # idle
     # Once, 3 quiet seconds after turn 6: not after the fold, with turn 6 just answered.
-    assert len(marked) == 1
+    assert scheduled_activities(await handle.fetch_history()).count("mark_idle") == 1
 
 
 async def test_turns_waiting_to_be_folded_are_not_also_retrieved(
@@ -364,9 +352,7 @@ async def test_turns_waiting_to_be_folded_are_not_also_retrieved(
     settings.context_recent_turns = 4  # folds go 2 turns at a time
     settings.retrieval_threshold = 0.5  # the fake's embeddings are word hashes
     sid = f"nodup-{uuid.uuid4().hex[:6]}"
-    for n in range(1, 6):  # turn 5 leaves turn 1 outside the window, short of a fold
-        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": f"turn {n}"})
-        assert resp.status_code == 200
+    await _talk(alice, sid, 5)  # turn 5 leaves turn 1 outside the window, short of a fold
     resp = await alice.post(f"/sessions/{sid}/messages", json={"text": "turn 1"})
     assert resp.status_code == 200
     embedded = [r["body"]["input"] for r in llm.requests if r["endpoint"] == "embeddings"]

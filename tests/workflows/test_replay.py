@@ -22,14 +22,23 @@ HISTORIES = Path(__file__).with_name("histories")
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts" / "histories"
 
 
-def _replayer() -> Replayer:
+def replayer() -> Replayer:
     return Replayer(workflows=[ChatSessionWorkflow], data_converter=pydantic_data_converter)
+
+
+def scheduled_activities(history: WorkflowHistory) -> list[str]:
+    """The activity types a history scheduled, in order (local activities are markers)."""
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
 
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
 async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())  # noqa: ASYNC240
-    await _replayer().replay_workflow(history)
+    await replayer().replay_workflow(history)
 
 
 def test_there_are_recorded_histories() -> None:
@@ -52,7 +61,7 @@ async def test_todays_histories_replay(
     assert (await alice.post(f"/sessions/{sid}/turns/{bogus}/cancel")).status_code == 409
     handle = temporal_client.get_workflow_handle(workflow_id(sid))
     history = await handle.fetch_history()
-    await _replayer().replay_workflow(history)
+    await replayer().replay_workflow(history)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "session_turns.json").write_text(history.to_json())
 
@@ -67,12 +76,7 @@ async def test_a_turn_schedules_only_the_generation_as_a_task(
         resp = await alice.post(f"/sessions/{sid}/messages", json={"text": text})
         assert resp.status_code == 200, resp.text
     history = await temporal_client.get_workflow_handle(workflow_id(sid)).fetch_history()
-    scheduled = [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    ]
-    assert scheduled == ["generate_reply", "generate_reply"]
+    assert scheduled_activities(history) == ["generate_reply", "generate_reply"]
     markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
     # load_session, then per turn detect_intent, persist_turn, the final stream event; and
     # the patch markers.
@@ -91,4 +95,4 @@ async def test_a_turn_rearms_the_idle_timer_once(
     history = await temporal_client.get_workflow_handle(workflow_id(sid)).fetch_history()
     started = [e for e in history.events if e.HasField("timer_started_event_attributes")]
     assert len(started) == 1 + 3  # the first wait, then one per turn
-    await _replayer().replay_workflow(history)
+    await replayer().replay_workflow(history)
