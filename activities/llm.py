@@ -3,6 +3,7 @@ stream as they arrive."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -19,6 +20,7 @@ from activities.prompt import assemble, token_counter
 from shared.config import Settings
 from shared.logging import bind
 from shared.models import GeneratedReply, GenerateReplyInput, TokenUsage
+from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TokenWriter, TurnStreams
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,12 @@ def provider_error(err: openai.APIError) -> ApplicationError:
     return ApplicationError(f"the model provider failed: {err}", type="LLMUnavailable")
 
 
+async def _heartbeat_every(seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        activity.heartbeat()
+
+
 class LlmActivities:
     def __init__(self, client: AsyncOpenAI, redis: Redis, settings: Settings) -> None:
         self._client = client
@@ -98,6 +106,20 @@ class LlmActivities:
         """Load the tokenizer now (it may try to fetch its files), not inside a turn."""
         token_counter(self._settings.openai_chat_model)
 
+    async def _announce_restart(self, turn_id: str) -> None:
+        """Readers drop what an earlier attempt streamed and start the reply again."""
+        try:
+            if await self._streams.has_entries(turn_id):
+                await self._streams.append(turn_id, "restart", {"attempt": activity.info().attempt})
+        except REDIS_UNAVAILABLE as err:
+            log.warning("restart not announced: %s", err)
+
+    async def _cancel_requested(self, turn_id: str) -> bool:
+        try:
+            return await self._streams.cancel_requested(turn_id)
+        except REDIS_UNAVAILABLE:
+            return False  # asked again at the next check
+
     @activity.defn
     async def generate_reply(self, req: GenerateReplyInput) -> GeneratedReply:
         s = self._settings
@@ -107,18 +129,18 @@ class LlmActivities:
         parts: list[str] = []
         usage = TokenUsage()
         cancelled = False
-        if activity.info().attempt > 1 and await self._streams.has_entries(req.turn_id):
-            # Readers drop what an earlier attempt streamed and start the reply again.
-            await self._streams.append(req.turn_id, "restart", {"attempt": activity.info().attempt})
+        owner = (req.session_id, req.user_id) if req.session_id else None
+        if activity.info().attempt > 1:
+            await self._announce_restart(req.turn_id)
         messages, context = req.messages, None
         if req.parts is not None:
             count = token_counter(s.openai_chat_model)  # cached: loaded by warm() at start
             messages, context = assemble(req.parts, s.context_max_tokens, count)
         next_cancel_check = started + CANCEL_CHECK_SECONDS
-        # A reply shorter than HEARTBEAT_SECONDS needs none: each heartbeat is a call to
-        # the server, and the timeout (10 s) is far off.
-        next_heartbeat = started + HEARTBEAT_SECONDS
-        tokens = TokenWriter(self._streams, req.turn_id)
+        tokens = TokenWriter(self._streams, req.turn_id, owner)
+        # Beats while the model thinks (a slow first token) as well as while it streams; a
+        # reply shorter than HEARTBEAT_SECONDS sends none.
+        beating = asyncio.create_task(_heartbeat_every(HEARTBEAT_SECONDS))
         try:
             stream = await stream_chat(
                 self._client,
@@ -142,17 +164,15 @@ class LlmActivities:
                         parts.append(text)
                         tokens.add(text)
                     now = time.perf_counter()
-                    if now >= next_heartbeat:
-                        next_heartbeat = now + HEARTBEAT_SECONDS
-                        activity.heartbeat(len(parts))
                     if now >= next_cancel_check:
                         next_cancel_check = now + CANCEL_CHECK_SECONDS
-                        if await self._streams.cancel_requested(req.turn_id):
+                        if await self._cancel_requested(req.turn_id):
                             cancelled = True
                             break
         except openai.APIError as err:
             raise provider_error(err) from err
         finally:
+            beating.cancel()
             await tokens.close()
         if usage.completion_tokens == 0 and parts:
             usage = TokenUsage(prompt_tokens=usage.prompt_tokens, completion_tokens=len(parts))

@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -49,6 +49,12 @@ _WRITE_TURN = text(
 
 log = logging.getLogger(__name__)
 FOREIGN_KEY_VIOLATION = "23503"  # Postgres SQLSTATE
+DATA_EXCEPTION_CLASS = "22"  # SQLSTATE class: invalid text, out of range, bad encoding
+
+
+def _is_data_error(err: DBAPIError) -> bool:
+    sqlstate = getattr(err.orig, "sqlstate", None) or ""
+    return sqlstate.startswith(DATA_EXCEPTION_CLASS)
 
 
 def message_uuid(turn_id: str, role: str) -> uuid.UUID:
@@ -129,6 +135,15 @@ class SessionStore:
                 type="SessionMissing",
                 non_retryable=True,
             ) from None
+        except (DBAPIError, UnicodeEncodeError) as err:
+            if isinstance(err, DBAPIError) and not _is_data_error(err):
+                raise
+            # A value Postgres refuses is refused again on every retry.
+            raise ApplicationError(
+                f"the turn holds data Postgres cannot store: {err}"[:500],
+                type="TurnNotStorable",
+                non_retryable=True,
+            ) from None
 
     async def _write_turn(self, turn: TurnResult, common: dict[str, Any], latency: int) -> None:
         """Write both messages of the turn; the first write also counts it on the session."""
@@ -156,8 +171,11 @@ class SessionStore:
         """An operator ended the session: new messages are refused from now on."""
         async with self._engine.begin() as conn:
             await conn.execute(
-                text("UPDATE sessions SET status = 'ended', updated_at = now() WHERE id = :id"),
-                {"id": ref.session_id},
+                text(
+                    "UPDATE sessions SET status = 'ended', updated_at = now() "
+                    "WHERE id = :id AND user_id = :user"
+                ),
+                {"id": ref.session_id, "user": ref.user_id},
             )
 
     @activity.defn
@@ -166,7 +184,7 @@ class SessionStore:
             await conn.execute(
                 text(
                     "UPDATE sessions SET status = 'idle', updated_at = now() "
-                    "WHERE id = :id AND status = 'active'"
+                    "WHERE id = :id AND user_id = :user AND status = 'active'"
                 ),
-                {"id": ref.session_id},
+                {"id": ref.session_id, "user": ref.user_id},
             )

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from chatbot.deps import ResourcesDep
 from chatbot.errors import Unauthorized
+from shared.models import storable_problem
 
 DEV_USER = "local"
 ALGORITHM = "HS256"
@@ -32,7 +33,7 @@ def user_from_token(secret: str, token: str) -> str:
     except jwt.InvalidTokenError:
         raise Unauthorized("the token is not valid for this service") from None
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > 256:
+    if not isinstance(sub, str) or not sub or len(sub) > 256 or storable_problem(sub):
         raise Unauthorized("the token has no usable subject (sub) claim")
     return sub
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatbot.metrics import ERRORS
+from shared.redis import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        if err.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:  # the body limit
+            return await _api_error(request, PayloadTooLarge(str(err.detail)))
         code = HTTPStatus(err.status_code).phrase.lower().replace(" ", "_")
         return JSONResponse(error_body(code, str(err.detail)), err.status_code)
 
@@ -125,6 +128,17 @@ def install_error_handlers(app: FastAPI) -> None:
         if not err.connection_invalidated and not isinstance(err.orig, OSError):
             return await _unexpected(request, err)
         return await _api_error(request, Unavailable("the database is unreachable", retry_after=5))
+
+    async def _redis_down(request: Request, err: Exception) -> JSONResponse:
+        # Rate limits, stream owners and token streams live in Redis: without it a new
+        # message is refused (never let through unlimited), and the client told to retry.
+        log.warning("redis unreachable: %s", err)
+        return await _api_error(
+            request, Unavailable("a backing service is unreachable; retry shortly", retry_after=2)
+        )
+
+    for kind in REDIS_UNAVAILABLE:
+        app.add_exception_handler(kind, _redis_down)
 
     @app.exception_handler(OSError)
     async def _unreachable(request: Request, err: OSError) -> JSONResponse:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatbot.errors import error_body
@@ -52,6 +53,18 @@ class RequestScope:
         started = time.perf_counter()
         status = 500  # unless a response starts
 
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            # Counted as it arrives: a chunked body has no Content-Length to refuse it by.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_request_bytes:
+                    raise HTTPException(413, f"request body over {self.max_request_bytes} bytes")
+            return message
+
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
@@ -74,7 +87,7 @@ class RequestScope:
                     )
                     await refusal(scope, receive, send_with_id)
                 else:
-                    await self.app(scope, receive, send_with_id)
+                    await self.app(scope, receive_within_limit, send_with_id)
             finally:
                 span.set_attribute("http.status_code", status)
                 for key, value in ids.items():

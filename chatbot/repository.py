@@ -138,14 +138,26 @@ async def rename_session(
     return row
 
 
-async def delete_session(engine: AsyncEngine, *, session_id: str, user_id: str) -> None:
+async def delete_session(engine: AsyncEngine, *, session_id: str, user_id: str) -> list[str]:
+    """Delete the session and its transcript; the ids of the turns it had."""
     async with engine.begin() as conn:
+        turns = (
+            await conn.execute(
+                text(
+                    "SELECT DISTINCT m.turn_id FROM messages m JOIN sessions s "
+                    "ON s.id = m.session_id WHERE s.id = :id AND s.user_id = :u"
+                ),
+                {"id": session_id, "u": user_id},
+            )
+        ).scalars()
+        turn_ids = [str(t) for t in turns]
         deleted = await conn.execute(
             text("DELETE FROM sessions WHERE id = :id AND user_id = :u"),
             {"id": session_id, "u": user_id},
         )
     if not deleted.rowcount:
         raise _not_found(session_id)
+    return turn_ids
 
 
 _MESSAGE_COLUMNS = (
@@ -184,16 +196,45 @@ async def find_turn(
     engine: AsyncEngine, *, session_id: str, client_message_id: str
 ) -> TurnResult | None:
     """The stored turn a client_message_id produced, so a retried POST gets the same answer."""
+    return await _stored_turn(
+        engine,
+        "SELECT turn_id FROM messages WHERE session_id = :sid AND client_message_id = :cmid",
+        {"sid": session_id, "cmid": client_message_id},
+    )
+
+
+async def find_turn_by_id(engine: AsyncEngine, *, turn_id: str) -> TurnResult | None:
+    """A stored turn by its id: the final reply of a stream that Redis no longer holds."""
+    return await _stored_turn(engine, "SELECT CAST(:tid AS uuid)", {"tid": turn_id})
+
+
+async def turn_owner(engine: AsyncEngine, *, turn_id: str) -> tuple[str, str] | None:
+    """(session id, user id) of a stored turn."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT s.id, s.user_id FROM messages m JOIN sessions s ON s.id = m.session_id"
+                    " WHERE m.turn_id = CAST(:tid AS uuid) LIMIT 1"
+                ),
+                {"tid": turn_id},
+            )
+        ).first()
+    return None if row is None else (row.id, row.user_id)
+
+
+async def _stored_turn(
+    engine: AsyncEngine, turn_id_sql: str, params: dict[str, Any]
+) -> TurnResult | None:
     async with engine.connect() as conn:
         rows = (
             (
                 await conn.execute(
                     text(
-                        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE turn_id = ("
-                        "  SELECT turn_id FROM messages"
-                        "  WHERE session_id = :sid AND client_message_id = :cmid) ORDER BY seq"
+                        f"SELECT {_MESSAGE_COLUMNS}, session_id FROM messages "
+                        f"WHERE turn_id = ({turn_id_sql}) ORDER BY seq"
                     ),
-                    {"sid": session_id, "cmid": client_message_id},
+                    params,
                 )
             )
             .mappings()
@@ -207,8 +248,8 @@ async def find_turn(
     status: TurnStatus = assistant["status"]
     return TurnResult(
         turn_id=str(assistant["turn_id"]),
-        session_id=session_id,
-        client_message_id=client_message_id,
+        session_id=user["session_id"],
+        client_message_id=user["client_message_id"],
         user_text=user["content"],
         reply=assistant["content"],
         status=status,

@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from chatbot.errors import Unavailable
+from chatbot.stream_slots import StreamSlots
 from shared.config import Settings
 from shared.db.engine import engine_from_settings
-from shared.redis import redis_from_settings
+from shared.redis import redis_from_settings, stream_redis_from_settings
 from shared.temporal_client import TemporalConnectError, connect_temporal
 
 
@@ -20,7 +21,9 @@ from shared.temporal_client import TemporalConnectError, connect_temporal
 class Resources:
     settings: Settings
     engine: AsyncEngine
-    redis: Redis
+    redis: Redis  # commands
+    stream_redis: Redis  # blocking reads of token streams, on a pool of their own
+    slots: StreamSlots
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -30,6 +33,8 @@ class Resources:
             settings=settings,
             engine=engine_from_settings(settings),
             redis=redis_from_settings(settings),
+            stream_redis=stream_redis_from_settings(settings),
+            slots=StreamSlots(settings.max_streams_per_user),
         )
 
     async def temporal(self) -> Client:
@@ -45,4 +50,5 @@ class Resources:
 
     async def close(self) -> None:
         await self.redis.aclose()
+        await self.stream_redis.aclose()
         await self.engine.dispose()

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models import SendMessage
+from shared.models import SendMessage, StorableText
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 SessionId = Annotated[
@@ -24,13 +24,13 @@ class SessionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | None = Field(default=None, pattern=SESSION_ID_PATTERN)
-    title: str = Field(default="", max_length=200)
+    title: StorableText = Field(default="", max_length=200)
 
 
 class SessionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, max_length=200)
+    title: StorableText = Field(min_length=1, max_length=200)
 
 
 class SessionPublic(BaseModel):

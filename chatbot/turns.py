@@ -4,6 +4,8 @@ API errors here."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -11,6 +13,8 @@ from typing import TypeVar
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateHandle,
     WorkflowUpdateRPCTimeoutOrCancelledError,
@@ -148,3 +152,26 @@ class Turns:
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise api_error(err) from err
+
+    async def close(self, *, session_id: str, within: float) -> str | None:
+        """End the session's workflow and wait until it has closed, so its id can be used
+        again at once: gracefully (a running turn finishes) for `within` seconds, then by
+        terminating it. Returns the turn that was cut short, if one was."""
+        await self.end(session_id=session_id)
+        handle = self._client.get_workflow_handle(workflow_id(session_id))
+        try:
+            await asyncio.wait_for(handle.result(), within)
+            return None
+        except TimeoutError:
+            pass
+        except (WorkflowFailureError, RPCError):
+            return None  # closed (or never ran): nothing left to wait for
+        running: str | None = None
+        with contextlib.suppress(RPCError, WorkflowQueryFailedError):
+            running = (await handle.query(ChatSessionWorkflow.state)).running_turn_id
+        try:
+            await handle.terminate(reason="the session was deleted")
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise api_error(err) from err
+        return running

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     db_pgbouncer: bool | None = None
 
     redis_url: RedisUrl | None = None
+    # Every Redis command gives up after this long (redis-py 8 would use 5 s and hide it).
+    redis_socket_timeout_seconds: float = Field(5.0, gt=0, le=60)
+    # Connections per process for commands, and apart from them for the blocking reads of
+    # token streams, so open streams can never take the rate limiter's connections. A
+    # request that finds its pool full waits REDIS_SOCKET_TIMEOUT_SECONDS, then gets 503.
+    redis_max_connections: int = Field(100, ge=1, le=10_000)
+    redis_stream_connections: int = Field(500, ge=1, le=10_000)
 
     openai_api_key: SecretStr | None = None
     openai_base_url: HttpUrl | None = None
@@ -141,8 +148,13 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     # Messages one user may send per minute (sliding window in Redis); 0 turns it off.
     rate_limit_per_minute: int = Field(60, ge=0)
-    # Largest request body the gateway accepts.
+    # Largest request body (or WebSocket frame) the gateway accepts, chunked or not.
     max_request_bytes: int = Field(64 * 1024, ge=1024)
+    # A token stream with nothing to send gets a keep-alive this often (SSE comment,
+    # WebSocket frame), so proxies and clients keep it open through a slow first token.
+    stream_keepalive_seconds: float = Field(15.0, gt=0, le=300)
+    # Streams (SSE and WebSocket relays) one user may hold open on one gateway at once.
+    max_streams_per_user: int = Field(20, ge=1, le=10_000)
 
     # How long start-up keeps retrying Temporal and Postgres (with backoff) before failing.
     startup_retry_seconds: float = Field(60.0, ge=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,13 @@ from temporalio import activity, workflow
 # Attributes every LogRecord has; anything else came from `extra=` and is logged as a field.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 _context: ContextVar[dict[str, str] | None] = ContextVar("log_context", default=None)
+# Credentials that other code may put in a line (uvicorn logs a WebSocket's whole URL,
+# query string included): a `token=` parameter, an Authorization value.
+_SECRETS = re.compile(r"(?i)((?:[?&;]|\b)(?:access_)?token=|\bbearer\s+)[^\s&\"';,]+")
+
+
+def redact(text: str) -> str:
+    return _SECRETS.sub(r"\1[redacted]", text)
 
 
 @contextmanager
@@ -63,7 +71,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         entry.update(_temporal_ids())
         entry.update(_context.get() or {})
@@ -75,7 +83,7 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD and not key.startswith("_") and key not in entry:
                 entry[key] = value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
 

@@ -5,9 +5,9 @@ workflow's event history stays bounded."""
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MAX_MESSAGE_CHARS = 8000
 RECENT_TURNS = 10  # default of CONTEXT_RECENT_TURNS: turns sent to the model verbatim
@@ -17,6 +17,29 @@ Intent = Literal["chat", "company_search", "web_search", "both"]
 TurnStatus = Literal["complete", "cancelled", "failed"]
 
 _TURN_NAMESPACE = uuid.UUID("6f1c7a52-3f55-4d8e-9a57-0d4f0e8b9c21")
+
+
+def storable_problem(value: str) -> str | None:
+    """Why Postgres (and JSON) could not hold this text, or None: a NUL character, which
+    Postgres text refuses, or an unpaired surrogate, which is not encodable as UTF-8."""
+    if "\x00" in value:
+        return "must not contain NUL (\\u0000) characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (it holds an unpaired surrogate)"
+    return None
+
+
+def _storable(value: str) -> str:
+    problem = storable_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# Text that is stored: refused at the edge, never a turn that fails to persist forever.
+StorableText = Annotated[str, AfterValidator(_storable)]
 
 
 def turn_id_for(session_id: str, update_id: str) -> str:
@@ -58,7 +81,7 @@ class SendMessage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    text: StorableText = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     client_message_id: str | None = Field(
         default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$"
     )
@@ -131,6 +154,8 @@ class ContextReport(BaseModel):
 
 class GenerateReplyInput(BaseModel):
     turn_id: str
+    session_id: str = ""  # whose turn: recorded with the stream, so readers find it again
+    user_id: str = ""
     messages: list[ChatMessage] = Field(default_factory=list)
     parts: PromptParts | None = None
 

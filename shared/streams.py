@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+
+from shared.redis import REDIS_UNAVAILABLE
+
+log = logging.getLogger(__name__)
 
 STREAM_TTL_SECONDS = 3600
 MAX_STREAM_ENTRIES = 20_000
@@ -33,26 +38,46 @@ def owner_key(turn_id: str) -> str:
 class TokenWriter:
     """Streams a reply's tokens without waiting on Redis for each one: tokens that arrive
     while a write is in flight go out together in the next pipeline, each still its own
-    entry. A failed write is raised by the next `add` or by `close`."""
+    entry. The first write also records who owns the turn, so a stream that Redis lost is
+    found again by its readers once the next attempt writes.
 
-    def __init__(self, streams: TurnStreams, turn_id: str) -> None:
+    Redis being unreachable costs the stream, not the reply: the writer stops streaming
+    this attempt (a later token after a gap would tell readers a wrong text) and the turn
+    goes on; readers get a resumable error and the final reply from Postgres. Any other
+    failed write (a bug) is raised by the next `add` or by `close`."""
+
+    def __init__(
+        self, streams: TurnStreams, turn_id: str, owner: tuple[str, str] | None = None
+    ) -> None:
         self._streams = streams
         self._turn_id = turn_id
+        self._owner = owner
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._writing: asyncio.Task[None] | None = None
         self._ttl_set = False
+        self.broken = False
 
     def add(self, text: str) -> None:
         if self._writing is not None and self._writing.done():
             self._writing.result()  # raise a failed write here
+        if self.broken:
+            return
         self._pending.append(("token", {"text": text}))
         if self._writing is None or self._writing.done():
             self._writing = asyncio.create_task(self._drain())
 
     async def _drain(self) -> None:
-        while self._pending:
+        while self._pending and not self.broken:
             batch, self._pending = self._pending, []
-            await self._streams.append_many(self._turn_id, batch, expire=not self._ttl_set)
+            first = not self._ttl_set
+            try:
+                await self._streams.append_many(
+                    self._turn_id, batch, expire=first, owner=self._owner if first else None
+                )
+            except REDIS_UNAVAILABLE as err:
+                log.warning("token stream interrupted, the reply goes on unstreamed: %s", err)
+                self.broken, self._pending = True, []
+                return
             self._ttl_set = True
 
     async def close(self) -> None:
@@ -61,9 +86,13 @@ class TokenWriter:
             await self._writing
 
 
+def _owner_value(session_id: str, user_id: str) -> str:
+    return json.dumps({"session_id": session_id, "user_id": user_id})
+
+
 @dataclass(frozen=True)
 class StreamEvent:
-    id: str
+    id: str  # the Redis entry id; "" for an event not read from the stream
     type: str
     data: dict[str, Any]
 
@@ -76,10 +105,15 @@ class TurnStreams:
         await self.append_many(turn_id, [(type_, data)])
 
     async def append_many(
-        self, turn_id: str, events: list[tuple[str, dict[str, Any]]], *, expire: bool = True
+        self,
+        turn_id: str,
+        events: list[tuple[str, dict[str, Any]]],
+        *,
+        expire: bool = True,
+        owner: tuple[str, str] | None = None,
     ) -> None:
         """Append events in one round trip; `expire=False` leaves the TTL as the first
-        write of the turn set it."""
+        write of the turn set it; `owner` (session id, user id) is recorded alongside."""
         key = stream_key(turn_id)
         async with self._redis.pipeline(transaction=False) as pipe:
             for type_, data in events:
@@ -87,6 +121,8 @@ class TurnStreams:
                 pipe.xadd(key, fields, maxlen=MAX_STREAM_ENTRIES)  # type: ignore[arg-type]
             if expire:
                 pipe.expire(key, STREAM_TTL_SECONDS)
+            if owner is not None:
+                pipe.set(owner_key(turn_id), _owner_value(*owner), ex=STREAM_TTL_SECONDS)
             await pipe.execute()
 
     async def has_entries(self, turn_id: str) -> bool:
@@ -99,8 +135,16 @@ class TurnStreams:
         return bool(await self._redis.exists(cancel_key(turn_id)))
 
     async def set_owner(self, turn_id: str, session_id: str, user_id: str) -> None:
-        value = json.dumps({"session_id": session_id, "user_id": user_id})
-        await self._redis.set(owner_key(turn_id), value, ex=STREAM_TTL_SECONDS)
+        await self._redis.set(
+            owner_key(turn_id), _owner_value(session_id, user_id), ex=STREAM_TTL_SECONDS
+        )
+
+    async def forget(self, turn_ids: list[str]) -> None:
+        """Drop turns' streams and owners (their session was deleted)."""
+        if turn_ids:
+            await self._redis.delete(
+                *(k for t in turn_ids for k in (stream_key(t), owner_key(t), cancel_key(t)))
+            )
 
     async def owner(self, turn_id: str) -> dict[str, str] | None:
         raw = await self._redis.get(owner_key(turn_id))

@@ -82,13 +82,24 @@ async def _store_step(
     summary: str,
 ) -> R:
     """A short database step: a local activity, or the normal activity it was when
-    replaying a history from before LOCAL_STORE_PATCH."""
+    replaying a history from before LOCAL_STORE_PATCH. Bounded by DB_DEADLINE in all."""
+    deadline = policies.DB_DEADLINE
     if workflow.patched(LOCAL_STORE_PATCH):
         return await workflow.execute_local_activity_method(
-            method, arg, start_to_close_timeout=start_to_close, retry_policy=retry, summary=summary
+            method,
+            arg,
+            start_to_close_timeout=start_to_close,
+            schedule_to_close_timeout=deadline,
+            retry_policy=retry,
+            summary=summary,
         )
     return await workflow.execute_activity_method(
-        method, arg, start_to_close_timeout=start_to_close, retry_policy=retry, summary=summary
+        method,
+        arg,
+        start_to_close_timeout=start_to_close,
+        schedule_to_close_timeout=deadline,
+        retry_policy=retry,
+        summary=summary,
     )
 
 
@@ -163,12 +174,8 @@ class ChatSessionWorkflow:
                     if self._activity_seq != seen:
                         continue  # a message came in meanwhile: not idle
                 if self._queued == 0:
-                    await workflow.execute_activity_method(
-                        SessionStore.mark_idle,
-                        self._ref,
-                        start_to_close_timeout=policies.DB_TIMEOUT,
-                        retry_policy=policies.DB_RETRY,
-                        summary=f"mark idle after {idle.total_seconds() / 60:g} min",
+                    await self._mark(
+                        SessionStore.mark_idle, f"mark idle after {idle.total_seconds() / 60:g} min"
                     )
                     if self._queued == 0 and self._activity_seq == seen:
                         self._set_status("idle")
@@ -185,13 +192,7 @@ class ChatSessionWorkflow:
                 await workflow.wait_condition(lambda: self._queued == 0)
                 self._set_status("ended")
                 if workflow.patched(VISIBILITY_PATCH):
-                    await workflow.execute_activity_method(
-                        SessionStore.mark_ended,
-                        self._ref,
-                        start_to_close_timeout=policies.DB_TIMEOUT,
-                        retry_policy=policies.DB_RETRY,
-                        summary="mark the session ended",
-                    )
+                    await self._mark(SessionStore.mark_ended, "mark the session ended")
                 break
             if self._wants_new_run():
                 await workflow.wait_condition(
@@ -199,6 +200,21 @@ class ChatSessionWorkflow:
                 )
                 workflow.continue_as_new(self._carried_state(start))
         await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _mark(self, method: Callable[[Any, SessionRef], Awaitable[None]], what: str) -> None:
+        """Record the session's status in Postgres; a database away for longer than
+        DB_DEADLINE leaves the old status there, and the workflow goes on."""
+        try:
+            await workflow.execute_activity_method(
+                method,
+                self._ref,
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                schedule_to_close_timeout=policies.DB_DEADLINE,
+                retry_policy=policies.DB_RETRY,
+                summary=what,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("%s failed: %s", what, err.cause or err)
 
     def _wants_new_run(self) -> bool:
         return self._queued == 0 and (
@@ -376,8 +392,14 @@ class ChatSessionWorkflow:
         try:
             reply = await workflow.execute_activity_method(
                 LlmActivities.generate_reply,
-                GenerateReplyInput(turn_id=turn_id, parts=parts),
+                GenerateReplyInput(
+                    turn_id=turn_id,
+                    parts=parts,
+                    session_id=self._start.session_id,
+                    user_id=self._start.user_id,
+                ),
                 start_to_close_timeout=policies.GENERATE_TIMEOUT,
+                schedule_to_close_timeout=policies.GENERATE_DEADLINE,
                 heartbeat_timeout=policies.GENERATE_HEARTBEAT,
                 retry_policy=policies.LLM_RETRY,
                 summary=f"reply: {found}, {len(self._recent) // 2} earlier turns in context",
@@ -388,7 +410,7 @@ class ChatSessionWorkflow:
             error_type = cause.type if isinstance(cause, ApplicationError) else None
             result.status, result.error = "failed", message
             workflow.set_current_details(self._details(f"**Turn {turn_id}** failed: {message}"))
-            await self._persist(result)
+            stored = await self._persist(result)
             await self._publish(
                 TurnEvent(
                     turn_id=turn_id,
@@ -397,6 +419,8 @@ class ChatSessionWorkflow:
                     error_type=error_type or "TurnFailed",
                 )
             )
+            if not stored:
+                self._not_stored(turn_id, msg)
             raise ApplicationError(message, type=error_type or "TurnFailed") from err
         timings["generate_reply"] = (workflow.time() - step) * 1000
         if reply.first_token_ms is not None:
@@ -405,7 +429,12 @@ class ChatSessionWorkflow:
         result.status = "cancelled" if reply.cancelled else "complete"
         result.timings_ms = timings
         step = workflow.time()
-        await self._persist(result)
+        if not await self._persist(result):
+            error = "the reply could not be stored; nothing of this turn was kept"
+            await self._publish(
+                TurnEvent(turn_id=turn_id, kind="error", error=error, error_type="TurnNotStored")
+            )
+            self._not_stored(turn_id, msg)
         timings["persist_turn"] = (workflow.time() - step) * 1000
         self._recent += [
             ChatMessage(role="user", content=msg.text),
@@ -452,23 +481,46 @@ class ChatSessionWorkflow:
             workflow.logger.warning("no retrieval this turn: %s", err.cause or err)
             return Retrieved(available=False)
 
-    async def _persist(self, result: TurnResult) -> None:
-        await _store_step(
-            SessionStore.persist_turn,
-            result,
-            policies.DB_TIMEOUT,
-            policies.DB_RETRY,
-            f"persist turn: {result.status}, {result.usage.completion_tokens} tokens",
+    async def _persist(self, result: TurnResult) -> bool:
+        """Store the turn; False when it could not be stored within DB_DEADLINE, or its
+        data can never be (the session was deleted meanwhile, a value Postgres refuses)."""
+        try:
+            await _store_step(
+                SessionStore.persist_turn,
+                result,
+                policies.DB_TIMEOUT,
+                policies.DB_RETRY,
+                f"persist turn: {result.status}, {result.usage.completion_tokens} tokens",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("turn not stored: %s", err.cause or err)
+            return False
+        return True
+
+    def _not_stored(self, turn_id: str, msg: SendMessage) -> None:
+        """The turn ends failed and leaves no trace: its client_message_id may be sent
+        again (in a later run of the session), and the next message is answered."""
+        if msg.client_message_id and msg.client_message_id in self._seen:
+            self._seen.remove(msg.client_message_id)
+        workflow.set_current_details(self._details(f"**Turn {turn_id}** could not be stored"))
+        raise ApplicationError(
+            "the turn could not be stored, so nothing of it was kept; send the message again",
+            type="TurnNotStored",
         )
 
     async def _publish(self, event: TurnEvent) -> None:
-        await workflow.execute_local_activity_method(
-            StreamActivities.publish_turn_event,
-            event,
-            start_to_close_timeout=policies.LOCAL_TIMEOUT,
-            retry_policy=policies.LOCAL_RETRY,
-            summary=f"stream: {event.kind}",
-        )
+        """Best effort: readers that miss an event find the stored turn in Postgres."""
+        try:
+            await workflow.execute_local_activity_method(
+                StreamActivities.publish_turn_event,
+                event,
+                start_to_close_timeout=policies.LOCAL_TIMEOUT,
+                schedule_to_close_timeout=policies.PUBLISH_DEADLINE,
+                retry_policy=policies.PUBLISH_RETRY,
+                summary=f"stream: {event.kind}",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("stream event %s not published: %s", event.kind, err.cause)
 
     @workflow.update
     async def cancel_turn(self, req: CancelTurn) -> None:

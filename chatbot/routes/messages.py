@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from chatbot import metrics, repository
+from chatbot import idempotency, metrics, repository
 from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
 from chatbot.ratelimit import enforce
@@ -19,7 +20,10 @@ from chatbot.sse import relay_sse
 from chatbot.turns import DuplicateMessage, Turns, temporal_call
 from shared.logging import bind
 from shared.models import TurnResult
+from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TurnStreams
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(
     prefix="/sessions/{session_id}/messages", tags=["messages"], dependencies=[LogIds]
@@ -51,21 +55,34 @@ async def send_message(
 ) -> TurnResult | JSONResponse | StreamingResponse:
     """One turn of the session's conversation."""
     started = time.perf_counter()
+    wants_sse = "text/event-stream" in request.headers.get("accept", "")
     # Independent checks, one round trip's wait instead of three.
-    checks = await asyncio.gather(
+    limited, owned, stored = await asyncio.gather(
         enforce(res.redis, user, limit_per_minute=res.settings.rate_limit_per_minute),
         repository.ensure_session(res.engine, session_id=session_id, user_id=user),
         _stored_turn(res, session_id, body.client_message_id),
         return_exceptions=True,
     )
-    for failed in checks:
+    for failed in (owned, stored):
         if isinstance(failed, BaseException):
-            raise failed  # the rate limit first, then the session's ownership
-    streams = TurnStreams(res.redis)
-    wants_sse = "text/event-stream" in request.headers.get("accept", "")
-    stored = checks[2]
+            raise failed
     if isinstance(stored, TurnResult):
-        return stored
+        # A retry of a turn that ran: its answer, in the shape asked for, even when rate
+        # limited (it costs nothing) or while Redis is down.
+        if stored.user_text != body.text:
+            raise idempotency.conflict(body.client_message_id or "")
+        return _answer(request, res, user, stored.turn_id, session_id, wait, wants_sse, stored)
+    if isinstance(limited, BaseException):
+        raise limited
+    if wants_sse and wait:
+        res.slots.check(user)
+    if body.client_message_id:
+        await idempotency.claim(
+            res.redis,
+            session_id=session_id,
+            client_message_id=body.client_message_id,
+            text=body.text,
+        )
     turns = Turns(await res.temporal(), res.settings)
     try:
         turn_id, handle = await turns.send(
@@ -77,9 +94,29 @@ async def send_message(
         )
         if stored is None:
             raise
-        return stored
+        if stored.user_text != body.text:
+            raise idempotency.conflict(body.client_message_id or "") from None
+        return _answer(request, res, user, stored.turn_id, session_id, wait, wants_sse, stored)
     bind(turn_id=turn_id)
-    await streams.set_owner(turn_id, session_id, user)
+    await _record_owner(res, turn_id, session_id, user)
+    if wait and not wants_sse:
+        result = await temporal_call(handle.result())
+        metrics.record_turn(result.status, result.timings_ms, time.perf_counter() - started)
+        return result
+    return _answer(request, res, user, turn_id, session_id, wait, wants_sse, None)
+
+
+def _answer(
+    request: Request,
+    res: Resources,
+    user: str,
+    turn_id: str,
+    session_id: str,
+    wait: bool,
+    wants_sse: bool,
+    stored: TurnResult | None,
+) -> TurnResult | JSONResponse | StreamingResponse:
+    """A turn's answer in the shape the request asked for: 202, SSE, or the result."""
     if not wait:
         accepted = TurnAccepted(
             turn_id=turn_id,
@@ -89,13 +126,22 @@ async def send_message(
         return JSONResponse(accepted.model_dump(), status.HTTP_202_ACCEPTED)
     if wants_sse:
         return StreamingResponse(
-            relay_sse(streams, turn_id, "0-0"),
+            relay_sse(res, user, turn_id, "0-0"),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Turn-Id": turn_id},
         )
-    result = await temporal_call(handle.result())
-    metrics.record_turn(result.status, result.timings_ms, time.perf_counter() - started)
-    return result
+    if stored is None:
+        raise RuntimeError("a JSON answer that waits is given its result")
+    return stored
+
+
+async def _record_owner(res: Resources, turn_id: str, session_id: str, user: str) -> None:
+    """Who may read the turn's stream; the worker records it too, and Postgres knows it
+    once the turn is stored, so a Redis outage here loses nothing."""
+    try:
+        await TurnStreams(res.redis).set_owner(turn_id, session_id, user)
+    except REDIS_UNAVAILABLE as err:
+        log.warning("turn owner not recorded in Redis: %s", err)
 
 
 async def _stored_turn(

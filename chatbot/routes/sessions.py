@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
@@ -13,8 +14,13 @@ from chatbot.schemas import SessionCreate, SessionId, SessionPage, SessionPublic
 from chatbot.turns import Turns
 from shared.config import Settings
 from shared.models import workflow_id
+from shared.redis import REDIS_UNAVAILABLE
+from shared.streams import TurnStreams
 
 router = APIRouter(prefix="/sessions", tags=["sessions"], dependencies=[LogIds])
+log = logging.getLogger(__name__)
+# How long a DELETE lets a running turn finish before ending the workflow outright.
+DELETE_GRACE_SECONDS = 10.0
 
 
 def to_public(row: dict[str, Any], settings: Settings) -> SessionPublic:
@@ -69,7 +75,22 @@ async def rename_session(
 
 @router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_session(session_id: SessionId, user: CurrentUser, res: ResourcesDep) -> Response:
-    """Remove the transcript and end the session's workflow."""
-    await repository.delete_session(res.engine, session_id=session_id, user_id=user)
-    await Turns(await res.temporal(), res.settings).end(session_id=session_id)
+    """End the session's workflow, then remove the transcript and its turns' streams. The
+    id can be used again at once, for a new session with nothing of the old one."""
+    await repository.get_session(res.engine, session_id=session_id, user_id=user)
+    cut_short = await Turns(await res.temporal(), res.settings).close(
+        session_id=session_id, within=DELETE_GRACE_SECONDS
+    )
+    turn_ids = await repository.delete_session(res.engine, session_id=session_id, user_id=user)
+    streams = TurnStreams(res.redis)
+    try:
+        if cut_short is not None:  # its readers hear why it stopped
+            await streams.append(
+                cut_short,
+                "error",
+                {"error": "the session was deleted", "error_type": "SessionDeleted"},
+            )
+        await streams.forget(turn_ids)
+    except REDIS_UNAVAILABLE as err:  # they expire within the hour
+        log.warning("streams of a deleted session not removed: %s", err)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

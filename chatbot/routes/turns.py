@@ -11,16 +11,46 @@ from fastapi.responses import Response, StreamingResponse
 from chatbot import repository
 from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
-from chatbot.errors import BadRequest, NotFound
+from chatbot.errors import BadRequest, NotFound, Unavailable
+from chatbot.resources import Resources
 from chatbot.schemas import SessionId, error_responses
 from chatbot.sse import relay_sse
 from chatbot.turns import Turns
+from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TurnStreams
 
 router = APIRouter(tags=["turns"], dependencies=[LogIds])
 TurnId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="A turn id (UUID)")]
-_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-ERRORS = error_responses(400, 401, 404, 409, 503)
+STREAM_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
+_STREAM_ID = re.compile(STREAM_ID_PATTERN)
+_MAX_ID_PART = 2**64 - 1  # Redis stream ids are two unsigned 64-bit numbers
+ERRORS = error_responses(400, 401, 404, 409, 429, 503)
+
+
+def stream_position(last_event_id: str | None) -> str:
+    """The entry to resume after: a stream id this API sent, or the start."""
+    after = last_event_id or "0-0"
+    match = _STREAM_ID.match(after)
+    if not match or any(int(part) > _MAX_ID_PART for part in after.split("-")):
+        raise BadRequest("Last-Event-ID must be the id of an event this stream sent")
+    return after
+
+
+async def _owner_id(res: Resources, turn_id: str) -> str | None:
+    """The user a turn belongs to: from Redis while it streams, else from Postgres."""
+    redis_down = False
+    try:
+        owner = await TurnStreams(res.redis).owner(turn_id)
+        if owner is not None:
+            return owner["user_id"]
+    except REDIS_UNAVAILABLE:
+        redis_down = True
+    stored = await repository.turn_owner(res.engine, turn_id=turn_id)
+    if stored is not None:
+        return stored[1]
+    if redis_down:
+        raise Unavailable("the turn's stream is unreachable for now; retry shortly", retry_after=2)
+    return None
 
 
 @router.get(
@@ -32,19 +62,19 @@ async def turn_events(
     turn_id: TurnId,
     user: CurrentUser,
     res: ResourcesDep,
-    last_event_id: Annotated[str | None, Header()] = None,
+    last_event_id: Annotated[
+        str | None, Header(pattern=STREAM_ID_PATTERN, description="The last event id received")
+    ] = None,
 ) -> StreamingResponse:
     """The turn's SSE stream from the start, or after `Last-Event-ID`. The turn runs to
-    its end whether or not anyone listens; streams are kept for an hour."""
-    streams = TurnStreams(res.redis)
-    owner = await streams.owner(turn_id)
-    if owner is None or owner["user_id"] != user:
-        raise NotFound(f"turn {turn_id} not found (streams are kept for an hour)")
-    after = last_event_id or "0-0"
-    if not _STREAM_ID.match(after):
-        raise BadRequest("Last-Event-ID must be the id of an event this stream sent")
+    its end whether or not anyone listens; its events are kept for an hour, its result
+    for as long as the session."""
+    after = stream_position(last_event_id)
+    if await _owner_id(res, turn_id) != user:
+        raise NotFound(f"turn {turn_id} not found")
+    res.slots.check(user)
     return StreamingResponse(
-        relay_sse(streams, turn_id, after),
+        relay_sse(res, user, turn_id, after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache"},
     )

@@ -1,14 +1,25 @@
 """WebSocket for interactive clients: the same turns as JSON frames.
 
-Client -> server: `{"type": "message", "text", "client_message_id"?}` and
-`{"type": "cancel", "turn_id"}`. Server -> client: `accepted`, `token`, `restart`,
-`final`, `error` frames, each with the turn id (and the stream event id)."""
+Client -> server (text frames, JSON objects): `{"type": "message", "text",
+"client_message_id"?}`, `{"type": "cancel", "turn_id"}` and `{"type": "resume", "turn_id",
+"after"?}` (follow a turn again after a resumable error, from the last event id seen).
+Server -> client: `accepted`, `token`, `restart`, `keepalive`, `final`, `error` frames,
+each with the turn id (and the stream event id). A bad frame gets an `error` frame and
+the socket stays open; a frame over MAX_REQUEST_BYTES closes it (1009).
+
+Auth: `Authorization: Bearer` where the client can set headers; from a browser, the
+subprotocols `chatbot.v1` and `bearer.<token>` (the server selects `chatbot.v1`), so the
+token is never part of a URL. `?token=` still works, and is redacted from every log."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, cast
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -18,19 +29,147 @@ from chatbot import repository
 from chatbot.auth import authenticate, bearer_token
 from chatbot.errors import ApiError
 from chatbot.ratelimit import enforce
+from chatbot.relay import turn_events
 from chatbot.resources import Resources
+from chatbot.routes.turns import stream_position
 from chatbot.schemas import SESSION_ID_PATTERN
 from chatbot.sse import ws_frame
 from chatbot.turns import Turns
 from shared.models import SendMessage
+from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TurnStreams
 
 router = APIRouter(tags=["messages"])
+log = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+SUBPROTOCOL = "chatbot.v1"
+_TOKEN_PROTOCOL = "bearer."
+_TURN_ID = re.compile(r"^[0-9a-f-]{36}$")
+USAGE = (
+    "send a JSON object: {'type': 'message', 'text': ...}, {'type': 'cancel', 'turn_id': ...} "
+    "or {'type': 'resume', 'turn_id': ..., 'after': ...}"
+)
 
 
-def _error(message: str, code: str, turn_id: str | None = None) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message, "turn_id": turn_id}
+def _error(message: str, code: str, turn_id: str | None = None, **extra: object) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, "turn_id": turn_id, **extra}
+
+
+def _token(websocket: WebSocket) -> str | None:
+    for protocol in websocket.scope.get("subprotocols", []):
+        if protocol.startswith(_TOKEN_PROTOCOL):
+            return str(protocol[len(_TOKEN_PROTOCOL) :])
+    return websocket.query_params.get("token") or bearer_token(
+        websocket.headers.get("authorization")
+    )
+
+
+class Socket:
+    """One client's socket: its frames in, its turns' events out."""
+
+    def __init__(self, websocket: WebSocket, res: Resources, session_id: str, user: str) -> None:
+        self.ws, self.res, self.session_id, self.user = websocket, res, session_id, user
+        self.relays: set[asyncio.Task[None]] = set()
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client left
+            await self.ws.send_json(frame)
+
+    def follow(self, turn_id: str, after: str = "0-0") -> None:
+        task = asyncio.create_task(self._relay(turn_id, after))
+        self.relays.add(task)
+        task.add_done_callback(self.relays.discard)
+
+    async def _relay(self, turn_id: str, after: str) -> None:
+        try:
+            async for event in turn_events(self.res, turn_id, after):
+                if event is None:
+                    await self.send({"type": "keepalive", "turn_id": turn_id})
+                else:
+                    await self.send(ws_frame(turn_id, event))
+        except Exception:  # a relay never dies silently: the client hears of it
+            log.exception("websocket relay failed")
+            await self.send(
+                _error(
+                    "the stream failed; resume this turn", "stream_failed", turn_id, resumable=True
+                )
+            )
+
+    async def handle(self, frame: Any) -> None:
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if kind == "message":
+            await self._message(frame)
+        elif kind == "cancel" and isinstance(frame.get("turn_id"), str):
+            turns = Turns(await self.res.temporal(), self.res.settings)
+            await turns.cancel(session_id=self.session_id, turn_id=frame["turn_id"])
+        elif kind == "resume" and isinstance(frame.get("turn_id"), str):
+            await self._resume(frame["turn_id"], frame.get("after"))
+        else:
+            await self.send(_error(USAGE, "invalid_request"))
+
+    async def _message(self, frame: dict[str, Any]) -> None:
+        try:
+            msg = SendMessage.model_validate({k: v for k, v in frame.items() if k != "type"})
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()
+            )
+            await self.send(_error(problems, "invalid_request"))
+            return
+        res = self.res
+        await enforce(res.redis, self.user, limit_per_minute=res.settings.rate_limit_per_minute)
+        turns = Turns(await res.temporal(), res.settings)
+        turn_id, _ = await turns.send(session_id=self.session_id, user_id=self.user, message=msg)
+        with contextlib.suppress(*REDIS_UNAVAILABLE):  # the worker records it as well
+            await TurnStreams(res.redis).set_owner(turn_id, self.session_id, self.user)
+        await self.send({"type": "accepted", "turn_id": turn_id})
+        self.follow(turn_id)
+
+    async def _resume(self, turn_id: str, after: Any) -> None:
+        if not _TURN_ID.match(turn_id) or not (after is None or isinstance(after, str)):
+            await self.send(_error("resume takes a turn_id and an event id", "invalid_request"))
+            return
+        position = stream_position(after)
+        stored = await repository.turn_owner(self.res.engine, turn_id=turn_id)
+        owner = stored[1] if stored else None
+        if owner is None:
+            known = await TurnStreams(self.res.redis).owner(turn_id)
+            owner = known["user_id"] if known else None
+        if owner != self.user:
+            await self.send(_error(f"turn {turn_id} not found", "not_found", turn_id))
+            return
+        self.follow(turn_id, position)
+
+    async def close(self) -> None:
+        for task in self.relays:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self.relays, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class BadFrame:
+    problem: str
+
+
+async def _frames(websocket: WebSocket, limit: int) -> AsyncIterator[Any]:
+    """The client's frames, parsed; one that is not JSON text is a BadFrame."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data = message.get("text")
+        if data is None:
+            yield BadFrame("send text frames holding JSON; binary frames are not read")
+            continue
+        if len(data) > limit:
+            await websocket.close(MESSAGE_TOO_BIG, f"frames are limited to {limit} bytes")
+            return
+        try:
+            yield json.loads(data)
+        except (ValueError, RecursionError):
+            yield BadFrame(f"the frame is not valid JSON; {USAGE}")
 
 
 @router.websocket("/sessions/{session_id}/ws")
@@ -40,73 +179,38 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
     try:
         if not re.match(SESSION_ID_PATTERN, session_id):
             raise ApiError("session id is not valid")
-        token = websocket.query_params.get("token") or bearer_token(
-            websocket.headers.get("authorization")
-        )
-        user = authenticate(secret.get_secret_value() if secret else None, token)
+        user = authenticate(secret.get_secret_value() if secret else None, _token(websocket))
         await repository.get_session(res.engine, session_id=session_id, user_id=user)
+        res.slots.check(user)
     except ApiError as err:
         await websocket.close(code=POLICY_VIOLATION, reason=err.message[:120])
         return
-    await websocket.accept()
-    streams = TurnStreams(res.redis)
-    relays: set[asyncio.Task[None]] = set()
-
-    async def relay(turn_id: str) -> None:
-        async for event in streams.read(turn_id):
-            if event is not None:
-                await websocket.send_json(ws_frame(turn_id, event))
-
+    offered = websocket.scope.get("subprotocols", [])
+    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    socket = Socket(websocket, res, session_id, user)
     try:
-        while True:
-            frame = await websocket.receive_json()
-            try:
-                await _handle(frame, websocket, res, streams, session_id, user, relays, relay)
-            except ApiError as err:
-                await websocket.send_json(_error(err.message, err.code))
+        with res.slots.hold(user, enforce=False):
+            async for frame in _frames(websocket, res.settings.max_request_bytes):
+                if isinstance(frame, BadFrame):
+                    await socket.send(_error(frame.problem, "invalid_request"))
+                    continue
+                await _handle_safely(socket, frame)
     except WebSocketDisconnect:
         pass
     finally:
-        for task in relays:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*relays, return_exceptions=True)
+        await socket.close()
 
 
-async def _handle(
-    frame: Any,
-    websocket: WebSocket,
-    res: Resources,
-    streams: TurnStreams,
-    session_id: str,
-    user: str,
-    relays: set[asyncio.Task[None]],
-    relay: Any,
-) -> None:
-    kind = frame.get("type") if isinstance(frame, dict) else None
-    turns = Turns(await res.temporal(), res.settings)
-    if kind == "message":
-        try:
-            msg = SendMessage.model_validate({k: v for k, v in frame.items() if k != "type"})
-        except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()
-            )
-            await websocket.send_json(_error(problems, "invalid_request"))
-            return
-        await enforce(res.redis, user, limit_per_minute=res.settings.rate_limit_per_minute)
-        turn_id, _ = await turns.send(session_id=session_id, user_id=user, message=msg)
-        await streams.set_owner(turn_id, session_id, user)
-        await websocket.send_json({"type": "accepted", "turn_id": turn_id})
-        task = asyncio.create_task(relay(turn_id))
-        relays.add(task)
-        task.add_done_callback(relays.discard)
-    elif kind == "cancel" and isinstance(frame.get("turn_id"), str):
-        await turns.cancel(session_id=session_id, turn_id=frame["turn_id"])
-    else:
-        await websocket.send_json(
-            _error(
-                "send {'type': 'message', 'text': ...} or {'type': 'cancel', 'turn_id': ...}",
-                "invalid_request",
-            )
+async def _handle_safely(socket: Socket, frame: Any) -> None:
+    """One frame; whatever goes wrong is told to the client, and the socket stays open."""
+    try:
+        await socket.handle(frame)
+    except ApiError as err:
+        await socket.send(_error(err.message, err.code, retry_after=err.retry_after))
+    except REDIS_UNAVAILABLE:
+        await socket.send(
+            _error("a backing service is unreachable; retry shortly", "unavailable", retry_after=2)
         )
+    except Exception:
+        log.exception("websocket frame failed")
+        await socket.send(_error("something went wrong on our side; it was logged", "internal"))
