@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -92,9 +92,11 @@ def encode_cursor(created_at: datetime, session_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         created, _, sid = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created), sid
-    except ValueError:
+        # In UTC here: a far-off date with an offset overflows when Postgres converts it.
+        at = datetime.fromisoformat(created).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise BadRequest("cursor is not valid: pass the next_cursor of a previous page") from None
+    return at, sid
 
 
 async def list_sessions(

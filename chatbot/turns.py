@@ -56,6 +56,9 @@ _ERRORS: dict[str, type[ApiError]] = {
     "TurnNotRunning": Conflict,
     "LLMRequestRejected": UpstreamFailed,
     "LLMUnavailable": Unavailable,
+    # Nothing of the turn was kept, and a retry of the same update gets the same outcome:
+    # not a 503 (retry as is) but a failure to send again as a new message.
+    "TurnNotStored": UpstreamFailed,
 }
 
 

@@ -65,6 +65,9 @@ FOLD_ASIDE_PATCH = "fold-aside-v1"
 # and the loop has nothing to do while a turn is queued or running.
 QUIET_LOOP_PATCH = "quiet-loop-v1"
 DETAIL_CHARS = 80
+# How a step's failure reaches the workflow: an ActivityError, or, for a local activity
+# that failed for good (non-retryable), its ApplicationError itself.
+STEP_FAILED = (ActivityError, ApplicationError)
 A = TypeVar("A")
 R = TypeVar("R")
 
@@ -477,7 +480,7 @@ class ChatSessionWorkflow:
                 policies.TOOL_RETRY,
                 "retrieve relevant earlier messages",
             )
-        except ActivityError as err:
+        except STEP_FAILED as err:
             workflow.logger.warning("no retrieval this turn: %s", err.cause or err)
             return Retrieved(available=False)
 
@@ -492,7 +495,7 @@ class ChatSessionWorkflow:
                 policies.DB_RETRY,
                 f"persist turn: {result.status}, {result.usage.completion_tokens} tokens",
             )
-        except ActivityError as err:
+        except STEP_FAILED as err:
             workflow.logger.warning("turn not stored: %s", err.cause or err)
             return False
         return True
@@ -504,7 +507,8 @@ class ChatSessionWorkflow:
             self._seen.remove(msg.client_message_id)
         workflow.set_current_details(self._details(f"**Turn {turn_id}** could not be stored"))
         raise ApplicationError(
-            "the turn could not be stored, so nothing of it was kept; send the message again",
+            "the turn could not be stored, so nothing of it was kept; send the message "
+            "again, with a new client_message_id",
             type="TurnNotStored",
         )
 
@@ -519,7 +523,7 @@ class ChatSessionWorkflow:
                 retry_policy=policies.PUBLISH_RETRY,
                 summary=f"stream: {event.kind}",
             )
-        except ActivityError as err:
+        except STEP_FAILED as err:
             workflow.logger.warning("stream event %s not published: %s", event.kind, err.cause)
 
     @workflow.update

@@ -161,7 +161,9 @@ async def history(
     user: CurrentUser,
     res: ResourcesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="next_before of a later page")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="next_before of a later page")
+    ] = None,
 ) -> MessagePage:
     """The session's messages, newest page first, oldest first within a page."""
     await repository.get_session(res.engine, session_id=session_id, user_id=user)
