@@ -16,9 +16,9 @@ class StreamActivities:
 
     @activity.defn
     async def publish_turn_event(self, event: TurnEvent) -> None:
-        await self._streams.append(
-            event.turn_id, event.kind, event.model_dump(mode="json", exclude={"turn_id", "kind"})
-        )
+        data = event.model_dump(mode="json", exclude={"turn_id", "kind", "session_id", "user_id"})
+        owner = (event.session_id, event.user_id) if event.session_id else None
+        await self._streams.append_many(event.turn_id, [(event.kind, data)], owner=owner)
 
     @activity.defn
     async def request_cancel(self, req: CancelTurn) -> None:

@@ -221,6 +221,8 @@ class TurnEvent(BaseModel):
 
     turn_id: str
     kind: Literal["tool", "final", "error"]
+    session_id: str = ""  # whose turn: recorded with the event (Redis may have lost it)
+    user_id: str = ""
     tool: dict[str, Any] | None = None
     result: TurnResult | None = None
     error: str | None = None

@@ -8,6 +8,8 @@ answers with 503 and Retry-After."""
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -33,6 +35,11 @@ def _client(url: str, *, max_connections: int, socket_timeout: float, wait: floa
         socket_timeout=socket_timeout,
         socket_connect_timeout=min(socket_timeout, 5.0),
         health_check_interval=30,
+        # A connection the server dropped (a restart) is found dead on its next use:
+        # reconnect and send again, twice at most, so the first request after Redis comes
+        # back is not the one that pays. Timeouts are not retried: they already waited.
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
+        retry_on_error=[RedisConnectionError],
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it too
 

@@ -21,6 +21,7 @@ STREAM_TTL_SECONDS = 3600
 MAX_STREAM_ENTRIES = 20_000
 CANCEL_TTL_SECONDS = 600
 TERMINAL_EVENTS = frozenset({"final", "error"})
+OWNER_RETRY_SECONDS = 1.0
 
 
 def stream_key(turn_id: str) -> str:
@@ -56,11 +57,15 @@ class TokenWriter:
         self._writing: asyncio.Task[None] | None = None
         self._ttl_set = False
         self.broken = False
+        self._owner_restored = False
 
     def add(self, text: str) -> None:
         if self._writing is not None and self._writing.done():
             self._writing.result()  # raise a failed write here
         if self.broken:
+            # Readers resuming after Redis came back need to find the turn's owner.
+            if not self._owner_restored and (self._writing is None or self._writing.done()):
+                self._writing = asyncio.create_task(self._restore_owner())
             return
         self._pending.append(("token", {"text": text}))
         if self._writing is None or self._writing.done():
@@ -79,6 +84,16 @@ class TokenWriter:
                 self.broken, self._pending = True, []
                 return
             self._ttl_set = True
+
+    async def _restore_owner(self) -> None:
+        if self._owner is None:
+            self._owner_restored = True
+            return
+        try:
+            await self._streams.set_owner(self._turn_id, *self._owner)
+            self._owner_restored = True
+        except REDIS_UNAVAILABLE:
+            await asyncio.sleep(OWNER_RETRY_SECONDS)  # one try a second, not one a token
 
     async def close(self) -> None:
         """Wait until every token added so far is in the stream."""

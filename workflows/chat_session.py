@@ -514,6 +514,7 @@ class ChatSessionWorkflow:
 
     async def _publish(self, event: TurnEvent) -> None:
         """Best effort: readers that miss an event find the stored turn in Postgres."""
+        event.session_id, event.user_id = self._start.session_id, self._start.user_id
         try:
             await workflow.execute_local_activity_method(
                 StreamActivities.publish_turn_event,

@@ -1,0 +1,160 @@
+"""Redis killed and brought back under a running gateway and worker (issue 15): a new
+message gets 503 with Retry-After, a stream ends with a resumable error, the resume
+delivers the final reply, turns already stored are still served, and no generation is
+retried because of Redis. The test's own redis-server, killed with SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from redis.asyncio import Redis
+from temporalio.worker import Worker
+
+from chatbot.embedded import redis as embedded_redis
+from chatbot.embedded.process import ManagedProcess
+from loadtest.fakes import FakeOpenAIServer
+from shared.config import Settings
+from shared.streams import owner_key
+from tests.chatbot.api_support import sse_events
+from tests.chatbot.test_api import _reply_calls, _rows
+from tests.support import assert_eventually, free_port
+
+
+class OwnRedis:
+    def __init__(self, data: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: ManagedProcess = embedded_redis.redis_process(
+            port=self.port, data_dir=data, log_path=data / "redis.log"
+        )
+
+    def start(self) -> None:
+        self.proc.start()
+        self.proc.wait_ready()
+
+    def kill(self) -> None:
+        assert self.proc.proc is not None
+        self.proc.proc.kill()
+        self.proc.proc.wait(10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
+    server.start()
+    yield server
+    server.proc.stop()
+
+
+@pytest.fixture
+def settings(settings: Settings, own_redis: OwnRedis) -> Settings:
+    return settings.model_copy(
+        update={
+            "redis_url": SecretStr(own_redis.url),
+            "stream_keepalive_seconds": 1.0,
+            "redis_socket_timeout_seconds": 1.0,
+        }
+    )
+
+
+def _sid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def test_redis_down_is_503_with_retry_after_and_stored_turns_are_still_served(
+    worker: Worker, gateway: str, alice: httpx.AsyncClient, own_redis: OwnRedis
+) -> None:
+    sid = _sid("down")
+    body = {"text": "before the outage", "client_message_id": "d-1"}
+    first = await alice.post(f"/sessions/{sid}/messages", json=body)
+    assert first.status_code == 200
+    turn_id = first.json()["turn_id"]
+
+    own_redis.kill()
+    refused = await alice.post(f"/sessions/{sid}/messages", json={"text": "during it"})
+    assert refused.status_code == 503, refused.text
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["code"] == "unavailable"
+    replay = await alice.post(f"/sessions/{sid}/messages", json=body)
+    assert replay.status_code == 200 and replay.json()["turn_id"] == turn_id
+    async with alice.stream("GET", f"/turns/{turn_id}/events") as resp:
+        assert resp.status_code == 200
+        events = [e async for e in sse_events(resp)]
+    assert events[-1].type == "final"
+    assert events[-1].data["result"]["reply"] == "Fake reply to: before the outage"
+    async with httpx.AsyncClient() as anon:
+        health = await anon.get(f"{gateway}/health")
+    assert health.status_code == 200
+    assert health.json()["dependencies"]["redis"]["status"] == "down"
+
+    own_redis.start()
+    after = await alice.post(f"/sessions/{sid}/messages", json={"text": "after it"})
+    assert after.status_code == 200, after.text
+    assert after.json()["reply"] == "Fake reply to: after it"
+
+
+async def test_redis_killed_mid_stream_ends_it_resumably_and_the_resume_finishes_it(
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+    own_redis: OwnRedis,
+    settings: Settings,
+) -> None:
+    llm.tokens_per_second = 3  # still generating when the stream breaks
+    sid = _sid("mid")
+    text = "one two three four five six seven eight nine ten eleven twelve"
+    seen = []
+    async with alice.stream(
+        "POST",
+        f"/sessions/{sid}/messages",
+        json={"text": text},
+        headers={"Accept": "text/event-stream"},
+    ) as resp:
+        turn_id = resp.headers["x-turn-id"]
+        async for event in sse_events(resp):
+            seen.append(event)
+            if len(seen) == 2:
+                own_redis.kill()
+    assert seen[-1].type == "error", [e.type for e in seen]
+    assert seen[-1].data["resumable"] is True
+    assert seen[-1].data["error_type"] == "StreamInterrupted"
+    assert seen[-1].id is None or seen[-1].id == seen[-2].id, "no id of its own"
+
+    own_redis.start()
+    last_id = next(e.id for e in reversed(seen) if e.id)
+    # The worker records the turn's owner again in the Redis that came back (a client
+    # honours the error's retry_after, 2 s, before it resumes; this waits for that).
+    fresh = Redis.from_url(own_redis.url, decode_responses=True)
+
+    async def owner_restored() -> None:
+        assert await fresh.exists(owner_key(turn_id))
+
+    await assert_eventually(owner_restored, within=float(seen[-1].data["retry_after"]) + 5)
+    await fresh.aclose()
+
+    async def resume() -> list[str]:
+        async with alice.stream(
+            "GET", f"/turns/{turn_id}/events", headers={"Last-Event-ID": last_id or ""}
+        ) as again:
+            assert again.status_code == 200, await again.aread()
+            return [e.type async for e in sse_events(again)]
+
+    kinds = await asyncio.wait_for(resume(), 60)
+    assert kinds[-1] == "final"
+    rows = await _rows(
+        settings,
+        "SELECT role, content, status FROM messages WHERE session_id = :s ORDER BY seq",
+        s=sid,
+    )
+    assert [(r["role"], r["status"]) for r in rows] == [
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
+    assert rows[1]["content"] == f"Fake reply to: {text}"
+    assert len(_reply_calls(llm)) == 1, "Redis going away retried no generation"
