@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,10 @@ from typing import Any, TextIO
 
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Tries to follow a turn again after its stream broke, each after the wait the server
+# asked for (a resumable error's retry_after) or a growing one.
+RESUME_ATTEMPTS = 8
 
 
 class ClientConfig(BaseSettings):
@@ -97,31 +102,83 @@ class ChatClient:
                     result: dict[str, Any] = resp.json()  # a stored turn: already answered
                     out.write(result["reply"] + "\n")
                     return result
-                return self._relay(_events(resp.iter_lines()), out)
+                turn_id = resp.headers.get("x-turn-id", "")
+                relay = _Relay(out)
+                done = relay.follow(_events(resp.iter_lines()))
         except httpx.TransportError as err:
             raise ClientError(
                 f"cannot reach the gateway at {self._url} ({err}); is `chatbot dev` or "
                 "`chatbot serve` running, and is --url right?"
             ) from None
+        return done if done is not None else self._resume(turn_id, relay)
 
-    @staticmethod
-    def _relay(events: Iterator[Event], out: TextIO) -> dict[str, Any]:
-        for event in events:
-            if event.type == "token":
-                out.write(event.data["text"])
-                out.flush()
-            elif event.type == "restart":
-                out.write("\n[the generation restarted after a failure]\n")
-            elif event.type == "final":
-                out.write("\n")
-                result: dict[str, Any] = event.data["result"]
-                if result["status"] == "cancelled":
-                    out.write("[cancelled]\n")
-                return result
-            elif event.type == "error":
-                out.write("\n")
-                raise ClientError(f"{event.data.get('error_type')}: {event.data.get('error')}")
-        raise ClientError("the stream ended before the turn finished; retry the same message")
+    def _resume(self, turn_id: str, relay: _Relay) -> dict[str, Any]:
+        """Follow the turn again after its stream broke (the turn goes on server-side)."""
+        for attempt in range(RESUME_ATTEMPTS):
+            time.sleep(max(relay.wait_seconds, 0.5 * attempt))  # as the server asked
+            relay.wait_seconds = 0.0
+            headers = {"Accept": "text/event-stream"}
+            if relay.last_id:
+                headers["Last-Event-ID"] = relay.last_id
+            try:
+                with self._http.stream("GET", f"/turns/{turn_id}/events", headers=headers) as resp:
+                    if resp.status_code in (400, 401, 403, 404):
+                        resp.read()
+                        raise ClientError(_error_message(resp))
+                    if resp.status_code >= 400:
+                        continue  # 503 and the like: try again
+                    done = relay.follow(_events(resp.iter_lines()))
+            except httpx.TransportError:
+                continue
+            if done is not None:
+                return done
+        raise ClientError(
+            f"lost the stream of turn {turn_id}; it still runs on the server, and its reply "
+            "will be in the session's history (GET /v1/sessions/SESSION/messages)"
+        )
+
+
+class _Relay:
+    """Writes a turn's events to `out`, remembering where the stream got to."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.last_id: str | None = None
+        self.wait_seconds = 0.0
+
+    def follow(self, events: Iterator[Event]) -> dict[str, Any] | None:
+        """The turn's result, or None when the stream broke before its end."""
+        try:
+            for event in events:
+                if event.id:
+                    self.last_id = event.id
+                if event.type == "error" and event.data.get("resumable"):
+                    self.wait_seconds = float(event.data.get("retry_after") or 1)
+                    return None
+                done = self._one(event)
+                if done is not None:
+                    return done
+        except httpx.TransportError:
+            return None
+        return None
+
+    def _one(self, event: Event) -> dict[str, Any] | None:
+        out = self.out
+        if event.type == "token":
+            out.write(event.data["text"])
+            out.flush()
+        elif event.type == "restart":
+            out.write("\n[the generation restarted after a failure]\n")
+        elif event.type == "final":
+            out.write("\n")
+            result: dict[str, Any] = event.data["result"]
+            if result["status"] == "cancelled":
+                out.write("[cancelled]\n")
+            return result
+        elif event.type == "error":
+            out.write("\n")
+            raise ClientError(f"{event.data.get('error_type')}: {event.data.get('error')}")
+        return None
 
 
 def run_send(config: ClientConfig, session_id: str, text: str, cmid: str | None) -> int:

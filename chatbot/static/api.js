@@ -198,8 +198,14 @@ export class Api {
   async follow(turnId, response, on, signal) {
     let lastId = null;
     let finished = false;
+    let resumeAfterMs = 0; // what a resumable error asked to wait
     const onEvent = (event) => {
       if (event.id) lastId = event.id;
+      if (event.type === "error" && event.data?.resumable) {
+        // The stream broke, not the turn (Redis restarting): resume below.
+        resumeAfterMs = 1000 * (Number(event.data.retry_after) || 1);
+        return;
+      }
       if (event.type === "final" || event.type === "error") finished = true;
       on.event(event);
     };
@@ -226,7 +232,8 @@ export class Api {
         );
       }
       on.reconnecting?.(attempt + 1);
-      await wait(RESUME_DELAYS_MS[attempt], signal);
+      await wait(Math.max(RESUME_DELAYS_MS[attempt], resumeAfterMs), signal);
+      resumeAfterMs = 0;
       current = null;
       try {
         current = await this.request("GET", `/turns/${enc(turnId)}/events`, {
