@@ -2,37 +2,41 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, status
 from fastapi.responses import Response, StreamingResponse
+from pydantic.json_schema import SkipJsonSchema
 
 from chatbot import repository
 from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
-from chatbot.errors import BadRequest, NotFound
-from chatbot.schemas import SessionId, error_responses
+from chatbot.errors import NotFound
+from chatbot.schemas import SessionId, StreamId, error_responses
 from chatbot.sse import relay_sse
 from chatbot.turns import Turns
 from shared.streams import TurnStreams
 
 router = APIRouter(tags=["turns"], dependencies=[LogIds])
 TurnId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="A turn id (UUID)")]
-_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-ERRORS = error_responses(400, 401, 404, 409, 503)
 
 
 @router.get(
     "/turns/{turn_id}/events",
     name="turn_events",
-    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    responses={
+        **error_responses(401, 404, 422, 503),
+        200: {"content": {"text/event-stream": {}}},
+    },
 )
 async def turn_events(
     turn_id: TurnId,
     user: CurrentUser,
     res: ResourcesDep,
-    last_event_id: Annotated[str | None, Header()] = None,
+    last_event_id: Annotated[
+        StreamId | SkipJsonSchema[None],
+        Header(description="The `id` of the last event received, to resume after it"),
+    ] = None,
 ) -> StreamingResponse:
     """The turn's SSE stream from the start, or after `Last-Event-ID`. The turn runs to
     its end whether or not anyone listens; streams are kept for an hour."""
@@ -40,11 +44,8 @@ async def turn_events(
     owner = await streams.owner(turn_id)
     if owner is None or owner["user_id"] != user:
         raise NotFound(f"turn {turn_id} not found (streams are kept for an hour)")
-    after = last_event_id or "0-0"
-    if not _STREAM_ID.match(after):
-        raise BadRequest("Last-Event-ID must be the id of an event this stream sent")
     return StreamingResponse(
-        relay_sse(streams, turn_id, after),
+        relay_sse(streams, turn_id, last_event_id or "0-0"),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache"},
     )
@@ -53,7 +54,7 @@ async def turn_events(
 @router.post(
     "/sessions/{session_id}/turns/{turn_id}/cancel",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=ERRORS,
+    responses=error_responses(401, 404, 409, 422, 502, 503),
 )
 async def cancel_turn(
     session_id: SessionId, turn_id: TurnId, user: CurrentUser, res: ResourcesDep

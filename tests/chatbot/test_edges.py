@@ -94,7 +94,10 @@ async def test_dev_mode_needs_no_token() -> None:
 
 
 ORIGIN = "https://chat.example.com"
-PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+PREFLIGHT = {
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization,content-type",
+}
 
 
 async def test_cors_answers_configured_origins_only() -> None:
@@ -124,9 +127,7 @@ async def test_no_cors_headers_at_all_by_default(client: httpx.AsyncClient) -> N
     assert not [h for h in me.headers if h.startswith("access-control-")]
 
 
-async def test_sse_keeps_no_cache_and_is_nosniff(
-    worker: Worker, alice: httpx.AsyncClient
-) -> None:
+async def test_sse_keeps_no_cache_and_is_nosniff(worker: Worker, alice: httpx.AsyncClient) -> None:
     async with alice.stream(
         "POST",
         "/sessions/edge-sse/messages",

@@ -33,9 +33,7 @@ async def _count(engine: AsyncEngine, user: str) -> int:
 
 
 async def test_create_and_first_message_stop_at_the_limit(engine: AsyncEngine) -> None:
-    await repository.create_session(
-        engine, session_id="a", user_id="u1", title="", max_sessions=2
-    )
+    await repository.create_session(engine, session_id="a", user_id="u1", title="", max_sessions=2)
     await repository.ensure_session(engine, session_id="b", user_id="u1", max_sessions=2)
     with pytest.raises(SessionLimitReached, match="delete sessions"):
         await repository.create_session(
@@ -45,9 +43,7 @@ async def test_create_and_first_message_stop_at_the_limit(engine: AsyncEngine) -
         await repository.ensure_session(engine, session_id="c", user_id="u1", max_sessions=2)
     # At the limit, a message to a session that exists is fine, and other users are not held.
     await repository.ensure_session(engine, session_id="a", user_id="u1", max_sessions=2)
-    await repository.create_session(
-        engine, session_id="d", user_id="u2", title="", max_sessions=2
-    )
+    await repository.create_session(engine, session_id="d", user_id="u2", title="", max_sessions=2)
     # Another user's id is still 404, never a hint about the limit.
     with pytest.raises(NotFound):
         await repository.ensure_session(engine, session_id="d", user_id="u1", max_sessions=2)
