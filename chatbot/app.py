@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
+from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chatbot.errors import install_error_handlers
+from chatbot.headers import ResponseHeaders
 from chatbot.middleware import install_middleware
 from chatbot.resources import Resources
 from chatbot.routes import health, messages, sessions, turns, ui, ws
@@ -42,7 +44,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
 
+    # The last added runs first: response headers wrap everything, CORS answers preflights
+    # before auth and also marks the request scope's 413s, which a browser must read.
     install_middleware(app, settings)
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            # Bearer tokens, never cookies: no credentialed requests.
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Turn-Id", "Retry-After"],
+            max_age=600,
+        )
+    app.add_middleware(ResponseHeaders)
 
     for router in (sessions.router, messages.router, turns.router, ws.router, ui.me_router):
         app.include_router(router, prefix="/v1")

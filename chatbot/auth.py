@@ -1,5 +1,9 @@
 """Bearer JWT authentication (HS256 with JWT_SECRET). Without JWT_SECRET the gateway runs
-in dev mode: every request is the fixed local user, and start-up says so."""
+in dev mode: every request is the fixed local user, and start-up says so.
+
+FastAPI's `HTTPBearer` is here for the OpenAPI document (a `securitySchemes` entry and
+`security` on each route that depends on it); with `auto_error=False` it never answers
+itself, so errors stay our JSON 401 with `WWW-Authenticate`, and dev mode needs no header."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Annotated
 
 import jwt
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from chatbot.deps import ResourcesDep
 from chatbot.errors import Unauthorized
@@ -55,10 +60,39 @@ def authenticate(secret: str | None, token: str | None) -> str:
     return user_from_token(secret, token)
 
 
-async def current_user(request: Request, resources: ResourcesDep) -> str:
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="BearerJWT",
+    bearerFormat="JWT",
+    description="An HS256 JWT with the user in `sub` (`chatbot token USER` mints one). "
+    "A gateway without JWT_SECRET (dev mode) needs none.",
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+
+
+def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    if credentials is not None:
+        return credentials.credentials
+    # HTTPBearer gives None for a malformed header too; say what the header should be.
+    return bearer_token(request.headers.get("authorization"))
+
+
+async def current_user(request: Request, resources: ResourcesDep, credentials: Credentials) -> str:
     secret = resources.settings.jwt_secret
-    token = bearer_token(request.headers.get("authorization"))
+    token = _token(request, credentials)
     return authenticate(secret.get_secret_value() if secret else None, token)
 
 
+async def optional_user(
+    request: Request, resources: ResourcesDep, credentials: Credentials
+) -> str | None:
+    """The caller when they authenticate (always, in dev mode), else None: for routes that
+    answer anyone and tell an authenticated caller more."""
+    try:
+        return await current_user(request, resources, credentials)
+    except Unauthorized:
+        return None
+
+
 CurrentUser = Annotated[str, Depends(current_user)]
+OptionalUser = Annotated[str | None, Depends(optional_user)]

@@ -7,6 +7,7 @@
     ├── Forbidden (403)         ├── RateLimited (429, Retry-After)
     ├── NotFound (404)          ├── UpstreamFailed (502)
     ├── Conflict (409)          └── Unavailable (503, Retry-After)
+    │   └── SessionLimitReached (409)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from chatbot.metrics import ERRORS
 from shared.redis import REDIS_UNAVAILABLE
@@ -57,6 +59,10 @@ class Conflict(ApiError):
     status, code = HTTPStatus.CONFLICT, "conflict"
 
 
+class SessionLimitReached(Conflict):
+    code = "session_limit_reached"
+
+
 class PayloadTooLarge(ApiError):
     status, code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "payload_too_large"
 
@@ -90,6 +96,22 @@ def _response(err: ApiError) -> JSONResponse:
     return JSONResponse(error_body(err.code, err.message), err.status, headers=headers)
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path, as RFC 9110 wants in `Allow`.
+    Starlette names only the first route whose path matched, and FastAPI makes one route
+    per method, so it would say `POST` alone for /v1/sessions."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, err: ApiError) -> JSONResponse:
@@ -114,7 +136,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if err.status_code == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:  # the body limit
             return await _api_error(request, PayloadTooLarge(str(err.detail)))
         code = HTTPStatus(err.status_code).phrase.lower().replace(" ", "_")
-        return JSONResponse(error_body(code, str(err.detail)), err.status_code)
+        headers = dict(err.headers or {})
+        if err.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        return JSONResponse(error_body(code, str(err.detail)), err.status_code, headers=headers)
 
     @app.exception_handler(SqlTimeoutError)
     async def _pool_exhausted(request: Request, err: SqlTimeoutError) -> JSONResponse:

@@ -1,31 +1,49 @@
-"""Dependency checks for /health and /ready: each one bounded in time, all run at once."""
+"""Dependency checks for /health and /ready: each one bounded in time, all run at once.
+
+Each check's detail (schema revision, namespace, the model's URL, a failure's exception
+text) is for operators: the routes show it to authenticated callers only, and a failure's
+detail is logged at warning either way."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from chatbot.resources import Resources
 from shared.db.migrate import current_revision, head_revision
 
+log = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 3.0
 
 
 class DependencyState(BaseModel):
     status: Literal["ok", "down", "not_configured"]
     latency_ms: float | None = None
-    detail: str = ""
+    detail: str | None = Field(
+        default=None, description="Only for an authenticated caller (any caller in dev mode)"
+    )
 
 
 class HealthReport(BaseModel):
     status: Literal["ok", "degraded"]
     dependencies: dict[str, DependencyState]
+
+    def without_details(self) -> HealthReport:
+        """What anyone may see: each dependency's state and latency."""
+        return HealthReport(
+            status=self.status,
+            dependencies={
+                name: dep.model_copy(update={"detail": None})
+                for name, dep in self.dependencies.items()
+            },
+        )
 
 
 async def _postgres(res: Resources) -> str:
@@ -60,16 +78,22 @@ async def _llm(res: Resources) -> str:
     return f"{base} model {s.openai_chat_model}"
 
 
-async def _timed(check: Callable[[Resources], Awaitable[str]], res: Resources) -> DependencyState:
+async def _timed(
+    name: str, check: Callable[[Resources], Awaitable[str]], res: Resources
+) -> DependencyState:
     started = time.perf_counter()
+    status: Literal["ok", "down"] = "down"
     try:
         detail = await asyncio.wait_for(check(res), CHECK_TIMEOUT_SECONDS)
+        status = "ok"
     except TimeoutError:
-        return DependencyState(status="down", detail=f"no answer in {CHECK_TIMEOUT_SECONDS:.0f} s")
+        detail = f"no answer in {CHECK_TIMEOUT_SECONDS:.0f} s"
     except Exception as err:  # a health check reports any failure instead of raising
-        return DependencyState(status="down", detail=f"{type(err).__name__}: {err}"[:300])
-    elapsed = (time.perf_counter() - started) * 1000
-    return DependencyState(status="ok", latency_ms=round(elapsed, 1), detail=detail)
+        detail = f"{type(err).__name__}: {err}"[:300]
+    if status == "down":
+        log.warning("health check: %s is down: %s", name, detail)
+    elapsed = round((time.perf_counter() - started) * 1000, 1)
+    return DependencyState(status=status, latency_ms=elapsed, detail=detail)
 
 
 async def check_dependencies(res: Resources) -> HealthReport:
@@ -77,9 +101,10 @@ async def check_dependencies(res: Resources) -> HealthReport:
         "temporal": _temporal,
         "postgres": _postgres,
         "redis": _redis,
-        "llm": _llm,
     }
-    states = await asyncio.gather(*(_timed(c, res) for c in checks.values()))
+    if res.settings.llm_configured:  # else there is nothing of ours to reach
+        checks["llm"] = _llm
+    states = await asyncio.gather(*(_timed(name, c, res) for name, c in checks.items()))
     deps = dict(zip(checks, states, strict=True))
     if not res.settings.llm_configured:
         deps["llm"] = DependencyState(

@@ -8,10 +8,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chatbot.errors import BadRequest, Conflict, NotFound
+from chatbot.errors import BadRequest, Conflict, NotFound, SessionLimitReached
 from shared.models import TurnResult, TurnStatus
 
 _SESSION_COLUMNS = "id, title, status, turn_count, created_at, updated_at, last_activity_at"
@@ -30,45 +30,86 @@ async def _session_row(
     return None if row is None else dict(row)
 
 
+def _limit_reached(limit: int) -> SessionLimitReached:
+    plural = "" if limit == 1 else "s"
+    return SessionLimitReached(
+        f"you have reached the limit of {limit} session{plural}; delete sessions you no "
+        "longer need (DELETE /v1/sessions/{id}) to start new ones"
+    )
+
+
+# Whether the user may have one more session, in the statement that inserts it, so the
+# limit costs no extra round trip. Concurrent creations by one user each count the rows
+# committed before they started, so a burst can pass the limit by at most its own size:
+# a bound on abuse, not an exact quota. :limit = 0 means no limit.
+_MAY_CREATE = """
+    CASE WHEN CAST(:limit AS integer) = 0 THEN true
+         ELSE (SELECT count(*) FROM sessions WHERE user_id = :user) < :limit END
+"""
+
+_CREATE_SESSION = text(
+    f"""
+    WITH allowed AS (SELECT {_MAY_CREATE} AS ok),
+    created AS (
+        INSERT INTO sessions (id, user_id, title)
+        SELECT :id, :user, :title FROM allowed WHERE ok
+        ON CONFLICT (id) DO NOTHING RETURNING {_SESSION_COLUMNS}
+    )
+    SELECT created.*, allowed.ok FROM allowed LEFT JOIN created ON true
+    """
+)
+
+
 async def create_session(
-    engine: AsyncEngine, *, session_id: str | None, user_id: str, title: str
+    engine: AsyncEngine, *, session_id: str | None, user_id: str, title: str, max_sessions: int
 ) -> dict[str, Any]:
     sid = session_id or uuid.uuid4().hex
-    row = await _session_row(
-        engine,
-        "INSERT INTO sessions (id, user_id, title) VALUES (:id, :user, :title) "
-        f"ON CONFLICT (id) DO NOTHING RETURNING {_SESSION_COLUMNS}",
-        {"id": sid, "user": user_id, "title": title},
-    )
-    if row is None:
+    params = {"id": sid, "user": user_id, "title": title, "limit": max_sessions}
+    async with engine.begin() as conn:
+        row = dict((await conn.execute(_CREATE_SESSION, params)).mappings().one())
+    if not row.pop("ok"):
+        raise _limit_reached(max_sessions)
+    if row["id"] is None:
         raise Conflict(f"session {sid!r} already exists; choose another id or omit it")
     return row
 
 
 # Creates the session only when it is missing: a message to an existing session writes
-# nothing here (no row version per message).
+# nothing here (no row version per message) and does not count the user's sessions.
 _ENSURE_SESSION = text(
-    """
-    WITH created AS (
-        INSERT INTO sessions (id, user_id) VALUES (:id, :user)
+    f"""
+    WITH existing AS (SELECT user_id, status FROM sessions WHERE id = :id),
+    allowed AS (
+        SELECT CASE WHEN EXISTS (SELECT 1 FROM existing) THEN NULL ELSE {_MAY_CREATE} END AS ok
+    ),
+    created AS (
+        INSERT INTO sessions (id, user_id) SELECT :id, :user FROM allowed WHERE ok
         ON CONFLICT (id) DO NOTHING RETURNING user_id, status
     )
-    SELECT user_id, status FROM created
-    UNION ALL SELECT user_id, status FROM sessions WHERE id = :id
-    LIMIT 1
+    SELECT COALESCE(created.user_id, existing.user_id) AS user_id,
+           COALESCE(created.status, existing.status) AS status, allowed.ok
+    FROM allowed LEFT JOIN created ON true LEFT JOIN existing ON true
     """
 )
 
 
-async def ensure_session(engine: AsyncEngine, *, session_id: str, user_id: str) -> None:
+async def ensure_session(
+    engine: AsyncEngine, *, session_id: str, user_id: str, max_sessions: int
+) -> None:
     """A message to a session that was never created creates it for its sender."""
-    row = None
-    for _ in range(2):  # a session created by a concurrent first message after our snapshot
+    params = {"id": session_id, "user": user_id, "limit": max_sessions}
+
+    async def attempt() -> Row[Any]:
         async with engine.begin() as conn:
-            row = (await conn.execute(_ENSURE_SESSION, {"id": session_id, "user": user_id})).first()
-        if row is not None:
-            break
-    if row is None or row.user_id != user_id:
+            return (await conn.execute(_ENSURE_SESSION, params)).one()
+
+    row = await attempt()
+    if row.user_id is None and row.ok:
+        # Our snapshot missed a session a concurrent first message had just created.
+        row = await attempt()
+    if row.ok is False:
+        raise _limit_reached(max_sessions)
+    if row.user_id != user_id:
         raise _not_found(session_id)
     if row.status == "ended":
         raise Conflict(f"session {session_id!r} was ended by an operator; start a new session")

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.models import SendMessage, StorableText
 
@@ -18,6 +18,19 @@ SessionId = Annotated[
         description="Session id: letters, digits, '.', '_' or '-', up to 128 characters",
     ),
 ]
+
+
+# What `next_cursor` is made of (padded urlsafe base64), so a client sees the shape it must
+# pass; a well-formed cursor that is not one of ours is still 400.
+CURSOR_PATTERN = r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{4}|[A-Za-z0-9_-]{3}=|[A-Za-z0-9_-]{2}==)$"
+# A Redis stream entry id, which every SSE event carries as its `id`.
+STREAM_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
+
+
+Cursor = Annotated[str, StringConstraints(pattern=CURSOR_PATTERN, max_length=500)]
+StreamId = Annotated[str, StringConstraints(pattern=STREAM_ID_PATTERN)]
+# A message's position in its session: a Postgres bigint.
+Seq = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class SessionCreate(BaseModel):
@@ -91,6 +104,20 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+_ERROR_DESCRIPTIONS = {
+    400: "The body is not UTF-8 JSON, or a cursor does not decode to a position",
+    401: "No valid bearer token (with `WWW-Authenticate: Bearer`)",
+    404: "No such session or turn for this user",
+    409: "The session's state forbids it: the id is taken, the session was ended, the "
+    "user's session limit is reached (`session_limit_reached`), the turn is not running",
+    413: "The request body is over MAX_REQUEST_BYTES",
+    422: "The request does not match this operation's schema",
+    429: "The user's rate limit or token budget is reached (with `Retry-After`)",
+    502: "The model provider refused the request",
+    503: "A dependency is unreachable or at capacity; retry (usually with `Retry-After`)",
+}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can answer with."""
-    return {code: {"model": ErrorBody} for code in codes}
+    return {code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]} for code in codes}

@@ -12,8 +12,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"changeme", "changethis", "secret", "your-secret-here", "xxx"})
 
@@ -50,6 +57,23 @@ def _redis_url(value: SecretStr) -> SecretStr:
             "expected a redis:// or rediss:// URL, for example redis://localhost:6379/0"
         )
     return value
+
+
+def _origins(value: object) -> object:
+    """`CORS_ALLOW_ORIGINS=https://a.example, https://b.example`: a comma list, each an
+    origin (scheme://host[:port], no path), or `*` for any origin."""
+    if not isinstance(value, str):
+        return value
+    origins = [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+    for origin in origins:
+        parts = urlsplit(origin)
+        if origin != "*" and (
+            parts.scheme not in ("http", "https") or not parts.netloc or parts.path
+        ):
+            raise ValueError(
+                f"{origin!r} is not an origin: expected e.g. https://chat.example.com, or *"
+            )
+    return origins
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
@@ -155,6 +179,11 @@ class Settings(BaseSettings):
     stream_keepalive_seconds: float = Field(15.0, gt=0, le=300)
     # Streams (SSE and WebSocket relays) one user may hold open on one gateway at once.
     max_streams_per_user: int = Field(20, ge=1, le=10_000)
+    # Sessions one user may have at once (a bound on what one account can make us store);
+    # 0 turns the limit off.
+    max_sessions_per_user: int = Field(1000, ge=0)
+    # Browser origins allowed to call the API cross-origin; empty = no CORS headers at all.
+    cors_allow_origins: Annotated[list[str], NoDecode, BeforeValidator(_origins)] = []
 
     # How long start-up keeps retrying Temporal and Postgres (with backoff) before failing.
     startup_retry_seconds: float = Field(60.0, ge=0)

@@ -9,13 +9,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic.json_schema import SkipJsonSchema
 
 from chatbot import idempotency, metrics, repository
 from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
 from chatbot.ratelimit import enforce
 from chatbot.resources import Resources
-from chatbot.schemas import MessageCreate, MessagePage, SessionId, TurnAccepted, error_responses
+from chatbot.schemas import (
+    MessageCreate,
+    MessagePage,
+    Seq,
+    SessionId,
+    TurnAccepted,
+    error_responses,
+)
 from chatbot.sse import relay_sse
 from chatbot.turns import DuplicateMessage, Turns, temporal_call
 from shared.logging import bind
@@ -29,14 +37,12 @@ router = APIRouter(
     prefix="/sessions/{session_id}/messages", tags=["messages"], dependencies=[LogIds]
 )
 
-ERRORS = error_responses(401, 404, 409, 413, 422, 429, 502, 503)
-
 
 @router.post(
     "",
     response_model=TurnResult,
     responses={
-        **ERRORS,
+        **error_responses(400, 401, 404, 409, 413, 422, 429, 502, 503),
         202: {"model": TurnAccepted, "description": "`?wait=false`: accepted, not answered yet"},
         200: {
             "description": "The turn's result; with `Accept: text/event-stream`, SSE frames "
@@ -59,7 +65,12 @@ async def send_message(
     # Independent checks, one round trip's wait instead of three.
     limited, owned, stored = await asyncio.gather(
         enforce(res.redis, user, limit_per_minute=res.settings.rate_limit_per_minute),
-        repository.ensure_session(res.engine, session_id=session_id, user_id=user),
+        repository.ensure_session(
+            res.engine,
+            session_id=session_id,
+            user_id=user,
+            max_sessions=res.settings.max_sessions_per_user,
+        ),
         _stored_turn(res, session_id, body.client_message_id),
         return_exceptions=True,
     )
@@ -155,14 +166,14 @@ async def _stored_turn(
     )
 
 
-@router.get("", responses=ERRORS)
+@router.get("", responses=error_responses(401, 404, 422, 503))
 async def history(
     session_id: SessionId,
     user: CurrentUser,
     res: ResourcesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: Annotated[
-        int | None, Query(ge=1, le=2**63 - 1, description="next_before of a later page")
+        Seq | SkipJsonSchema[None], Query(description="next_before of a later page")
     ] = None,
 ) -> MessagePage:
     """The session's messages, newest page first, oldest first within a page."""

@@ -6,11 +6,20 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic.json_schema import SkipJsonSchema
 
 from chatbot import repository
 from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
-from chatbot.schemas import SessionCreate, SessionId, SessionPage, SessionPublic, SessionUpdate
+from chatbot.schemas import (
+    Cursor,
+    SessionCreate,
+    SessionId,
+    SessionPage,
+    SessionPublic,
+    SessionUpdate,
+    error_responses,
+)
 from chatbot.turns import Turns
 from shared.config import Settings
 from shared.models import workflow_id
@@ -33,22 +42,34 @@ def to_public(row: dict[str, Any], settings: Settings) -> SessionPublic:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 401, 409, 413, 422, 503),
+)
 async def create_session(
     body: SessionCreate, user: CurrentUser, res: ResourcesDep
 ) -> SessionPublic:
+    """A new session; 409 `session_limit_reached` when the user has MAX_SESSIONS_PER_USER."""
     row = await repository.create_session(
-        res.engine, session_id=body.id, user_id=user, title=body.title
+        res.engine,
+        session_id=body.id,
+        user_id=user,
+        title=body.title,
+        max_sessions=res.settings.max_sessions_per_user,
     )
     return to_public(row, res.settings)
 
 
-@router.get("")
+@router.get("", responses=error_responses(400, 401, 422, 503))
 async def list_sessions(
     user: CurrentUser,
     res: ResourcesDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[
+        Cursor | SkipJsonSchema[None],
+        Query(description="`next_cursor` of the previous page"),
+    ] = None,
 ) -> SessionPage:
     """The caller's sessions, newest first."""
     rows, next_cursor = await repository.list_sessions(
@@ -57,13 +78,13 @@ async def list_sessions(
     return SessionPage(items=[to_public(r, res.settings) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/{session_id}")
+@router.get("/{session_id}", responses=error_responses(401, 404, 422, 503))
 async def get_session(session_id: SessionId, user: CurrentUser, res: ResourcesDep) -> SessionPublic:
     row = await repository.get_session(res.engine, session_id=session_id, user_id=user)
     return to_public(row, res.settings)
 
 
-@router.patch("/{session_id}")
+@router.patch("/{session_id}", responses=error_responses(400, 401, 404, 413, 422, 503))
 async def rename_session(
     session_id: SessionId, body: SessionUpdate, user: CurrentUser, res: ResourcesDep
 ) -> SessionPublic:
@@ -73,7 +94,11 @@ async def rename_session(
     return to_public(row, res.settings)
 
 
-@router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 404, 422, 503),
+)
 async def delete_session(session_id: SessionId, user: CurrentUser, res: ResourcesDep) -> Response:
     """End the session's workflow, then remove the transcript and its turns' streams. The
     id can be used again at once, for a new session with nothing of the old one."""

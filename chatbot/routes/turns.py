@@ -7,31 +7,31 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, status
 from fastapi.responses import Response, StreamingResponse
+from pydantic.json_schema import SkipJsonSchema
 
 from chatbot import repository
 from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
 from chatbot.errors import BadRequest, NotFound, Unavailable
 from chatbot.resources import Resources
-from chatbot.schemas import SessionId, error_responses
+from chatbot.schemas import SessionId, StreamId, error_responses
 from chatbot.sse import relay_sse
 from chatbot.turns import Turns
 from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TurnStreams
 
 router = APIRouter(tags=["turns"], dependencies=[LogIds])
-TurnId = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$", description="A turn id (UUID)")]
-STREAM_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
-_STREAM_ID = re.compile(STREAM_ID_PATTERN)
+TURN_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+TurnId = Annotated[str, Path(pattern=TURN_ID_PATTERN, description="A turn id (UUID)")]
+_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")  # StreamId
 _MAX_ID_PART = 2**64 - 1  # Redis stream ids are two unsigned 64-bit numbers
-ERRORS = error_responses(400, 401, 404, 409, 429, 503)
+ERRORS = error_responses(400, 401, 404, 422, 429, 503)
 
 
 def stream_position(last_event_id: str | None) -> str:
     """The entry to resume after: a stream id this API sent, or the start."""
     after = last_event_id or "0-0"
-    match = _STREAM_ID.match(after)
-    if not match or any(int(part) > _MAX_ID_PART for part in after.split("-")):
+    if not _STREAM_ID.match(after) or any(int(p) > _MAX_ID_PART for p in after.split("-")):
         raise BadRequest("Last-Event-ID must be the id of an event this stream sent")
     return after
 
@@ -56,14 +56,18 @@ async def _owner_id(res: Resources, turn_id: str) -> str | None:
 @router.get(
     "/turns/{turn_id}/events",
     name="turn_events",
-    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    responses={
+        **ERRORS,
+        200: {"content": {"text/event-stream": {}}},
+    },
 )
 async def turn_events(
     turn_id: TurnId,
     user: CurrentUser,
     res: ResourcesDep,
     last_event_id: Annotated[
-        str | None, Header(pattern=STREAM_ID_PATTERN, description="The last event id received")
+        StreamId | SkipJsonSchema[None],
+        Header(description="The `id` of the last event received, to resume after it"),
     ] = None,
 ) -> StreamingResponse:
     """The turn's SSE stream from the start, or after `Last-Event-ID`. The turn runs to
@@ -83,7 +87,7 @@ async def turn_events(
 @router.post(
     "/sessions/{session_id}/turns/{turn_id}/cancel",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=ERRORS,
+    responses=error_responses(401, 404, 409, 422, 502, 503),
 )
 async def cancel_turn(
     session_id: SessionId, turn_id: TurnId, user: CurrentUser, res: ResourcesDep

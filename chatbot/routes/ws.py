@@ -31,7 +31,7 @@ from chatbot.errors import ApiError
 from chatbot.ratelimit import enforce
 from chatbot.relay import turn_events
 from chatbot.resources import Resources
-from chatbot.routes.turns import stream_position
+from chatbot.routes.turns import TURN_ID_PATTERN, stream_position
 from chatbot.schemas import SESSION_ID_PATTERN
 from chatbot.sse import ws_frame
 from chatbot.turns import Turns
@@ -45,7 +45,7 @@ POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 SUBPROTOCOL = "chatbot.v1"
 _TOKEN_PROTOCOL = "bearer."
-_TURN_ID = re.compile(r"^[0-9a-f-]{36}$")
+_TURN_ID = re.compile(TURN_ID_PATTERN)
 USAGE = (
     "send a JSON object: {'type': 'message', 'text': ...}, {'type': 'cancel', 'turn_id': ...} "
     "or {'type': 'resume', 'turn_id': ..., 'after': ...}"

@@ -117,6 +117,7 @@ class FakeOpenAIServer(FakeServer):
         routes = [
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+            Route("/v1/models", self._models, methods=["GET"]),
         ]
         super().__init__(routes, openai_error_body, token=api_key, host=host, port=port)
 
@@ -201,6 +202,17 @@ class FakeOpenAIServer(FakeServer):
         if step and step.citations is not None:
             return with_citations(text, step.citations)
         return with_citations(text, self.search_citations if "search" in model else ())
+
+    async def _models(self, request: Request) -> Response:
+        """The model list the gateway's readiness check asks for; not recorded and no
+        script step, so tests that count requests never see it."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return self.error(401, "No bearer token was sent.")
+        if self.token is not None and token != self.token:
+            return self.error(self.bad_token_status, "Invalid access token.")
+        model = {"object": "model", "created": 0, "owned_by": "fake"}
+        return JSONResponse({"object": "list", "data": [{"id": "gpt-4o-mini", **model}]})
 
     async def _embeddings(self, request: Request) -> Response:
         started = await self.begin(request, "embeddings")

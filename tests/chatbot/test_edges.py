@@ -256,32 +256,28 @@ def test_a_websocket_token_in_the_url_is_redacted_from_log_lines() -> None:
 
 
 async def test_a_chunked_body_over_the_limit_is_413_even_unauthenticated(gateway: str) -> None:
-    """64 MB without a Content-Length, no token: refused once the limit is passed, and the
-    gateway stops reading (it read the whole body into memory before answering)."""
+    """A body without a Content-Length, and no token: refused once it passes the limit,
+    while the client is still sending (it was read to its end, into memory, before a
+    401 or 422). The client here sends 1 MB and then waits, its body unfinished."""
     host, port = gateway.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
         b"POST /v1/sessions/big/messages HTTP/1.1\r\nHost: x\r\n"
         b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
-    sent = 0
-
-    async def upload() -> None:
-        nonlocal sent
-        chunk = b"10000\r\n" + b" " * 65536 + b"\r\n"
-        for _ in range(1024):
-            writer.write(chunk)
-            await writer.drain()  # blocks once the gateway stops reading
-            sent += 65536
-
-    uploading = asyncio.create_task(upload())
     try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        for _ in range(16):
+            writer.write(b"10000\r\n" + b" " * 65536 + b"\r\n")
+            await writer.drain()
+    except ConnectionError:
+        pass  # the gateway answered and closed while we were still writing
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 15)
+        body = await asyncio.wait_for(reader.read(4096), 5)
     finally:
-        uploading.cancel()
         writer.close()
     assert head.startswith(b"HTTP/1.1 413"), head
-    assert sent < 16 * 1024 * 1024, f"{sent} bytes taken before the refusal"
+    assert b"payload_too_large" in body
 
 
 # --- 8. Parameters out of range -------------------------------------------------------
@@ -296,7 +292,7 @@ def _cursor(raw: str) -> str:
     [
         (f"/sessions?cursor={_cursor('0001-01-01T00:00:00+14:00|x')}", 400),
         (f"/sessions?cursor={_cursor('9999-12-31T23:59:59-14:00|x')}", 400),
-        ("/sessions?cursor=%25%25%25", 400),
+        ("/sessions?cursor=%25%25%25", 422),  # not base64 at all: its pattern says so
         ("/sessions/p1/messages?before=9223372036854775808", 422),
         ("/sessions/p1/messages?before=-1", 422),
     ],

@@ -3,11 +3,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from chatbot.app import create_app
 from shared.config import load_settings
 from shared.db import migrate
+from tests.chatbot.api_support import auth
 from tests.support import free_port
 
 
@@ -96,3 +98,32 @@ async def test_unreachable_database_is_503(temporal_address: str, redis_url: str
         assert resp.status_code == 503
         assert "unreachable" in resp.json()["error"]["message"]
         assert int(resp.headers["retry-after"]) >= 1
+
+
+async def test_anonymous_callers_get_states_and_latencies_only(
+    temporal_address: str, database_url: str, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With JWT_SECRET set, /health and /ready show no URLs or exception text to callers
+    without a valid token (the log has the detail); a valid token gets the details."""
+    settings = load_settings(
+        temporal_address=temporal_address,
+        database_url=database_url,  # not migrated: postgres is down with a reason
+        redis_url=redis_url,
+        openai_base_url=f"http://127.0.0.1:{free_port()}/v1",  # nothing listens there
+        jwt_secret="health-secret-" + "x" * 32,
+    )
+    async for client in _client(create_app(settings)):
+        for path in ("/health", "/ready"):
+            for headers in ({}, {"Authorization": "Bearer forged"}):
+                body = (await client.get(path, headers=headers)).json()
+                assert body["status"] == "degraded"
+                for name, dep in body["dependencies"].items():
+                    assert set(dep) <= {"status", "latency_ms"}, (name, dep)
+                assert body["dependencies"]["postgres"]["status"] == "down"
+                assert body["dependencies"]["llm"]["status"] == "down"
+                assert "127.0.0.1" not in str(body)
+        assert "run `chatbot db upgrade`" in caplog.text
+        token = auth(settings, "operator")
+        deps = (await client.get("/health", headers=token)).json()["dependencies"]
+        assert "run `chatbot db upgrade`" in deps["postgres"]["detail"]
+        assert deps["temporal"]["detail"] == "namespace default"
