@@ -26,6 +26,15 @@ RESUME_AFTER_SECONDS = 2
 INTERRUPTED = "StreamInterrupted"
 
 
+async def record_owner(res: Resources, turn_id: str, session_id: str, user_id: str) -> None:
+    """Who may read the turn's stream; the worker records it too, and Postgres knows it
+    once the turn is stored, so a Redis outage here loses nothing."""
+    try:
+        await TurnStreams(res.redis).set_owner(turn_id, session_id, user_id)
+    except REDIS_UNAVAILABLE as err:
+        log.warning("turn owner not recorded in Redis: %s", err)
+
+
 def interrupted(reason: str) -> StreamEvent:
     """The stream broke, the turn did not: resume with Last-Event-ID."""
     return StreamEvent(

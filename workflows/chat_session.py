@@ -86,24 +86,15 @@ async def _store_step(
 ) -> R:
     """A short database step: a local activity, or the normal activity it was when
     replaying a history from before LOCAL_STORE_PATCH. Bounded by DB_DEADLINE in all."""
-    deadline = policies.DB_DEADLINE
+    options: dict[str, Any] = {
+        "start_to_close_timeout": start_to_close,
+        "schedule_to_close_timeout": policies.DB_DEADLINE,
+        "retry_policy": retry,
+        "summary": summary,
+    }
     if workflow.patched(LOCAL_STORE_PATCH):
-        return await workflow.execute_local_activity_method(
-            method,
-            arg,
-            start_to_close_timeout=start_to_close,
-            schedule_to_close_timeout=deadline,
-            retry_policy=retry,
-            summary=summary,
-        )
-    return await workflow.execute_activity_method(
-        method,
-        arg,
-        start_to_close_timeout=start_to_close,
-        schedule_to_close_timeout=deadline,
-        retry_policy=retry,
-        summary=summary,
-    )
+        return await workflow.execute_local_activity_method(method, arg, **options)
+    return await workflow.execute_activity_method(method, arg, **options)
 
 
 @workflow.defn

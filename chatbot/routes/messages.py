@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from chatbot import idempotency, metrics, repository
 from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
 from chatbot.ratelimit import enforce
+from chatbot.relay import record_owner
 from chatbot.resources import Resources
 from chatbot.schemas import (
     MessageCreate,
@@ -28,10 +28,7 @@ from chatbot.sse import relay_sse
 from chatbot.turns import DuplicateMessage, Turns, temporal_call
 from shared.logging import bind
 from shared.models import TurnResult
-from shared.redis import REDIS_UNAVAILABLE
-from shared.streams import TurnStreams
 
-log = logging.getLogger(__name__)
 
 router = APIRouter(
     prefix="/sessions/{session_id}/messages", tags=["messages"], dependencies=[LogIds]
@@ -109,7 +106,7 @@ async def send_message(
             raise idempotency.conflict(body.client_message_id or "") from None
         return _answer(request, res, user, stored.turn_id, session_id, wait, wants_sse, stored)
     bind(turn_id=turn_id)
-    await _record_owner(res, turn_id, session_id, user)
+    await record_owner(res, turn_id, session_id, user)
     if wait and not wants_sse:
         result = await temporal_call(handle.result())
         metrics.record_turn(result.status, result.timings_ms, time.perf_counter() - started)
@@ -144,15 +141,6 @@ def _answer(
     if stored is None:
         raise RuntimeError("a JSON answer that waits is given its result")
     return stored
-
-
-async def _record_owner(res: Resources, turn_id: str, session_id: str, user: str) -> None:
-    """Who may read the turn's stream; the worker records it too, and Postgres knows it
-    once the turn is stored, so a Redis outage here loses nothing."""
-    try:
-        await TurnStreams(res.redis).set_owner(turn_id, session_id, user)
-    except REDIS_UNAVAILABLE as err:
-        log.warning("turn owner not recorded in Redis: %s", err)
 
 
 async def _stored_turn(

@@ -36,7 +36,7 @@ def stream_position(last_event_id: str | None) -> str:
     return after
 
 
-async def _owner_id(res: Resources, turn_id: str) -> str | None:
+async def owner_id(res: Resources, turn_id: str) -> str | None:
     """The user a turn belongs to: from Redis while it streams, else from Postgres."""
     redis_down = False
     try:
@@ -74,7 +74,7 @@ async def turn_events(
     its end whether or not anyone listens; its events are kept for an hour, its result
     for as long as the session."""
     after = stream_position(last_event_id)
-    if await _owner_id(res, turn_id) != user:
+    if await owner_id(res, turn_id) != user:
         raise NotFound(f"turn {turn_id} not found")
     res.slots.check(user)
     return StreamingResponse(

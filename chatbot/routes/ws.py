@@ -29,15 +29,14 @@ from chatbot import repository
 from chatbot.auth import authenticate, bearer_token
 from chatbot.errors import ApiError
 from chatbot.ratelimit import enforce
-from chatbot.relay import turn_events
+from chatbot.relay import record_owner, turn_events
 from chatbot.resources import Resources
-from chatbot.routes.turns import TURN_ID_PATTERN, stream_position
+from chatbot.routes.turns import TURN_ID_PATTERN, owner_id, stream_position
 from chatbot.schemas import SESSION_ID_PATTERN
 from chatbot.sse import ws_frame
 from chatbot.turns import Turns
 from shared.models import SendMessage
 from shared.redis import REDIS_UNAVAILABLE
-from shared.streams import TurnStreams
 
 router = APIRouter(tags=["messages"])
 log = logging.getLogger(__name__)
@@ -121,8 +120,7 @@ class Socket:
         await enforce(res.redis, self.user, limit_per_minute=res.settings.rate_limit_per_minute)
         turns = Turns(await res.temporal(), res.settings)
         turn_id, _ = await turns.send(session_id=self.session_id, user_id=self.user, message=msg)
-        with contextlib.suppress(*REDIS_UNAVAILABLE):  # the worker records it as well
-            await TurnStreams(res.redis).set_owner(turn_id, self.session_id, self.user)
+        await record_owner(res, turn_id, self.session_id, self.user)
         await self.send({"type": "accepted", "turn_id": turn_id})
         self.follow(turn_id)
 
@@ -131,12 +129,7 @@ class Socket:
             await self.send(_error("resume takes a turn_id and an event id", "invalid_request"))
             return
         position = stream_position(after)
-        stored = await repository.turn_owner(self.res.engine, turn_id=turn_id)
-        owner = stored[1] if stored else None
-        if owner is None:
-            known = await TurnStreams(self.res.redis).owner(turn_id)
-            owner = known["user_id"] if known else None
-        if owner != self.user:
+        if await owner_id(self.res, turn_id) != self.user:
             await self.send(_error(f"turn {turn_id} not found", "not_found", turn_id))
             return
         self.follow(turn_id, position)
