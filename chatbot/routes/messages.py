@@ -29,7 +29,6 @@ from chatbot.turns import DuplicateMessage, Turns, temporal_call
 from shared.logging import bind
 from shared.models import TurnResult
 
-
 router = APIRouter(
     prefix="/sessions/{session_id}/messages", tags=["messages"], dependencies=[LogIds]
 )
