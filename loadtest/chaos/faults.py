@@ -167,8 +167,10 @@ FAULTS: dict[str, Fault] = {
         Fault("redis-kill-10s", "Redis SIGKILLed for 10 s", _kill_restart(("redis",), 10.0)),
         Fault(
             "redis-mid-stream",
-            "Redis SIGKILLed mid-stream, restarted",
-            _kill_restart(("redis",)),
+            "Redis SIGKILLed mid-stream, back after 3 s",
+            # Down long enough that the service's reconnect-on-first-use retry fails too
+            # (back at once, the retry hid the kill and no stream saw it).
+            _kill_restart(("redis",), 3.0),
             trigger="streaming",
             tokens_per_second=MID_STREAM_TPS,
         ),
