@@ -112,6 +112,12 @@ def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return run(args)
 
 
+def _cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
+    from loadtest.chaos.cli import run
+
+    return run(args)
+
+
 def _cmd_route(args: argparse.Namespace, settings: Settings) -> int:
     from activities.intent.cli import run
 
@@ -181,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_arguments(bench)
     bench.set_defaults(func=_cmd_bench)
+
+    chaos = sub.add_parser(
+        "chaos", help="the fault suite: kill and slow each piece under load, check every turn"
+    )
+    from loadtest.chaos.cli import add_arguments as add_chaos_arguments
+
+    add_chaos_arguments(chaos)
+    chaos.set_defaults(func=_cmd_chaos, needs_server_settings=False)
 
     route = sub.add_parser(
         "route", help="route messages to intents (JSON lines), or --eval a labelled set"

@@ -32,6 +32,18 @@ class EmbeddedPostgres:
         self._server = get_server(self.data_dir, cleanup_mode="stop")
         return str(self._server.get_uri())
 
+    def restart(self, mode: str = "immediate") -> None:
+        """Stop the server with `pg_ctl -m MODE` (immediate: no checkpoint, crash recovery
+        on the way up, as after a power cut) and start it again on the same data dir and
+        socket; returns once it accepts connections."""
+        if self._server is None:
+            raise EmbeddedError("the embedded Postgres is not running")
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+
+        user = self._server.system_user
+        pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.data_dir, user=user, timeout=60)
+        self._server.ensure_postgres_running()
+
     def stop(self) -> None:
         """Fast-shutdown the postmaster ourselves and wait for it: pgserver's own cleanup
         can skip the stop and leave postgres running with a stale pid file."""

@@ -65,6 +65,13 @@ class BenchConfig:
     temporal_args: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: int = 1
+    # The direct-path app (the bench compares against it; the chaos suite has no use for it).
+    direct: bool = True
+    # A fake Databricks Vector Search server, with the service pointed at it.
+    databricks: bool = False
+    # Postgres and Redis embedded and owned by the stack, whatever DATABASE_URL and
+    # REDIS_URL say (the chaos suite kills and restarts them).
+    own_backends: bool = False
 
     def llm(self, profile: LlmProfile) -> LlmBehaviour:
         reply = reply_of(self.reply_tokens)

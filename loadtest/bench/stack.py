@@ -1,7 +1,9 @@
-"""The stack a benchmark runs on, all on this machine: the fake OpenAI server, a Temporal
-dev server (unless one is given), then what `chatbot dev` starts (Postgres and Redis,
-embedded unless DATABASE_URL / REDIS_URL point elsewhere, migrations, a worker, the
-gateway), and the direct-path app. Everything on free loopback ports in a fresh home."""
+"""The stack a benchmark (and the chaos suite) runs on, all on this machine: the fake OpenAI
+server (and optionally the fake Databricks one), a Temporal dev server (unless one is
+given), then what `chatbot dev` starts (Postgres and Redis, embedded unless DATABASE_URL /
+REDIS_URL point elsewhere or `own_backends` is set, migrations, a worker, the gateway), more
+workers, and the direct-path app. Everything on free loopback ports in a fresh home, each
+piece a separate process."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from loadtest.bench.config import BenchConfig, FakeLlmControl
 from shared.config import Settings, load_settings
 
 FAKE_API_KEY = "bench-key"
+FAKE_DATABRICKS_TOKEN = "bench-databricks-token"
+FAKE_VS_ENDPOINT = "fake-vs-endpoint"
+FAKE_VS_INDEX = "main.default.companies"
 PYTHON_M = (sys.executable, "-m")
 
 
@@ -37,6 +42,7 @@ class BenchStack:
         self.dev: DevStack | None = None
         self.jwt_secret = secrets.token_hex(24)
         self.llm_root = f"http://127.0.0.1:{free_port()}"
+        self.databricks_root = f"http://127.0.0.1:{free_port()}" if config.databricks else None
         self.direct_url = f"http://127.0.0.1:{free_port()}"
         self.temporal_address = config.temporal_address or f"127.0.0.1:{free_port()}"
         self.env: dict[str, str] = {
@@ -52,8 +58,18 @@ class BenchStack:
             "RATE_LIMIT_PER_MINUTE": "0",
             **config.extra_env,
         }
+        if self.databricks_root is not None:
+            self.env |= {
+                "DATABRICKS_HOST": self.databricks_root,
+                "DATABRICKS_TOKEN": FAKE_DATABRICKS_TOKEN,
+                "DATABRICKS_ENDPOINT_NAME": FAKE_VS_ENDPOINT,
+                "DATABRICKS_INDEX_NAME": FAKE_VS_INDEX,
+            }
+        own: dict[str, object] = (
+            {"database_url": None, "redis_url": None} if config.own_backends else {}
+        )
         self.settings: Settings = load_settings(
-            chatbot_home=home, **{key.lower(): value for key, value in self.env.items()}
+            chatbot_home=home, **{key.lower(): value for key, value in self.env.items()}, **own
         )
         if self.settings.temporal_cloud_enabled:
             raise EmbeddedError(
@@ -77,6 +93,22 @@ class BenchStack:
         if self.settings.database_url is None:
             raise EmbeddedError("the stack has no database yet")
         return self.settings.database_url.get_secret_value()
+
+    @property
+    def redis_url(self) -> str:
+        if self.dev is not None and "REDIS_URL" in self.dev.env:
+            return self.dev.env["REDIS_URL"]
+        if self.settings.redis_url is None:
+            raise EmbeddedError("the stack has no Redis yet")
+        return self.settings.redis_url.get_secret_value()
+
+    def process(self, name: str) -> ManagedProcess:
+        """One of the stack's processes by name: temporal, fake-llm, redis, worker, ..."""
+        own = [*self.processes, *self.late, *(self.dev.processes if self.dev else [])]
+        for proc in own:
+            if proc.name == name:
+                return proc
+        raise KeyError(name)
 
     def _run(self, proc: ManagedProcess, *, late: bool = False) -> None:
         (self.late if late else self.processes).append(proc)
@@ -103,6 +135,20 @@ class BenchStack:
                 ready=lambda: http_ok(f"{self.llm_root}/_fake/script"),
             )
         )
+        if self.databricks_root is not None:
+            root = self.databricks_root
+            self._run(
+                ManagedProcess(
+                    "fake-databricks",
+                    [
+                        *(*PYTHON_M, "loadtest.fakes", "databricks"),
+                        *("--port", root.rsplit(":", 1)[1], "--token", FAKE_DATABRICKS_TOKEN),
+                        *("--index-name", FAKE_VS_INDEX),
+                    ],
+                    log_path=logs / "fake-databricks.log",
+                    ready=lambda: http_ok(f"{root}/_fake/script"),
+                )
+            )
         if self.config.temporal_address is None:
             self._start_temporal(logs)
         self.dev = DevStack(self.settings, self.out, env=dict(self.env))
@@ -118,6 +164,8 @@ class BenchStack:
                 ),
                 late=True,
             )
+        if not self.config.direct:
+            return
         direct_port = self.direct_url.rsplit(":", 1)[1]
         self._run(
             ManagedProcess(
