@@ -49,7 +49,17 @@ COLUMNS = (
     ("gave_up", "gave up"),
     ("recovery_s", "recovery s"),
 )
-FAILING = ("lost", "duplicated", "mismatched", "status_500", "no_retry_after", "broken")
+# A message unanswered at its deadline fails the run too: the rows may be right, but its
+# user never got the reply.
+FAILING = (
+    "lost",
+    "duplicated",
+    "mismatched",
+    "status_500",
+    "no_retry_after",
+    "broken",
+    "gave_up",
+)
 
 
 def _in_flight(rec: MessageRecord, at: float) -> bool:
