@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 
+import asyncpg  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -81,6 +82,34 @@ class UpstreamFailed(ApiError):
 
 class Unavailable(ApiError):
     status, code = HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"
+
+
+# Postgres refusing or dropping connections: restarting, shutting down, starting up.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+)
+
+
+def database_unreachable(err: DBAPIError) -> bool:
+    """The database is away, not the query wrong: a connection was invalidated, or one
+    could not be made. A new connection made while Postgres restarts fails with asyncpg's
+    "connection was closed in the middle of operation" (its cause a reset socket), which
+    SQLAlchemy neither marks invalidated nor wraps as an OSError."""
+    if err.connection_invalidated:
+        return True
+    seen: BaseException | None = err.orig
+    for _ in range(8):  # the cause chain, bounded
+        if seen is None:
+            return False
+        if isinstance(seen, _CONNECTION_ERRORS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def error_body(code: str, message: str, **extra: object) -> dict[str, object]:
@@ -150,7 +179,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database_down(request: Request, err: DBAPIError) -> JSONResponse:
-        if not err.connection_invalidated and not isinstance(err.orig, OSError):
+        if not database_unreachable(err):
             return await _unexpected(request, err)
         return await _api_error(request, Unavailable("the database is unreachable", retry_after=5))
 

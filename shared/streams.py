@@ -165,6 +165,12 @@ class TurnStreams:
         raw = await self._redis.get(owner_key(turn_id))
         return dict(json.loads(raw)) if raw else None
 
+    async def uptime_seconds(self) -> float:
+        """How long this Redis has been up: owners recorded before a restart are gone
+        until the worker records them again (on the turn's next published event)."""
+        info: Any = await self._redis.info("server")
+        return float(info.get("uptime_in_seconds", 0))
+
     async def read(
         self, turn_id: str, after: str = "0-0", *, block_ms: int = 15_000
     ) -> AsyncIterator[StreamEvent | None]:

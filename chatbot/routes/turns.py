@@ -36,11 +36,20 @@ def stream_position(last_event_id: str | None) -> str:
     return after
 
 
+# For this long after Redis (re)started, a turn neither Redis nor Postgres knows may be
+# a running one whose owner record went with the old Redis: the worker records it again
+# on the turn's next event (a slow first token or tool can hold that back for a minute
+# or more), so it is "retry shortly", not "not found". The chaos suite's Redis-mid-stream
+# fault found resumes answered 404 in that gap.
+OWNER_RESTORE_SECONDS = 300
+
+
 async def owner_id(res: Resources, turn_id: str) -> str | None:
     """The user a turn belongs to: from Redis while it streams, else from Postgres."""
+    streams = TurnStreams(res.redis)
     redis_down = False
     try:
-        owner = await TurnStreams(res.redis).owner(turn_id)
+        owner = await streams.owner(turn_id)
         if owner is not None:
             return owner["user_id"]
     except REDIS_UNAVAILABLE:
@@ -48,6 +57,11 @@ async def owner_id(res: Resources, turn_id: str) -> str | None:
     stored = await repository.turn_owner(res.engine, turn_id=turn_id)
     if stored is not None:
         return stored[1]
+    if not redis_down:
+        try:
+            redis_down = await streams.uptime_seconds() < OWNER_RESTORE_SECONDS
+        except REDIS_UNAVAILABLE:
+            redis_down = True
     if redis_down:
         raise Unavailable("the turn's stream is unreachable for now; retry shortly", retry_after=2)
     return None

@@ -296,11 +296,9 @@ class WsSession:
             rec.status(409, None)
             at.wait = 1.0
             return None
-        if frame.get("turn_id") is None and frame.get("error_type") is None:
-            rec.fail(f"{code}: {frame.get('message')}")
-            return None
+        # A turn that ended failed (its stream's non-resumable error), or a refusal.
         rec.fail(f"{frame.get('error_type') or code}: {frame.get('error') or frame.get('message')}")
-        return FAILED
+        return FAILED if frame.get("error_type") else None
 
 
 def _header(frame: dict[str, Any]) -> str | None:

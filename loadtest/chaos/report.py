@@ -84,11 +84,7 @@ def _recovery(records: list[MessageRecord], ended: float) -> float | None:
 
 
 def _clear(rec: MessageRecord) -> int:
-    told = sum(
-        1
-        for i, code in enumerate(rec.statuses)
-        if code in (429, 503) or (400 <= code < 500) or code == 502
-    )
+    told = sum(1 for code in rec.statuses if 400 <= code < 500 or code in (502, 503))
     return told - rec.without_retry_after + rec.resumable_errors
 
 

@@ -158,3 +158,17 @@ async def test_redis_killed_mid_stream_ends_it_resumably_and_the_resume_finishes
     ]
     assert rows[1]["content"] == f"Fake reply to: {text}"
     assert len(_reply_calls(llm)) == 1, "Redis going away retried no generation"
+
+
+async def test_a_turn_unknown_just_after_a_redis_restart_is_retry_shortly_not_404(
+    worker: Worker, alice: httpx.AsyncClient, own_redis: OwnRedis
+) -> None:
+    # Found by the chaos suite: a resume right after Redis came back empty got 404 for a
+    # running turn whose owner the worker had not recorded again yet.
+    own_redis.kill()
+    own_redis.start()
+    unknown = str(uuid.uuid4())
+    async with alice.stream("GET", f"/turns/{unknown}/events") as resp:
+        await resp.aread()
+    assert resp.status_code == 503, resp.text
+    assert int(resp.headers["retry-after"]) >= 1
