@@ -16,15 +16,18 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from pydantic import SecretStr
 from temporalio.worker import Worker
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from loadtest.fakes import FakeOpenAIServer
+from chatbot.app import create_app
+from loadtest.fakes import FakeOpenAIServer, ServerThread
 from shared.config import Settings
 from shared.logging import JsonFormatter
 from tests.chatbot.api_support import auth, sse_events
 from tests.chatbot.test_api import _reply_calls, _rows
+from tests.support import free_port
 
 KEEPALIVE_SECONDS = 1.0
 
@@ -337,6 +340,28 @@ async def test_malformed_websocket_frames_get_error_frames_and_the_socket_lives(
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_a_websocket_opened_while_postgres_is_away_is_told_to_try_again(
+    settings: Settings,
+) -> None:
+    """The handshake reads the session from Postgres; with Postgres unreachable the
+    upgrade is refused as an HTTP call is: 503 with Retry-After, not a 500 or a dead socket."""
+    away = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    app = create_app(settings.model_copy(update={"database_url": SecretStr(away)}))
+    server = ServerThread(app, lifespan="on", ws="auto").start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, headers=auth(settings, "alice")) as c:
+            http = await c.get("/v1/sessions/ws-away")
+        url = _ws_url(server.url, "ws-away")
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, additional_headers=auth(settings, "alice")):
+                pass
+    finally:
+        server.stop()
+    assert http.status_code == 503 and int(http.headers["retry-after"]) >= 1, http.text
+    upgrade = refused.value.response
+    assert upgrade.status_code == 503 and int(upgrade.headers["Retry-After"]) >= 1
 
 
 # --- 9. An idempotency key names one request ------------------------------------------
