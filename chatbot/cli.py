@@ -97,7 +97,13 @@ def _client_config(args: argparse.Namespace) -> ClientConfig:
 def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     from chatbot.client import run_send
 
-    return run_send(_client_config(args), args.session, args.text, args.client_message_id)
+    return run_send(
+        _client_config(args),
+        args.session,
+        args.text,
+        args.client_message_id,
+        as_json=args.json,
+    )
 
 
 def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
@@ -174,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("session", help="session id (created on first use)")
     send.add_argument("text")
     send.add_argument("--client-message-id", help="idempotency key: a retry gets the same turn")
+    send.add_argument(
+        "--json", action="store_true", help="print only the turn's result as JSON (for scripts)"
+    )
     _add_client_options(send)
     send.set_defaults(func=_cmd_send, needs_server_settings=False)
 

@@ -3,6 +3,7 @@ public /v1 API, streaming replies as Server-Sent Events."""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -13,6 +14,8 @@ from typing import Any, TextIO
 
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chatbot.turn_view import describe
 
 # Tries to follow a turn again after its stream broke, each after the wait the server
 # asked for (a resumable error's retry_after) or a growing one.
@@ -84,7 +87,15 @@ class ChatClient:
     def send(
         self, session_id: str, text: str, out: TextIO, *, client_message_id: str | None = None
     ) -> dict[str, Any]:
-        """Send one message, write the reply to `out` as it streams; return the result."""
+        """Send one message, write the reply to `out` as it streams, then what the tools
+        found and the turn's intent and timings (as the page shows them); return the result."""
+        result = self._send(session_id, text, out, client_message_id)
+        out.write("".join(f"{line}\n" for line in describe(result)))
+        return result
+
+    def _send(
+        self, session_id: str, text: str, out: TextIO, client_message_id: str | None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"text": text}
         if client_message_id:
             body["client_message_id"] = client_message_id
@@ -181,10 +192,18 @@ class _Relay:
         return None
 
 
-def run_send(config: ClientConfig, session_id: str, text: str, cmid: str | None) -> int:
+def run_send(
+    config: ClientConfig, session_id: str, text: str, cmid: str | None, *, as_json: bool = False
+) -> int:
+    """`as_json`: print only the TurnResult, for scripts (the stream is followed all the
+    same, so a broken one is resumed)."""
     client = ChatClient(config.url, config.token)
     try:
-        client.send(session_id, text, sys.stdout, client_message_id=cmid)
+        result = client.send(
+            session_id, text, io.StringIO() if as_json else sys.stdout, client_message_id=cmid
+        )
+        if as_json:
+            sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
     except ClientError as err:
         sys.stderr.write(f"error: {err}\n")
         return 1

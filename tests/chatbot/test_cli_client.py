@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 
 from temporalio.worker import Worker
 
 from chatbot.auth import user_from_token
+from chatbot.turn_view import describe
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
 from tests.chatbot.api_support import auth
 from tests.support import free_port
+from tests.workflows.test_tools import sample_companies
+
+__all__ = ["sample_companies"]  # a fixture, used by name
 
 
 async def _chatbot(
@@ -50,7 +55,9 @@ async def test_send_prints_the_streamed_reply(
         _token(settings, "ann"),
     )
     assert code == 0, err
-    assert out == "Fake reply to: hello from the shell\n"
+    reply, meta = out.splitlines()
+    assert reply == "Fake reply to: hello from the shell"
+    assert meta.startswith("[chat · ") and meta.endswith("]"), meta
 
 
 async def test_send_reads_url_and_token_from_the_environment(
@@ -58,7 +65,7 @@ async def test_send_reads_url_and_token_from_the_environment(
 ) -> None:
     env = {"CHATBOT_URL": gateway, "CHATBOT_TOKEN": _token(settings, "ann")}
     code, out, _ = await _chatbot("send", "cli-2", "via env", env=env)
-    assert (code, out) == (0, "Fake reply to: via env\n")
+    assert code == 0 and out.splitlines()[0] == "Fake reply to: via env"
 
 
 async def test_send_fails_clearly(gateway: str, settings: Settings) -> None:
@@ -101,3 +108,49 @@ async def test_token_mints_a_jwt_for_the_gateway(settings: Settings) -> None:
     assert user_from_token(secret, out.strip()) == "dora"
     code, _, err = await _chatbot("token", "dora", env={"JWT_SECRET": ""})
     assert code == 2 and "JWT_SECRET" in err
+
+
+async def test_send_shows_what_the_tools_found_as_the_page_does(
+    sample_companies: None, worker: Worker, gateway: str, settings: Settings
+) -> None:
+    args = ("--url", gateway, "--token", _token(settings, "ann"))
+    code, out, err = await _chatbot(
+        "send", "cli-5", "Which suppliers do PCB assembly in Ohio?", *args
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "Fake reply to: Which suppliers do PCB assembly in Ohio?"
+    assert "Companies (sample data):" in lines
+    assert any(line.startswith("  1. Buckeye Circuit Works") for line in lines), out
+    assert lines[-1].startswith("[company search · "), out
+
+    code, out, err = await _chatbot(
+        "send", "cli-5", "Which suppliers do PCB assembly in Ohio?", "--json", *args
+    )
+    assert code == 0, err
+    turn = json.loads(out)  # the TurnResult alone, for scripts
+    assert turn["intent"] == "company_search" and turn["session_id"] == "cli-5"
+    assert turn["tool_results"][0]["companies"][0]["name"] == "Buckeye Circuit Works"
+
+
+def test_notices_sources_and_failures_are_spelled_out() -> None:
+    result = {
+        "reply": "...",
+        "status": "failed",
+        "error": "the model provider is unreachable",
+        "intent": "both",
+        "tool_results": [
+            {"tool": "company_search", "unavailable": True, "message": "Databricks said 401"},
+            {"tool": "web_search", "unavailable": True, "message": "not configured"},
+        ],
+        "citations": [{"index": 1, "title": "Launch", "url": "https://example.com/a"}],
+        "timings_ms": {"detect_intent": 20.0, "generate_reply": 1480.0, "first_token": 310.0},
+    }
+    assert describe(result) == [
+        "Company search is unavailable: Databricks said 401",
+        "Web search is unavailable: not configured",
+        "Sources:",
+        "  [1] Launch <https://example.com/a>",
+        "The reply failed: the model provider is unreachable",
+        "[companies + web · failed · 1.5 s, first token 310 ms]",
+    ]
