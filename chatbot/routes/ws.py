@@ -173,13 +173,21 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
         if not re.match(SESSION_ID_PATTERN, session_id):
             raise ApiError("session id is not valid")
         user = authenticate(secret.get_secret_value() if secret else None, _token(websocket))
-        await repository.get_session(res.engine, session_id=session_id, user_id=user)
+        # As a first POST does: a session that was never created is created for its user.
+        await repository.ensure_session(
+            res.engine,
+            session_id=session_id,
+            user_id=user,
+            max_sessions=res.settings.max_sessions_per_user,
+        )
         res.slots.check(user)
     except ApiError as err:
+        # Accepted, then closed: a close before the handshake is a bare HTTP 403, and the
+        # client would never see why.
+        await _accept(websocket)
         await websocket.close(code=POLICY_VIOLATION, reason=err.message[:120])
         return
-    offered = websocket.scope.get("subprotocols", [])
-    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    await _accept(websocket)
     socket = Socket(websocket, res, session_id, user)
     try:
         with res.slots.hold(user, enforce=False):
@@ -192,6 +200,11 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
         pass
     finally:
         await socket.close()
+
+
+async def _accept(websocket: WebSocket) -> None:
+    offered = websocket.scope.get("subprotocols", [])
+    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
 
 
 async def _handle_safely(socket: Socket, frame: Any) -> None:

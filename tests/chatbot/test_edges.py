@@ -364,6 +364,24 @@ async def test_a_websocket_opened_while_postgres_is_away_is_told_to_try_again(
     assert upgrade.status_code == 503 and int(upgrade.headers["Retry-After"]) >= 1
 
 
+async def test_a_websocket_creates_its_session_as_a_first_post_does(
+    worker: Worker, gateway: str, settings: Settings, alice: httpx.AsyncClient
+) -> None:
+    """A session that was never created is created by the socket's first use, as by a first
+    POST; a session of another user is refused with 1008 and the reason, not a bare 403."""
+    sid = _sid("ws-new")
+    async with connect(_ws_url(gateway, sid), additional_headers=auth(settings, "alice")) as ws:
+        await ws.send(json.dumps({"type": "message", "text": "first over the socket"}))
+        frames = await _ws_until_done(ws)
+    assert frames[-1]["result"]["reply"] == "Fake reply to: first over the socket"
+    assert (await alice.get(f"/sessions/{sid}")).status_code == 200
+    async with connect(_ws_url(gateway, sid), additional_headers=auth(settings, "bob")) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008 and "not found" in closed.value.rcvd.reason
+
+
 # --- 9. An idempotency key names one request ------------------------------------------
 
 
