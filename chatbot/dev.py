@@ -134,6 +134,9 @@ class DevStack:
                 )
             )
             self.env["OPENAI_BASE_URL"] = f"{base}/v1"
+            if "openai_chat_model" not in s.model_fields_set:
+                # Name the model served, so /health and the turns say what answered.
+                self.env["OPENAI_CHAT_MODEL"] = llm.MODEL_ALIAS
         self._migrate()
         child_env = {**self.env, "CHATBOT_HOME": str(self.home)}
         self._run(

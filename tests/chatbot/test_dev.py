@@ -121,6 +121,8 @@ async def test_dev_starts_everything_answers_and_stops_cleanly(
             "redis": "ok",
             "llm": "ok",
         }
+        # The model actually served, not the OpenAI default the local server aliases.
+        assert str(deps["llm"]["detail"]).endswith(" model smollm2"), deps["llm"]
         output = dev.text()
         for url in ("/docs", "Temporal UI", f":{dev_env['API_PORT']}"):
             assert url in output
