@@ -16,6 +16,9 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import SecretStr
 
 from chatbot.companies import load_sample_if_empty
 from chatbot.embedded import llm, redis, temporal
@@ -178,6 +181,10 @@ class DevStack:
         if sample:
             self.out(f"  companies {sample} sample companies loaded (`chatbot companies import`)")
 
+    def url_of(self, name: str, configured: SecretStr | None) -> str:
+        """Where a dependency is: the embedded one started here, else the configured one."""
+        return self.env.get(name) or (configured.get_secret_value() if configured else "")
+
     def first_exited(self) -> ManagedProcess | None:
         return next((p for p in self.processes if not p.running()), None)
 
@@ -186,6 +193,15 @@ class DevStack:
             proc.stop()
         if self.postgres is not None:
             self.postgres.stop()
+
+
+def _shown(url: str) -> str:
+    """A URL fit to print: its password masked (for `psql`, `redis-cli`, a DB browser)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url or "(not set)"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def run_dev(settings: Settings, out: Callable[[str], None]) -> int:
@@ -206,6 +222,8 @@ def run_dev(settings: Settings, out: Callable[[str], None]) -> int:
             f"  API docs     {api}/docs\n"
             f"  Health       {api}/health\n"
             f"  Temporal UI  {settings.temporal_ui_url}\n"
+            f"  Postgres     {_shown(stack.url_of('DATABASE_URL', settings.database_url))}\n"
+            f"  Redis        {_shown(stack.url_of('REDIS_URL', settings.redis_url))}\n"
             f"  Logs         {stack.home / 'logs'}\n"
             + (
                 "  Auth         dev mode (no JWT_SECRET): every request is the user 'local'\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -126,6 +127,9 @@ async def test_dev_starts_everything_answers_and_stops_cleanly(
         output = dev.text()
         for url in ("/docs", "Temporal UI", f":{dev_env['API_PORT']}"):
             assert url in output
+        # Where the data is, for psql or redis-cli.
+        assert re.search(r"^  Postgres     postgresql(\+\w+)?://\S+$", output, re.M), output
+        assert re.search(r"^  Redis        redis://127\.0\.0\.1:\d+/0$", output, re.M), output
 
         # A real turn: Temporal -> worker -> the local model -> back.
         reply = await _one_turn(dev_env, "dev-smoke")
@@ -157,3 +161,13 @@ async def test_dev_starts_everything_answers_and_stops_cleanly(
     finally:
         _stop(dev, dev_env, tmp_path)
     print(f"\nchatbot dev: cold start {cold:.1f} s, warm start {warm:.1f} s")
+
+
+def test_printed_urls_never_show_a_password() -> None:
+    from chatbot.dev import _shown
+
+    assert _shown("postgresql://app:s3cret@db.example:5432/chat") == (
+        "postgresql://app:***@db.example:5432/chat"
+    )
+    assert _shown("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
+    assert _shown("redis://127.0.0.1:6390/0") == "redis://127.0.0.1:6390/0"
