@@ -15,6 +15,13 @@ from shared.config import Settings
 T = TypeVar("T")
 
 
+def own_stack_env() -> dict[str, str]:
+    """This environment without what points at services or settings: for a command that
+    starts its whole stack itself (`chatbot bench`, `chatbot chaos`)."""
+    own = ("OPENAI_", "DATABASE_", "REDIS_", "TEMPORAL_", "CHATBOT_")
+    return {k: v for k, v in os.environ.items() if not k.startswith(own)}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -148,17 +148,28 @@ async def send_sse(http: httpx.AsyncClient, rec: MessageRecord) -> None:
             finally:
                 await resp.aclose()
         except httpx.TransportError:
-            if rec.turn_id is None:
-                rec.transport_errors += 1  # no stream yet: the POST is sent again
-            else:
-                how = TRANSPORT
+            how = _connection_lost(rec)
         if rec.done:
             return
-        if how is not None:
-            rec.stream_ended(how)
-        wait, at.wait = at.wait, 0.0
-        await _pause(wait or _backoff(rec.attempts), deadline)
+        await _next_attempt(rec, at, how, deadline)
     rec.give_up()
+
+
+def _connection_lost(rec: MessageRecord) -> str | None:
+    """The connection died: a broken stream once the turn is known; before that, the
+    message is simply sent again."""
+    if rec.turn_id is None:
+        rec.transport_errors += 1
+        return None
+    return TRANSPORT
+
+
+async def _next_attempt(rec: MessageRecord, at: _Follow, how: str | None, deadline: float) -> None:
+    """Record how the stream ended, then wait as the server asked (or back off)."""
+    if how is not None:
+        rec.stream_ended(how)
+    wait, at.wait = at.wait, 0.0
+    await _pause(wait or _backoff(rec.attempts), deadline)
 
 
 async def _sse_response(resp: httpx.Response, rec: MessageRecord, at: _Follow) -> str | None:
@@ -237,17 +248,12 @@ class WsSession:
                 how = await self._read(rec, at, deadline)
             except (ConnectionClosed, OSError):
                 self.conn = None
-                how = TRANSPORT if rec.turn_id is not None else None
-                if how is None:
-                    rec.transport_errors += 1
+                how = _connection_lost(rec)
             if rec.done:
                 if rec.turn_id:
                     self.finished_turns.add(rec.turn_id)
                 return
-            if how is not None:
-                rec.stream_ended(how)
-            wait, at.wait = at.wait, 0.0
-            await _pause(wait or _backoff(rec.attempts), deadline)
+            await _next_attempt(rec, at, how, deadline)
         rec.give_up()
 
     async def _read(self, rec: MessageRecord, at: _Follow, deadline: float) -> str | None:

@@ -5,7 +5,6 @@ the smoke run proves the bench works and checks nothing is lost, never the timin
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from loadtest.bench import integrity
 from loadtest.bench.analysis import evaluate_targets
 from loadtest.bench.cli import RUN_ORDER
 from loadtest.bench.stats import percentile
+from tests.support import own_stack_env
 
 
 def test_percentiles_interpolate_between_ranks() -> None:
@@ -134,11 +134,7 @@ def test_time_to_first_token_is_held_against_the_direct_path_when_it_ran() -> No
 
 @pytest.mark.timeout(300)
 def test_smoke_run_writes_results_report_and_plots(tmp_path: Path) -> None:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "DATABASE_", "REDIS_", "TEMPORAL_", "CHATBOT_"))
-    }
+    env = own_stack_env()
     done = subprocess.run(
         [sys.executable, "-m", "chatbot", "bench", "--smoke", "--out", str(tmp_path / "out")],
         cwd=tmp_path,  # no .env files from the repository

@@ -7,7 +7,6 @@ Retry-After."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from loadtest.chaos.faults import FAULTS, SHORT, Window
 from loadtest.chaos.record import EOF, FINAL, RESUMABLE, TRANSPORT, MessageRecord, StreamEnd
 from loadtest.chaos.report import FAILING, summarize
 from loadtest.chaos.runner import Phase
+from tests.support import own_stack_env
 
 
 def _pair(sid: str, cmid: str, turn: str, reply: str | None = None) -> list[dict[str, Any]]:
@@ -93,11 +93,7 @@ def test_a_stream_cut_by_a_killed_gateway_is_not_broken_but_others_are() -> None
 
 @pytest.mark.timeout(330)
 def test_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OPENAI_", "DATABASE_", "REDIS_", "TEMPORAL_", "CHATBOT_"))
-    }
+    env = own_stack_env()
     done = subprocess.run(
         [sys.executable, "-m", "chatbot", "chaos", "--short", "--out", str(tmp_path / "out")],
         cwd=tmp_path,  # no .env files from the repository
