@@ -162,9 +162,7 @@ class DevStack:
         )
 
     def _migrate(self) -> None:
-        url = self.env.get("DATABASE_URL") or (
-            self.settings.database_url.get_secret_value() if self.settings.database_url else ""
-        )
+        url = self.url_of("DATABASE_URL", self.settings.database_url)
         started = time.perf_counter()
 
         async def run() -> int:
