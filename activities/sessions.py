@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from shared.findings import in_context
 from shared.logging import bind
 from shared.models import (
     SEEN_MESSAGE_IDS,
@@ -79,7 +80,8 @@ class SessionStore:
             recent = (
                 await conn.execute(
                     text(
-                        "SELECT role, content FROM messages WHERE session_id = :id "
+                        "SELECT role, content, tool_data->>'findings' AS findings "
+                        "FROM messages WHERE session_id = :id "
                         "ORDER BY seq DESC LIMIT :n"
                     ),
                     {"id": ref.session_id, "n": 2 * ref.recent_turns},
@@ -98,7 +100,15 @@ class SessionStore:
             summary=row.summary if row else "",
             summary_version=row.summary_version if row else 0,
             turns_total=row.turn_count if row else 0,
-            recent=[ChatMessage(role=r.role, content=r.content) for r in reversed(recent)],
+            recent=[
+                ChatMessage(
+                    role=r.role,
+                    content=in_context(r.content, r.findings or "")
+                    if r.role == "assistant"
+                    else r.content,
+                )
+                for r in reversed(recent)
+            ],
             seen_message_ids=[r.client_message_id for r in reversed(seen)],
         )
 
@@ -111,6 +121,7 @@ class SessionStore:
                 "intent_confidence": turn.intent_confidence,
                 "tool_results": turn.tool_results,
                 "citations": turn.citations,
+                "findings": turn.findings,
                 "timings_ms": turn.timings_ms,
                 "error": turn.error,
             }

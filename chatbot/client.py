@@ -156,6 +156,7 @@ class _Relay:
         self.out = out
         self.last_id: str | None = None
         self.wait_seconds = 0.0
+        self.streamed = False  # a token was written (a fixed reply comes in `final` only)
 
     def follow(self, events: Iterator[Event]) -> dict[str, Any] | None:
         """The turn's result, or None when the stream broke before its end."""
@@ -178,11 +179,13 @@ class _Relay:
         if event.type == "token":
             out.write(event.data["text"])
             out.flush()
+            self.streamed = True
         elif event.type == "restart":
             out.write("\n[the generation restarted after a failure]\n")
+            self.streamed = False
         elif event.type == "final":
-            out.write("\n")
             result: dict[str, Any] = event.data["result"]
+            out.write("\n" if self.streamed else f"{result.get('reply') or ''}\n")
             if result["status"] == "cancelled":
                 out.write("[cancelled]\n")
             return result

@@ -12,6 +12,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatbot.errors import BadRequest, Conflict, NotFound, SessionLimitReached
+from shared import findings
 from shared.models import TurnResult, TurnStatus
 
 _SESSION_COLUMNS = "id, title, status, turn_count, created_at, updated_at, last_activity_at"
@@ -300,6 +301,8 @@ async def _stored_turn(
         intent_confidence=data.get("intent_confidence", 1.0),
         tool_results=data.get("tool_results", []),
         citations=data.get("citations", []),
+        findings=data.get("findings")
+        or findings.render(data.get("tool_results"), data.get("citations")),
         usage={
             "prompt_tokens": user["prompt_tokens"] or 0,
             "completion_tokens": assistant["completion_tokens"] or 0,

@@ -209,6 +209,9 @@ class TurnResult(BaseModel):
     intent_confidence: float = 1.0
     tool_results: list[dict[str, Any]] = Field(default_factory=list)
     citations: list[dict[str, Any]] = Field(default_factory=list)
+    # What the tools found, as text rendered the same way whatever the model replied
+    # (shared/findings.py): companies, numbered sources, tools that were unavailable.
+    findings: str = ""
     usage: TokenUsage = Field(default_factory=TokenUsage)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     context: ContextReport | None = None

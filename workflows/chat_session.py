@@ -26,12 +26,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.memory import MemoryActivities, snippet
     from activities.sessions import SessionStore
     from activities.streams import StreamActivities
+    from shared import findings
     from shared import search_attributes as sa
     from shared.models import (
         SEEN_MESSAGE_IDS,
         CancelTurn,
         ChatMessage,
         DetectIntentInput,
+        GeneratedReply,
         GenerateReplyInput,
         PromptParts,
         Retrieved,
@@ -41,14 +43,19 @@ with workflow.unsafe.imports_passed_through():
         SessionStart,
         SessionState,
         SummarizeInput,
+        TokenUsage,
         TurnEvent,
         TurnResult,
         turn_id_for,
     )
     from workflows import policies
-    from workflows.tools import ToolOutcome, grounding, run_tools
+    from workflows.tools import ToolOutcome, fixed_reply, grounding, run_tools
 
-SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
+SYSTEM_PROMPT = (
+    "You are a helpful assistant. Answer clearly and concisely, in the language of the "
+    "user's message. You cannot browse the web: when asked for today's news, prices, "
+    "weather or other current facts, say you cannot look them up; never guess them."
+)
 # Workflows started before search attributes existed replay without the upserts.
 VISIBILITY_PATCH = "ops-visibility-v1"
 TOOLS_PATCH = "tools-v1"  # turns before tools existed replay without them
@@ -380,24 +387,16 @@ class ChatSessionWorkflow:
             tool_results=tools.results,
             citations=[c.model_dump() for c in tools.citations],
         )
+        result.findings = findings.render(result.tool_results, result.citations)
         workflow.set_current_details(
             self._details(f"**Turn {turn_id}**: {said}, {found}, replying")
         )
+        fixed = fixed_reply(intent, tools, msg.text)
         try:
-            reply = await workflow.execute_activity_method(
-                LlmActivities.generate_reply,
-                GenerateReplyInput(
-                    turn_id=turn_id,
-                    parts=parts,
-                    session_id=self._start.session_id,
-                    user_id=self._start.user_id,
-                ),
-                start_to_close_timeout=policies.GENERATE_TIMEOUT,
-                schedule_to_close_timeout=policies.GENERATE_DEADLINE,
-                heartbeat_timeout=policies.GENERATE_HEARTBEAT,
-                retry_policy=policies.LLM_RETRY,
-                summary=f"reply: {found}, {len(self._recent) // 2} earlier turns in context",
-            )
+            if fixed:
+                reply = GeneratedReply(text=fixed, usage=TokenUsage())
+            else:
+                reply = await self._generate(turn_id, parts, found)
         except ActivityError as err:
             cause = err.cause
             message = str(cause) if cause else str(err)
@@ -432,7 +431,7 @@ class ChatSessionWorkflow:
         timings["persist_turn"] = (workflow.time() - step) * 1000
         self._recent += [
             ChatMessage(role="user", content=msg.text),
-            ChatMessage(role="assistant", content=reply.text),
+            ChatMessage(role="assistant", content=findings.in_context(reply.text, result.findings)),
         ]
         if len(self._recent) > self._window:
             overflow = len(self._recent) - self._window
@@ -457,6 +456,22 @@ class ChatSessionWorkflow:
         )
         await self._publish(TurnEvent(turn_id=turn_id, kind="final", result=result))
         return result
+
+    async def _generate(self, turn_id: str, parts: PromptParts, found: str) -> GeneratedReply:
+        return await workflow.execute_activity_method(
+            LlmActivities.generate_reply,
+            GenerateReplyInput(
+                turn_id=turn_id,
+                parts=parts,
+                session_id=self._start.session_id,
+                user_id=self._start.user_id,
+            ),
+            start_to_close_timeout=policies.GENERATE_TIMEOUT,
+            schedule_to_close_timeout=policies.GENERATE_DEADLINE,
+            heartbeat_timeout=policies.GENERATE_HEARTBEAT,
+            retry_policy=policies.LLM_RETRY,
+            summary=f"reply: {found}, {len(self._recent) // 2} earlier turns in context",
+        )
 
     async def _retrieve(self, query: str) -> Retrieved:
         """Earlier messages like this one; without them the turn still runs."""

@@ -13,7 +13,8 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.company_search import CompanySearch
-    from activities.web_search import WebSearch
+    from activities.web_search import NOT_CONFIGURED, WebSearch
+    from shared.language import looks_spanish
     from shared.models import IntentResult
     from shared.tools import (
         Citation,
@@ -125,3 +126,32 @@ def grounding(outcome: ToolOutcome) -> str:
     if parts:
         parts.append("Answer from these results only; cite web sources as [n] with their numbers.")
     return "\n\n".join(parts)
+
+
+def fixed_reply(intent: IntentResult, outcome: ToolOutcome, text: str) -> str | None:
+    """The reply to a question only the web can answer when web search could not run:
+    said plainly in the user's language, with nothing invented, and no model asked (a
+    small model asked anyway makes up news). None when a model should answer."""
+    web = outcome.web
+    if intent.intent != "web_search" or web is None or not web.unavailable:
+        return None
+    spanish = looks_spanish(text)
+    if web.message == NOT_CONFIGURED:
+        return NO_WEB_REPLY["es" if spanish else "en"]
+    return (FAILED_WEB_REPLY["es" if spanish else "en"]).format(message=web.message)
+
+
+NO_WEB_REPLY = {
+    "en": (
+        "I can't look that up: real-time web search is not configured on this service, "
+        "so I have no current news, prices or events to give you, and I won't guess them."
+    ),
+    "es": (
+        "No puedo buscarlo: la búsqueda web en tiempo real no está configurada en este "
+        "servicio, así que no tengo noticias, precios ni datos actuales, y no voy a inventarlos."
+    ),
+}
+FAILED_WEB_REPLY = {
+    "en": "I couldn't look that up just now ({message}). Please try again in a moment.",
+    "es": "No he podido buscarlo ahora ({message}). Inténtalo de nuevo en un momento.",
+}

@@ -111,16 +111,21 @@ async def test_token_mints_a_jwt_for_the_gateway(settings: Settings) -> None:
 
 
 async def test_send_shows_what_the_tools_found_as_the_page_does(
-    sample_companies: None, worker: Worker, gateway: str, settings: Settings
+    sample_companies: None,
+    worker: Worker,
+    gateway: str,
+    settings: Settings,
+    llm: FakeOpenAIServer,
 ) -> None:
+    llm.script({"endpoint": "chat", "reply": "I'm a tech consultant.", "times": 1})
     args = ("--url", gateway, "--token", _token(settings, "ann"))
     code, out, err = await _chatbot(
         "send", "cli-5", "Which suppliers do PCB assembly in Ohio?", *args
     )
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0] == "Fake reply to: Which suppliers do PCB assembly in Ohio?"
-    assert "Companies (sample data):" in lines
+    assert lines[0] == "I'm a tech consultant."  # a model that ignores the results
+    assert "Companies found (sample data):" in lines
     assert any(line.startswith("  1. Buckeye Circuit Works") for line in lines), out
     assert lines[-1].startswith("[company search · "), out
 
@@ -131,6 +136,28 @@ async def test_send_shows_what_the_tools_found_as_the_page_does(
     turn = json.loads(out)  # the TurnResult alone, for scripts
     assert turn["intent"] == "company_search" and turn["session_id"] == "cli-5"
     assert turn["tool_results"][0]["companies"][0]["name"] == "Buckeye Circuit Works"
+
+
+async def test_send_prints_a_reply_no_model_streamed(
+    worker: Worker, gateway: str, settings: Settings, llm: FakeOpenAIServer
+) -> None:
+    """A news question while the search model refuses: the fixed reply arrives in the
+    `final` event only, with no tokens before it, and is printed all the same."""
+    llm.script({"endpoint": "chat", "model": settings.openai_search_model, "status": 400})
+    code, out, err = await _chatbot(
+        "send",
+        "cli-6",
+        "what is the latest news on interest rates today",
+        "--url",
+        gateway,
+        "--token",
+        _token(settings, "ann"),
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("I couldn't look that up just now (web search is unavailable"), out
+    assert lines[1].startswith("Web search is unavailable: web search is unavailable right now")
+    assert lines[-1].startswith("[web search · "), out
 
 
 def test_notices_sources_and_failures_are_spelled_out() -> None:

@@ -43,6 +43,7 @@ def databricks(settings: Settings) -> Iterator[FakeDatabricksServer]:
 
 
 def _chat_prompts(llm: FakeOpenAIServer) -> list[str]:
+    """The system message of each reply's prompt, where the tool results are."""
     return [
         r["body"]["messages"][0]["content"]
         for r in llm.requests
@@ -64,9 +65,36 @@ async def test_company_question_searches_postgres_and_says_sample(
     assert found["sample"] is True
     names = [c["name"] for c in found["companies"]]
     assert names[0] == "Buckeye Circuit Works"
-    system = _chat_prompts(llm)[-1]
-    assert "SAMPLE DATA" in system and "Buckeye Circuit Works" in system
+    prompt = _chat_prompts(llm)[-1]
+    assert "SAMPLE DATA" in prompt and "Buckeye Circuit Works" in prompt
     assert "company_search" in turn["timings_ms"]
+    # Whatever the model said, the reply carries what the search found.
+    assert turn["findings"].startswith("Companies found (sample data):\n  1. Buckeye Circuit Works")
+
+
+async def test_findings_reach_the_next_turn_and_the_history(
+    sample_companies: None, worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
+) -> None:
+    """The model ignores the results, as SmolLM2-135M did: the user still sees the
+    companies, and "the first one" in the next turn refers to what they saw."""
+    llm.script({"endpoint": "chat", "reply": "I'm a tech consultant.", "times": 1})
+    first = await alice.post(
+        "/sessions/t1b/messages", json={"text": "Which suppliers do PCB assembly in Ohio?"}
+    )
+    assert first.json()["reply"] == "I'm a tech consultant."
+    findings = first.json()["findings"]
+    assert "Buckeye Circuit Works" in findings
+    await alice.post("/sessions/t1b/messages", json={"text": "tell me about the first one"})
+    later = next(
+        r["body"]["messages"]
+        for r in reversed(llm.requests)
+        if r["endpoint"] == "chat" and r["body"]["messages"][-1]["content"].endswith("first one")
+    )
+    assert later[-2] == {"role": "assistant", "content": f"{first.json()['reply']}\n\n{findings}"}
+    history = (await alice.get("/sessions/t1b/messages")).json()["items"]
+    stored = next(m for m in history if m["role"] == "assistant")
+    assert stored["content"] == first.json()["reply"]
+    assert stored["tool_data"]["findings"] == findings
 
 
 async def test_company_question_uses_databricks_when_configured(
@@ -129,8 +157,13 @@ async def test_news_question_searches_the_web_with_numbered_citations(
     assert result["citations"][0]["url"] == "https://news.example/rates"
     search = next(r for r in llm.requests if "search" in r["body"].get("model", ""))
     assert "web_search_options" in search["body"]
-    system = _chat_prompts(llm)[-1]
-    assert "[1] Fed holds rates https://news.example/rates" in system
+    prompt = _chat_prompts(llm)[-1]
+    assert "[1] Fed holds rates https://news.example/rates" in prompt
+    assert result["findings"].splitlines() == [
+        "Sources:",
+        "  [1] Fed holds rates <https://news.example/rates>",
+        "  [2] Markets react <https://news.example/markets>",
+    ]
 
 
 async def test_without_a_key_web_search_says_it_is_not_configured(
@@ -156,7 +189,10 @@ async def test_without_a_key_web_search_says_it_is_not_configured(
     assert web["tool"] == "web_search" and web["unavailable"] is True
     assert "not configured" in web["message"]
     assert not any("search" in r["body"].get("model", "") for r in llm.requests)
-    assert "never invent current facts" in _chat_prompts(llm)[-1]
+    # Only the web could answer: no model is asked, so none can invent a price.
+    assert turn["reply"].startswith("I can't look that up: real-time web search is not configured")
+    assert not _chat_prompts(llm)
+    assert turn["findings"].startswith("Web search is unavailable: Real-time web search is not")
 
 
 async def test_both_tools_run_in_parallel(

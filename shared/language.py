@@ -1,0 +1,19 @@
+"""The language of a user's message, as far as a fixed reply needs it: English or Spanish,
+the two the service is tested in."""
+
+from __future__ import annotations
+
+# Words common in Spanish and rare in English: enough to answer a fixed notice in kind.
+# fmt: off
+_SPANISH = frozenset({
+    "el", "la", "los", "las", "un", "una", "es", "son", "qué", "que", "cuál", "cuáles",
+    "cómo", "dónde", "puedes", "puede", "por", "para", "con", "hay", "del", "al", "últimas",
+    "noticias", "hoy", "precio", "empresas", "busca", "buscar", "dime", "sobre",
+})
+# fmt: on
+
+
+def looks_spanish(message: str) -> bool:
+    words = [w.strip("¿?¡!.,;:()\"'").lower() for w in message.split()]
+    hits = len(_SPANISH.intersection(words))  # distinct: "la la land" is not Spanish
+    return "¿" in message or "¡" in message or hits >= 4 or (hits >= 2 and hits * 4 >= len(words))

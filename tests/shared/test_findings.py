@@ -1,0 +1,78 @@
+"""What the tools found, rendered the same way whatever the model replied; and the fixed
+reply to a question only the web could answer."""
+
+from __future__ import annotations
+
+from activities.web_search import NOT_CONFIGURED
+from shared.findings import in_context, render
+from shared.language import looks_spanish
+from shared.models import IntentResult
+from shared.tools import Citation, Company, CompanyResults, WebResults
+from workflows.tools import ToolOutcome, fixed_reply
+
+
+def _companies(*names: str, sample: bool = False) -> dict[str, object]:
+    found = [
+        Company(name=n, industry="Cloud", location="Austin, TX", capabilities="hosting", score=0.5)
+        for n in names
+    ]
+    return CompanyResults(companies=found, sample=sample).model_dump(mode="json")
+
+
+def test_companies_are_numbered_with_their_key_fields() -> None:
+    assert render([_companies("Acme Cloud", "Brio Hosting", sample=True)]).splitlines() == [
+        "Companies found (sample data):",
+        "  1. Acme Cloud (Cloud · Austin, TX), match 0.50",
+        "     capabilities: hosting",
+        "  2. Brio Hosting (Cloud · Austin, TX), match 0.50",
+        "     capabilities: hosting",
+    ]
+
+
+def test_no_match_unavailable_and_sources_are_said_plainly() -> None:
+    none = CompanyResults().model_dump(mode="json")
+    web = WebResults(unavailable=True, message="not configured here").model_dump(mode="json")
+    assert render([none, web]).splitlines() == [
+        "Company search found no matching companies.",
+        "Web search is unavailable: not configured here",
+    ]
+    cited = [Citation(index=1, title="Fed holds", url="https://x.example/a").model_dump()]
+    assert render([], cited) == "Sources:\n  [1] Fed holds <https://x.example/a>"
+
+
+def test_nothing_found_renders_nothing_and_hostile_shapes_are_skipped() -> None:
+    assert render([]) == ""
+    assert in_context("hi", "") == "hi"
+    # A stored turn from an older or foreign writer: wrong types are ignored, not raised.
+    assert render("oops", 3) == ""
+    assert render([{"tool": "company_search", "companies": [{"name": 7, "score": True}]}]) == (
+        "Companies found:\n  1. (no name)"
+    )
+
+
+def test_spanish_is_recognised_and_english_is_not() -> None:
+    assert looks_spanish("¿Cuáles son las últimas noticias?")
+    assert looks_spanish("dime las noticias de hoy sobre la bolsa")
+    assert not looks_spanish("What is the latest news on the bond market today?")
+    assert not looks_spanish("la la land reviews")
+
+
+def _web_outcome(message: str) -> ToolOutcome:
+    return ToolOutcome(web=WebResults(unavailable=True, message=message))
+
+
+def test_a_web_only_question_without_web_search_gets_a_fixed_reply_in_kind() -> None:
+    web = IntentResult(intent="web_search", confidence=0.9)
+    english = fixed_reply(web, _web_outcome(NOT_CONFIGURED), "latest AI news?")
+    assert english is not None and "not configured" in english
+    spanish = fixed_reply(web, _web_outcome(NOT_CONFIGURED), "¿Qué noticias hay hoy?")
+    assert spanish is not None and spanish.startswith("No puedo buscarlo")
+    failed = fixed_reply(web, _web_outcome("web search is unavailable right now: 503"), "news?")
+    assert failed is not None and "(web search is unavailable right now: 503)" in failed
+
+
+def test_a_model_answers_when_something_else_can_be_said() -> None:
+    both = IntentResult(intent="both", confidence=0.9)
+    assert fixed_reply(both, _web_outcome(NOT_CONFIGURED), "suppliers and their news") is None
+    web = IntentResult(intent="web_search", confidence=0.9)
+    assert fixed_reply(web, ToolOutcome(web=WebResults(answer="ok")), "news?") is None
