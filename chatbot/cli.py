@@ -124,6 +124,12 @@ def _cmd_chaos(args: argparse.Namespace, settings: Settings) -> int:
     return run(args)
 
 
+def _cmd_eval_answers(args: argparse.Namespace, settings: Settings) -> int:
+    from loadtest.answers.cli import run
+
+    return run(args)
+
+
 def _cmd_route(args: argparse.Namespace, settings: Settings) -> int:
     from activities.intent.cli import run
 
@@ -204,6 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_chaos_arguments(chaos)
     chaos.set_defaults(func=_cmd_chaos, needs_server_settings=False)
+
+    answers = sub.add_parser(
+        "eval-answers", help="score the local models' replies on fixed prompts, with speed"
+    )
+    from loadtest.answers.cli import add_arguments as add_answers_arguments
+
+    add_answers_arguments(answers)
+    answers.set_defaults(func=_cmd_eval_answers, needs_server_settings=False)
 
     route = sub.add_parser(
         "route", help="route messages to intents (JSON lines), or --eval a labelled set"

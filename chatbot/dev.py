@@ -124,12 +124,12 @@ class DevStack:
             self.env["REDIS_URL"] = f"redis://127.0.0.1:{rport}/0"
         if not s.llm_configured:
             self._check_free("the local LLM", s.local_llm_port)
-            model = llm.resolve_model(s.local_llm_model_path)
+            model = llm.local_model(s.local_llm_model, s.local_llm_model_path)
             base = f"http://127.0.0.1:{s.local_llm_port}"
             argv = llm.llm_server_argv(
                 model=model,
                 port=s.local_llm_port,
-                aliases=[llm.MODEL_ALIAS, s.openai_chat_model],
+                aliases=[model.alias, s.openai_chat_model],
             )
             self._run(
                 ManagedProcess(
@@ -139,7 +139,9 @@ class DevStack:
             self.env["OPENAI_BASE_URL"] = f"{base}/v1"
             if "openai_chat_model" not in s.model_fields_set:
                 # Name the model served, so /health and the turns say what answered.
-                self.env["OPENAI_CHAT_MODEL"] = llm.MODEL_ALIAS
+                self.env["OPENAI_CHAT_MODEL"] = model.alias
+            if "max_tokens" not in s.model_fields_set:
+                self.env["MAX_TOKENS"] = str(model.max_tokens)  # what the model's tuned for
         self._migrate()
         child_env = {**self.env, "CHATBOT_HOME": str(self.home)}
         self._run(

