@@ -195,7 +195,7 @@ class Settings(BaseSettings):
 
     # Embedded LLM for `chatbot dev`: a model of chatbot.embedded.llm.CATALOG (checked
     # when dev starts it), or any GGUF file, served with the named model's settings.
-    local_llm_model: str = Field("smollm2", min_length=1, max_length=64)
+    local_llm_model: str | None = Field(None, min_length=1, max_length=64)  # None: default
     local_llm_model_path: Path | None = None
     local_llm_port: int = Field(8081, ge=1, le=65535)
     # Embedded Redis for `chatbot dev` (not 6379, so it never collides with a system Redis).

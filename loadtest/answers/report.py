@@ -39,10 +39,11 @@ def details(run: ModelRun) -> str:
     for reply in run.replies:
         failed = {k: v for k, v in reply.failures.items() if v}
         verdict = "pass" if not failed else "; ".join(f"{k}: {v}" for k, v in failed.items())
+        how = "fixed reply, no model asked" if reply.fixed else f"{reply.total_ms:.0f} ms"
         shown = " ".join(reply.text.split())
         shown = shown if len(shown) <= 300 else shown[:299] + "…"
         lines.append(
-            f"- **{reply.case.id}** ({reply.case.kind}, {reply.total_ms:.0f} ms): {verdict}  \n"
+            f"- **{reply.case.id}** ({reply.case.kind}, {how}): {verdict}  \n"
             f"  > {shown or '(empty)'}"
         )
     return "\n".join(lines)

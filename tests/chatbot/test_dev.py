@@ -18,6 +18,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from chatbot.embedded.llm import DEFAULT_MODEL
 from chatbot.embedded.process import port_open
 from shared.models import workflow_id
 from tests.support import free_port, wait_until
@@ -123,7 +124,7 @@ async def test_dev_starts_everything_answers_and_stops_cleanly(
             "llm": "ok",
         }
         # The model actually served, not the OpenAI default the local server aliases.
-        assert str(deps["llm"]["detail"]).endswith(" model smollm2"), deps["llm"]
+        assert str(deps["llm"]["detail"]).endswith(f" model {DEFAULT_MODEL}"), deps["llm"]
         output = dev.text()
         for url in ("/docs", "Temporal UI", f":{dev_env['API_PORT']}"):
             assert url in output

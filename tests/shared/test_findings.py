@@ -76,3 +76,18 @@ def test_a_model_answers_when_something_else_can_be_said() -> None:
     assert fixed_reply(both, _web_outcome(NOT_CONFIGURED), "suppliers and their news") is None
     web = IntentResult(intent="web_search", confidence=0.9)
     assert fixed_reply(web, ToolOutcome(web=WebResults(answer="ok")), "news?") is None
+
+
+def test_a_company_search_that_found_nothing_or_failed_gets_a_fixed_reply() -> None:
+    search = IntentResult(intent="company_search", confidence=0.9)
+    nothing = ToolOutcome(companies=CompanyResults())
+    assert fixed_reply(search, nothing, "rocket engines in Vermont") == (
+        "I found no matching companies in the company directory. Try other words for what "
+        "they do, or a wider area."
+    )
+    spanish = fixed_reply(search, nothing, "¿Hay empresas de cohetes?") or ""
+    assert spanish.startswith("No he encontrado")
+    failed = ToolOutcome(companies=CompanyResults(unavailable=True, message="Databricks said 401"))
+    assert "(Databricks said 401)" in (fixed_reply(search, failed, "find welders") or "")
+    found = ToolOutcome(companies=CompanyResults(companies=[Company(name="Acme")]))
+    assert fixed_reply(search, found, "find welders") is None
