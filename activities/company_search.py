@@ -131,7 +131,10 @@ class PostgresCompanySearch:
             if words:
                 # Any of the words (OR), ranked by cover density: real questions carry
                 # words no company description has.
-                params["q"] = " | ".join(words)
+                # Snowball leaves plurals of acronyms alone ("PCBs" is not "PCB"): each
+                # plural word also matches its singular.
+                plurals = [w[:-1] for w in words if len(w) > 3 and w.endswith("s")]
+                params["q"] = " | ".join(dict.fromkeys([*words, *plurals]))
                 hits = await conn.execute(
                     text(
                         "SELECT *, ts_rank_cd(search, to_tsquery('english', :q)) AS rank "
@@ -163,14 +166,18 @@ class PostgresCompanySearch:
                 scores[company_id] = scores.get(company_id, 0.0) + 1 / (RRF_K + position + 1)
         best = sorted(scores, key=lambda cid: scores[cid], reverse=True)[: req.limit]
         companies = [
-            Company(**{k: rows[cid][k] for k in COLUMNS}, score=round(scores[cid], 5))
+            Company(
+                **{k: rows[cid][k] for k in COLUMNS},
+                score=round(scores[cid], 5),
+                sample=rows[cid]["source"] == "sample",
+            )
             for cid in best
         ]
         mode = "hybrid (full-text + vector)" if use_vectors else "full-text only (no embeddings)"
         return CompanyResults(
             companies=companies,
             source="postgres",
-            sample=any(rows[cid]["source"] == "sample" for cid in best),
+            sample=any(c.sample for c in companies),
             mode=mode,
         )
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from chatbot.client import ClientConfig
 from chatbot.embedded.process import EmbeddedError
-from shared.config import ConfigError, Settings, get_settings
+from shared.config import ConfigError, Settings, get_settings, load_settings_without_dev_stack
 
 
 class UsageError(Exception):
@@ -28,7 +28,8 @@ def _err(line: str) -> None:
 def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     from chatbot.dev import run_dev
 
-    return run_dev(settings, _out)
+    # What an earlier `chatbot dev` here left in .chatbot/dev.env is not configuration.
+    return run_dev(load_settings_without_dev_stack(), _out)
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

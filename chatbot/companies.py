@@ -169,9 +169,33 @@ async def load_sample_if_empty(engine: AsyncEngine, embedder: Embedder | None) -
     return report.imported
 
 
+IMPORT_FORMAT = """\
+columns (CSV header row) or keys (one JSON object per line):
+  name          required, at most 300 characters
+  description   what they do (searched by full text and, with embeddings, by meaning)
+  industry      e.g. "Electronics Manufacturing"
+  location      e.g. "Columbus, OH"; "in Ohio" in a question filters on it
+  contact       an email, phone or URL
+  capabilities  CSV: one cell, comma-separated ("PCB fabrication, SMT assembly");
+                JSONL: a string like that or a list of strings
+other columns are ignored. Examples:
+  name,description,industry,location,contact,capabilities
+  Acme PCB,Quick-turn boards,Electronics,"Columbus, OH",sales@acme.example,"PCB, SMT"
+
+  {"name": "Acme PCB", "location": "Columbus, OH", "capabilities": ["PCB", "SMT"]}
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="companies_command", required=True, metavar="ACTION")
-    load = sub.add_parser("import", help="import companies from a CSV or JSON lines file")
+    load = sub.add_parser(
+        "import",
+        help="import companies from a CSV or JSON lines file",
+        description="Import companies for company search. Bad rows are reported by line and "
+        "skipped; re-running upserts on (name, location).",
+        epilog=IMPORT_FORMAT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     load.add_argument("file", nargs="?", type=Path, help="a .csv or .jsonl file")
     load.add_argument("--sample", action="store_true", help="import the shipped sample data")
 

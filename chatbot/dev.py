@@ -185,6 +185,34 @@ class DevStack:
         """Where a dependency is: the embedded one started here, else the configured one."""
         return self.env.get(name) or (configured.get_secret_value() if configured else "")
 
+    @property
+    def env_file(self) -> Path:
+        return self.home / "dev.env"
+
+    def write_env_file(self) -> None:
+        """Where this stack's pieces are, for other `chatbot` commands in this directory
+        (shared.config.DEV_ENV_FILE); readable by this user only, as it may hold URLs."""
+        s = self.settings
+        where = {
+            **self.env,
+            "DATABASE_URL": self.url_of("DATABASE_URL", s.database_url),
+            "REDIS_URL": self.url_of("REDIS_URL", s.redis_url),
+            "TEMPORAL_ADDRESS": s.temporal_address,
+            "TEMPORAL_NAMESPACE": s.temporal_namespace,
+        }
+        lines = [f"{name}={value}" for name, value in sorted(where.items()) if value]
+        partial = self.env_file.with_suffix(".part")
+        partial.touch(mode=0o600)
+        partial.write_text(
+            "# written by a running `chatbot dev`; removed when it stops\n"
+            + "\n".join(lines)
+            + "\n"
+        )
+        partial.replace(self.env_file)
+
+    def remove_env_file(self) -> None:
+        self.env_file.unlink(missing_ok=True)
+
     def first_exited(self) -> ManagedProcess | None:
         return next((p for p in self.processes if not p.running()), None)
 
@@ -215,6 +243,7 @@ def run_dev(settings: Settings, out: Callable[[str], None]) -> int:
     try:
         out(f"Starting the embedded stack in {stack.home} ...")
         stack.start()
+        stack.write_env_file()
         api = f"http://{settings.api_host}:{settings.api_port}"
         out(
             f"\nReady in {time.perf_counter() - began:.1f} s.\n"
@@ -243,6 +272,7 @@ def run_dev(settings: Settings, out: Callable[[str], None]) -> int:
         code = 1
     finally:
         out("Stopping ...")
+        stack.remove_env_file()
         stack.stop()
         with suppress(OSError):
             lock.close()

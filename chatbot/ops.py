@@ -130,7 +130,10 @@ async def show_session(client: Client, settings: Settings, session_id: str) -> s
     else:
         turns = []
         lines.append("(not running; set DATABASE_URL to see its stored turns)")
-    lines.append("last turns:" if turns else "no turns yet")
+    if turns:
+        lines.append("last turns:")
+    elif not attrs.get(sa.TURN_COUNT):
+        lines.append("no turns yet")
     lines += [f"  {role:>9}: {' '.join(text.split())[:200]}" for role, text in turns]
     return "\n".join(lines)
 

@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+DEV_ENV_FILE = ".chatbot/dev.env"
+ENV_FILES = (DEV_ENV_FILE, ".env", ".env.cloud")
 PLACEHOLDER_SECRETS = frozenset({"changeme", "changethis", "secret", "your-secret-here", "xxx"})
 
 
@@ -86,7 +88,10 @@ class Settings(BaseSettings):
     """All configuration. Field `foo_bar` is read from variable `FOO_BAR`."""
 
     model_config = SettingsConfigDict(
-        env_file=(".env", ".env.cloud"),
+        # Later files win, the environment over all. DEV_ENV_FILE is what a running
+        # `chatbot dev` here started (its Postgres, Redis, Temporal, model), so
+        # `chatbot ops`, `companies import` and `route` find that stack by themselves.
+        env_file=ENV_FILES,
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
@@ -277,6 +282,12 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as err:
         raise ConfigError(_format_error(err)) from None
+
+
+def load_settings_without_dev_stack() -> Settings:
+    """Settings without what a running `chatbot dev` wrote: for that command itself, which
+    must not take a stale file's stack (a SIGKILLed dev leaves one) for a configured one."""
+    return load_settings(_env_file=tuple(f for f in ENV_FILES if f != DEV_ENV_FILE))
 
 
 @lru_cache(maxsize=1)

@@ -50,13 +50,24 @@ def _tool(result: Mapping[str, Any]) -> list[str]:
     if result.get("tool") != "company_search":
         return []  # the web's answer is the reply's to give; its sources are listed below
     companies = as_list(result.get("companies"))
-    head = "Companies found (sample data):" if result.get("sample") else "Companies found:"
     if not companies:
         return ["Company search found no matching companies."]
-    return [head, *(line for i, c in enumerate(companies, 1) for line in _company(i, c))]
+    # The label goes on the sample rows only; on the heading when they all are.
+    every = all(_is_sample(c, result) for c in companies)
+    head = "Companies found (sample data):" if every else "Companies found:"
+    rows = (
+        _company(i, c, mark=not every and _is_sample(c, result)) for i, c in enumerate(companies, 1)
+    )
+    return [head, *(line for lines in rows for line in lines)]
 
 
-def _company(index: int, company: Mapping[str, Any]) -> list[str]:
+def _is_sample(company: Mapping[str, Any], result: Mapping[str, Any]) -> bool:
+    """Per row; a stored turn from before rows carried it has the result's flag only."""
+    flag = company.get("sample")
+    return bool(result.get("sample")) if flag is None else flag is True
+
+
+def _company(index: int, company: Mapping[str, Any], *, mark: bool = False) -> list[str]:
     where = " · ".join(
         x for x in (text(company.get("industry")), text(company.get("location"))) if x
     )
@@ -66,6 +77,8 @@ def _company(index: int, company: Mapping[str, Any]) -> list[str]:
         first += f" ({where})"
     if isinstance(score, int | float) and not isinstance(score, bool):
         first += f", match {score:.2f}"
+    if mark:
+        first += " [sample data]"
     capabilities = company.get("capabilities")
     if isinstance(capabilities, list):
         capabilities = ", ".join(str(c) for c in capabilities)

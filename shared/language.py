@@ -8,7 +8,9 @@ from __future__ import annotations
 _SPANISH = frozenset({
     "el", "la", "los", "las", "un", "una", "es", "son", "qué", "que", "cuál", "cuáles",
     "cómo", "dónde", "puedes", "puede", "por", "para", "con", "hay", "del", "al", "últimas",
-    "noticias", "hoy", "precio", "empresas", "busca", "buscar", "dime", "sobre",
+    "noticias", "hoy", "precio", "empresas", "busca", "buscar", "dime", "sobre", "de", "en",
+    "y", "tu", "mi", "lo", "pero", "muy", "también", "está", "están", "puedo", "tengo",
+    "nombre", "gracias", "hola", "siento", "esto", "este", "esta", "más", "ni", "ya",
 })
 # fmt: on
 

@@ -17,6 +17,7 @@ class Company(BaseModel):
     contact: str = ""
     capabilities: str = ""
     score: float = 0.0
+    sample: bool = False  # a row of the shipped sample dataset, not real data
 
 
 class Citation(BaseModel):
@@ -36,7 +37,7 @@ class CompanyResults(BaseModel):
     tool: Literal["company_search"] = "company_search"
     companies: list[Company] = Field(default_factory=list)
     source: Literal["databricks", "postgres"] = "postgres"
-    sample: bool = False  # answered from the shipped sample dataset, not real data
+    sample: bool = False  # some of the companies are sample data (each says which)
     mode: str = ""  # how it searched, e.g. "hybrid", "full-text only (no embeddings)"
     unavailable: bool = False
     message: str = ""

@@ -106,11 +106,13 @@ def grounding(outcome: ToolOutcome) -> str:
         elif not found.companies:
             parts.append("Company search found no matching companies. Say so plainly.")
         else:
-            label = " (SAMPLE DATA: fictional demo companies; say so)" if found.sample else ""
+            every = all(c.sample for c in found.companies)
+            label = " (SAMPLE DATA: fictional demo companies; say so)" if every else ""
             lines = [f"Company search results{label}:"]
             for c in found.companies:
+                mark = " [SAMPLE DATA: fictional]" if c.sample and not every else ""
                 lines.append(
-                    f"- {c.name} ({c.industry}, {c.location}): {c.description} "
+                    f"- {c.name}{mark} ({c.industry}, {c.location}): {c.description} "
                     f"Capabilities: {c.capabilities}. Contact: {c.contact}"
                 )
             parts.append("\n".join(lines))

@@ -177,17 +177,15 @@ function companies(result) {
     return notice(`Company search is unavailable: ${str(result.message) || "not configured"}`, true);
   }
   const list = Array.isArray(result.companies) ? result.companies : [];
+  // The label goes on the sample rows only; on the heading when they all are (a turn
+  // stored before rows carried their own flag has the result's only).
+  const isSample = (c) => (typeof c.sample === "boolean" ? c.sample : Boolean(result.sample));
+  const every = list.length > 0 && list.every(isSample);
   const head = el(
     "h3",
     { class: "extras-title" },
     "Companies",
-    result.sample
-      ? el("span", {
-          class: "pill warn",
-          title: "From the built-in sample dataset, not real companies",
-          text: "sample data",
-        })
-      : null,
+    every ? samplePill() : null,
     result.mode ? el("span", { class: "small", text: str(result.mode) }) : null,
   );
   return el(
@@ -196,12 +194,20 @@ function companies(result) {
     head,
     result.message ? el("p", { class: "muted small", text: str(result.message) }) : null,
     list.length
-      ? el("div", { class: "cards" }, ...list.map(companyCard))
+      ? el("div", { class: "cards" }, ...list.map((c) => companyCard(c, !every && isSample(c))))
       : el("p", { class: "muted", text: "No matching companies found." }),
   );
 }
 
-function companyCard(company) {
+function samplePill() {
+  return el("span", {
+    class: "pill warn",
+    title: "From the built-in sample dataset, not real companies",
+    text: "sample data",
+  });
+}
+
+function companyCard(company, marked) {
   const where = [str(company.industry), str(company.location)].filter(Boolean).join(" \u00B7 ");
   const capabilities = Array.isArray(company.capabilities)
     ? company.capabilities.map(str).join(", ")
@@ -219,7 +225,13 @@ function companyCard(company) {
   return el(
     "article",
     { class: "card" },
-    el("h4", {}, el("span", { text: str(company.name) || "(no name)" }), score),
+    el(
+      "h4",
+      {},
+      el("span", { text: str(company.name) || "(no name)" }),
+      marked ? samplePill() : null,
+      score,
+    ),
     where ? el("p", { class: "muted small", text: where }) : null,
     company.description ? el("p", { text: str(company.description) }) : null,
     labelled("Capabilities", capabilities),

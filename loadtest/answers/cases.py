@@ -88,7 +88,7 @@ def _sample_companies() -> dict[str, Company]:
     for line in SAMPLE_FILE.read_text().splitlines():
         row = json.loads(line)
         row["capabilities"] = ", ".join(row.get("capabilities", []))
-        out[row["name"]] = Company(**row, score=0.8)
+        out[row["name"]] = Company(**row, score=0.8, sample=True)
     return out
 
 

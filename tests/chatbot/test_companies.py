@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from activities.company_search import PostgresCompanySearch
 from activities.embeddings import OpenAIEmbedder
-from chatbot.companies import SAMPLE_FILE, import_companies
+from chatbot.companies import IMPORT_FORMAT, SAMPLE_FILE, import_companies
 from loadtest.fakes import FakeOpenAIServer
 from shared.db import migrate
 from shared.db.engine import create_engine
@@ -121,6 +121,10 @@ async def test_postgres_search_by_keyword_with_location_filter(migrated_database
         )
         assert in_ohio.companies and all("OH" in c.location for c in in_ohio.companies)
         assert "Empire Steel Stamping" not in [c.name for c in in_ohio.companies]
+        # The stemmer keeps "pcbs"; the plural still finds the PCB shop.
+        plural = await search.search(SearchCompaniesInput(query="Which suppliers make PCBs?"))
+        assert plural.companies[0].name == "Buckeye Circuit Works"
+        assert all(c.sample for c in plural.companies)  # each row says it is sample data
     finally:
         await engine.dispose()
 
@@ -147,3 +151,22 @@ async def test_hybrid_search_embeds_on_import_and_fuses_vector_hits(
     finally:
         await client.close()
         await engine.dispose()
+
+
+async def test_the_formats_shown_in_help_import_as_shown(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    examples = [line.strip() for line in IMPORT_FORMAT.split("Examples:")[1].splitlines()]
+    header, row, _, jsonl = examples[1:5]
+    (tmp_path / "c.csv").write_text(f"{header}\n{row}\n")
+    (tmp_path / "c.jsonl").write_text(jsonl + "\n")
+    engine = create_engine(migrated_database_url, pool_size=1, max_overflow=0)
+    try:
+        for name in ("c.csv", "c.jsonl"):
+            report = await import_companies(engine, tmp_path / name, embedder=None)
+            assert (report.imported, report.rejected) == (1, []), name
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT location, capabilities FROM companies"))).all()
+    finally:
+        await engine.dispose()
+    assert [tuple(r) for r in rows] == [("Columbus, OH", "PCB, SMT")]  # the same company twice

@@ -97,6 +97,7 @@ def _stop(dev: DevProcess, env: dict[str, str], tmp_path: Path) -> None:
     for port in _ports(env):
         assert not port_open("127.0.0.1", port), f"port {port} still open after stop"
     assert not (tmp_path / ".chatbot" / "postgres" / "postmaster.pid").exists()
+    assert not (tmp_path / ".chatbot" / "dev.env").exists()  # nothing points at a dead stack
 
 
 async def _one_turn(env: dict[str, str], session_id: str) -> str:
@@ -136,6 +137,21 @@ async def test_dev_starts_everything_answers_and_stops_cleanly(
         reply = await _one_turn(dev_env, "dev-smoke")
         assert reply.strip()
 
+        # Other commands here find this stack by themselves (.chatbot/dev.env), with no
+        # TEMPORAL_ADDRESS or DATABASE_URL in their environment.
+        bare = {k: v for k, v in dev_env.items() if not k.startswith("TEMPORAL_")}
+        ops = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "chatbot", "ops", "sessions"],
+            cwd=tmp_path,
+            env=bare,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert ops.returncode == 0 and "dev-smoke" in ops.stdout, ops.stdout + ops.stderr
+        assert (tmp_path / ".chatbot" / "dev.env").stat().st_mode & 0o077 == 0
+
         # A second instance in the same directory refuses instead of fighting over ports.
         second = await asyncio.to_thread(
             subprocess.run,
@@ -154,6 +170,8 @@ async def test_dev_starts_everything_answers_and_stops_cleanly(
             _stop(dev, dev_env, tmp_path)
 
     # Warm start: same directory, state kept (the session workflow survives in SQLite).
+    # A stale dev.env (a SIGKILLed dev leaves one) is not taken for configuration.
+    (tmp_path / ".chatbot" / "dev.env").write_text("DATABASE_URL=postgresql://x@127.0.0.1:1/x\n")
     dev, warm = _start_and_wait(tmp_path, dev_env, "second")
     try:
         client = await Client.connect(dev_env["TEMPORAL_ADDRESS"])

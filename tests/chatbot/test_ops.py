@@ -20,15 +20,19 @@ from shared.config import Settings
 from shared.models import workflow_id
 from tests.chatbot.api_support import auth
 from tests.support import assert_eventually
+from tests.workflows.test_tools import sample_companies
+
+__all__ = ["sample_companies"]  # a fixture, used by name
 
 
-async def _ops(settings: Settings, *args: str) -> tuple[int, str, str]:
+async def _ops(settings: Settings, *args: str, database: bool = True) -> tuple[int, str, str]:
     assert settings.database_url is not None
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
         "TEMPORAL_ADDRESS": settings.temporal_address,
-        "DATABASE_URL": settings.database_url.get_secret_value(),
     }
+    if database:
+        env["DATABASE_URL"] = settings.database_url.get_secret_value()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -73,7 +77,11 @@ async def test_search_attributes_find_a_users_sessions(
 
 
 async def test_history_reads_like_a_transcript_of_the_work(
-    temporal_client: Client, worker: Worker, gateway: str, settings: Settings
+    sample_companies: None,
+    temporal_client: Client,
+    worker: Worker,
+    gateway: str,
+    settings: Settings,
 ) -> None:
     sid = f"readable-{uuid.uuid4().hex[:6]}"
     await _talk(gateway, settings, "olga", sid, "Which suppliers make PCBs?")
@@ -92,7 +100,9 @@ async def test_history_reads_like_a_transcript_of_the_work(
             summaries.append(json.loads(event.user_metadata.summary.data))
     assert "load the session's summary and recent turns from Postgres" in summaries
     assert "detect intent of “Which suppliers make PCBs?”" in summaries
-    assert any(re.match(r"reply: intent: company_search \(0\.\d\d\)", s) for s in summaries)
+    assert any(re.match(r"reply: intent: company_search \(0\.\d\d\)", s) for s in summaries), (
+        summaries
+    )
     assert any(s.startswith("company search: “") for s in summaries)
     assert any(s.startswith("persist turn: complete, ") for s in summaries)
 
@@ -163,6 +173,10 @@ async def test_ops_commands_list_show_and_end(
     assert code == 1 and "is not running (its workflow is Completed)" in err
     code, out, err = await _ops(settings, "show", sid)
     assert code == 0 and "a first question" in out  # from Postgres now
+    assert "turns     1," in out and "last turns:" in out and "no turns yet" not in out
+    code, out, err = await _ops(settings, "show", sid, database=False)
+    assert code == 0 and "turns     1," in out, err
+    assert "set DATABASE_URL to see its stored turns" in out and "no turns yet" not in out
 
 
 async def test_ops_fail_clearly(settings: Settings) -> None:

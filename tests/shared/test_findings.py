@@ -13,10 +13,19 @@ from workflows.tools import ToolOutcome, fixed_reply
 
 def _companies(*names: str, sample: bool = False) -> dict[str, object]:
     found = [
-        Company(name=n, industry="Cloud", location="Austin, TX", capabilities="hosting", score=0.5)
+        Company(
+            name=n,
+            industry="Cloud",
+            location="Austin, TX",
+            capabilities="hosting",
+            score=0.5,
+            sample=sample and not n.startswith("Real"),  # "Real …" rows were imported
+        )
         for n in names
     ]
-    return CompanyResults(companies=found, sample=sample).model_dump(mode="json")
+    return CompanyResults(companies=found, sample=any(c.sample for c in found)).model_dump(
+        mode="json"
+    )
 
 
 def test_companies_are_numbered_with_their_key_fields() -> None:
@@ -27,6 +36,16 @@ def test_companies_are_numbered_with_their_key_fields() -> None:
         "  2. Brio Hosting (Cloud · Austin, TX), match 0.50",
         "     capabilities: hosting",
     ]
+
+
+def test_the_sample_label_is_on_sample_rows_only() -> None:
+    mixed = render([_companies("Real Co", "Sample Co", sample=True)]).splitlines()
+    assert mixed[0] == "Companies found:"
+    assert mixed[1] == "  1. Real Co (Cloud · Austin, TX), match 0.50"
+    assert mixed[3] == "  2. Sample Co (Cloud · Austin, TX), match 0.50 [sample data]"
+    # A turn stored before rows had their own flag: the result's says it for all.
+    old = {"tool": "company_search", "sample": True, "companies": [{"name": "Acme"}]}
+    assert render([old]).splitlines()[0] == "Companies found (sample data):"
 
 
 def test_no_match_unavailable_and_sources_are_said_plainly() -> None:
