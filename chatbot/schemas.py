@@ -24,7 +24,10 @@ SessionId = Annotated[
 # pass; a well-formed cursor that is not one of ours is still 400.
 CURSOR_PATTERN = r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{4}|[A-Za-z0-9_-]{3}=|[A-Za-z0-9_-]{2}==)$"
 # A Redis stream entry id, which every SSE event carries as its `id`.
-STREAM_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"
+# Redis stream ids are two unsigned 64-bit numbers; 19 digits always fit, and real ids
+# (a millisecond time and a counter) are far shorter, so every id the pattern allows is
+# one Redis can take.
+STREAM_ID_PATTERN = r"^\d{1,19}-\d{1,19}$"
 
 
 Cursor = Annotated[str, StringConstraints(pattern=CURSOR_PATTERN, max_length=500)]

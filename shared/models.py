@@ -39,7 +39,11 @@ def _storable(value: str) -> str:
 
 
 # Text that is stored: refused at the edge, never a turn that fails to persist forever.
-StorableText = Annotated[str, AfterValidator(_storable)]
+# The schema says "no NUL" too (a pattern), so a client generated from it never sends one;
+# the validator keeps its own message for those that do.
+StorableText = Annotated[
+    str, AfterValidator(_storable), Field(json_schema_extra={"pattern": "^[^\x00]*$"})
+]
 
 
 def turn_id_for(session_id: str, update_id: str) -> str:

@@ -14,7 +14,7 @@ from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
 from chatbot.errors import BadRequest, NotFound, Unavailable
 from chatbot.resources import Resources
-from chatbot.schemas import SessionId, StreamId, error_responses
+from chatbot.schemas import STREAM_ID_PATTERN, SessionId, StreamId, error_responses
 from chatbot.sse import relay_sse
 from chatbot.turns import Turns
 from shared.redis import REDIS_UNAVAILABLE
@@ -23,15 +23,14 @@ from shared.streams import TurnStreams
 router = APIRouter(tags=["turns"], dependencies=[LogIds])
 TURN_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 TurnId = Annotated[str, Path(pattern=TURN_ID_PATTERN, description="A turn id (UUID)")]
-_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")  # StreamId
-_MAX_ID_PART = 2**64 - 1  # Redis stream ids are two unsigned 64-bit numbers
+_STREAM_ID = re.compile(STREAM_ID_PATTERN)
 ERRORS = error_responses(400, 401, 404, 422, 429, 503)
 
 
 def stream_position(last_event_id: str | None) -> str:
     """The entry to resume after: a stream id this API sent, or the start."""
     after = last_event_id or "0-0"
-    if not _STREAM_ID.match(after) or any(int(p) > _MAX_ID_PART for p in after.split("-")):
+    if not _STREAM_ID.match(after):
         raise BadRequest("Last-Event-ID must be the id of an event this stream sent")
     return after
 
