@@ -133,7 +133,7 @@ class PostgresCompanySearch:
                 # words no company description has.
                 # Snowball leaves plurals of acronyms alone ("PCBs" is not "PCB"): each
                 # plural word also matches its singular.
-                plurals = [w[:-1] for w in words if len(w) > 3 and w.endswith("s")]
+                plurals = [a[:-1].lower() for a in re.findall(r"\b[A-Z]{2,}s\b", req.query)]
                 params["q"] = " | ".join(dict.fromkeys([*words, *plurals]))
                 hits = await conn.execute(
                     text(

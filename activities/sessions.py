@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from shared import findings
 from shared.findings import in_context
 from shared.logging import bind
 from shared.models import (
@@ -58,6 +59,15 @@ def _is_data_error(err: DBAPIError) -> bool:
     return sqlstate.startswith(DATA_EXCEPTION_CLASS)
 
 
+def _findings(tool_data: Any) -> str:
+    """A stored turn's findings; rendered afresh for turns stored before they were kept."""
+    data = tool_data if isinstance(tool_data, dict) else {}
+    stored = data.get("findings")
+    if isinstance(stored, str):
+        return stored
+    return findings.render(data.get("tool_results"), data.get("citations"))
+
+
 def message_uuid(turn_id: str, role: str) -> uuid.UUID:
     return uuid.uuid5(uuid.UUID(turn_id), role)
 
@@ -80,7 +90,7 @@ class SessionStore:
             recent = (
                 await conn.execute(
                     text(
-                        "SELECT role, content, tool_data->>'findings' AS findings "
+                        "SELECT role, content, tool_data "
                         "FROM messages WHERE session_id = :id "
                         "ORDER BY seq DESC LIMIT :n"
                     ),
@@ -103,7 +113,7 @@ class SessionStore:
             recent=[
                 ChatMessage(
                     role=r.role,
-                    content=in_context(r.content, r.findings or "")
+                    content=in_context(r.content, _findings(r.tool_data))
                     if r.role == "assistant"
                     else r.content,
                 )

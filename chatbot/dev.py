@@ -201,13 +201,12 @@ class DevStack:
             "TEMPORAL_NAMESPACE": s.temporal_namespace,
         }
         lines = [f"{name}={value}" for name, value in sorted(where.items()) if value]
+        text = "# written by a running `chatbot dev`; removed when it stops\n" + "\n".join(lines)
         partial = self.env_file.with_suffix(".part")
-        partial.touch(mode=0o600)
-        partial.write_text(
-            "# written by a running `chatbot dev`; removed when it stops\n"
-            + "\n".join(lines)
-            + "\n"
-        )
+        partial.unlink(missing_ok=True)  # created afresh, so its mode is ours
+        fd = os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
         partial.replace(self.env_file)
 
     def remove_env_file(self) -> None:
@@ -238,6 +237,9 @@ def run_dev(settings: Settings, out: Callable[[str], None]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stack = DevStack(settings, out)
+    # Holding the lock proves no other dev runs here: a dev.env left now is stale, and the
+    # worker and gateway started below must not read it.
+    stack.remove_env_file()
     began = time.perf_counter()
     code = 0
     try:

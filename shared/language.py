@@ -16,6 +16,8 @@ _SPANISH = frozenset({
 
 
 def looks_spanish(message: str) -> bool:
-    words = [w.strip("¿?¡!.,;:()\"'").lower() for w in message.split()]
+    # Lowercase words only: names ("El Paso", "Los Angeles") and codes ("LA") say nothing.
+    words = [w.strip("¿?¡!.,;:()\"'") for w in message.split()]
+    words = [w for w in words if w and w == w.lower()]
     hits = len(_SPANISH.intersection(words))  # distinct: "la la land" is not Spanish
     return "¿" in message or "¡" in message or hits >= 4 or (hits >= 2 and hits * 4 >= len(words))

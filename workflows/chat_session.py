@@ -71,6 +71,9 @@ FOLD_ASIDE_PATCH = "fold-aside-v1"
 # cancels the idle timer and starts another (two events and a timer task on the server),
 # and the loop has nothing to do while a turn is queued or running.
 QUIET_LOOP_PATCH = "quiet-loop-v1"
+# A question only a tool could answer gets a fixed reply, without the model, when that tool
+# found nothing or could not run; earlier histories asked the model.
+FIXED_REPLY_PATCH = "fixed-reply-v1"
 DETAIL_CHARS = 80
 # How a step's failure reaches the workflow: an ActivityError, or, for a local activity
 # that failed for good (non-retryable), its ApplicationError itself.
@@ -392,6 +395,7 @@ class ChatSessionWorkflow:
             self._details(f"**Turn {turn_id}**: {said}, {found}, replying")
         )
         fixed = fixed_reply(intent, tools, msg.text)
+        fixed = fixed if fixed and workflow.patched(FIXED_REPLY_PATCH) else None
         try:
             if fixed:
                 reply = GeneratedReply(text=fixed, usage=TokenUsage())

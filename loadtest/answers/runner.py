@@ -64,7 +64,7 @@ class ModelRun:
             "cases_passed": sum(r.passed for r in replies),
             "checks_passed": sum(c is None for c in checks) / len(checks) if checks else 0.0,
             "loops": sum(r.failures["no_loop"] is not None for r in replies),
-            "grounded": share("mentions") if share("mentions") is not None else 0.0,
+            "grounded": self._grounded(),
             "language": share("language"),
             "no_invented_facts": share("no_current_facts"),
             "fixed_replies": len(replies) - len(timed),
@@ -74,6 +74,16 @@ class ModelRun:
             "tokens_per_second_p50": _p50([r.tokens_per_second for r in timed]),
             "load_seconds": round(self.load_seconds, 1),
         }
+
+
+    def _grounded(self) -> float:
+        """Of the cases with tool results, the share whose reply names what they found."""
+        got = [
+            not (r.failures.get("mentions") or r.failures.get("mentions_one"))
+            for r in self.replies
+            if r.case.tools.companies is not None or r.case.tools.web is not None
+        ]
+        return sum(got) / len(got) if got else 0.0
 
 
 def _p50(values: list[float]) -> float:

@@ -155,7 +155,10 @@ async def test_send_prints_a_reply_no_model_streamed(
     )
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith("I couldn't look that up just now (web search is unavailable"), out
+    assert (
+        lines[0]
+        == "I couldn't look that up just now; the search failed. Please try again in a moment."
+    ), out
     assert lines[1].startswith("Web search is unavailable: web search is unavailable right now")
     assert lines[-1].startswith("[web search · "), out
 

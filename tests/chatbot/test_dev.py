@@ -190,3 +190,11 @@ def test_printed_urls_never_show_a_password() -> None:
     )
     assert _shown("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
     assert _shown("redis://127.0.0.1:6390/0") == "redis://127.0.0.1:6390/0"
+
+
+def test_every_catalogue_model_is_pinned_to_the_file_it_was_measured_with() -> None:
+    from chatbot.embedded.llm import CATALOG
+
+    for model in CATALOG.values():
+        assert len(model.sha256) == 64 and model.wheels, model.alias
+        assert all("==" in requirement for requirement in model.requirements), model.alias

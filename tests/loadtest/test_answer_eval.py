@@ -31,11 +31,18 @@ def test_each_check_fails_on_what_it_names() -> None:
     assert not any(v for k, v in passing.items() if k != "admits")
 
 
+def test_mentions_are_whole_words() -> None:
+    colours = {"mention_all": ["red", "blue"]}
+    assert score("Paint needs care: blue is required.", colours)["mentions"] == "missing red"
+    assert score("Red and blue.", colours)["mentions"] is None
+    assert score("It was 1942.", {"mention_all": ["42"]})["mentions"] == "missing 42"
+
+
 def test_invented_current_facts_are_flagged_and_an_honest_answer_is_not() -> None:
     expect = {"admits": True, "no_current_facts": True}
     invented = score("Apple trades at $231.50, up 2.3% on December 2, 2026.", expect)
     assert invented["no_current_facts"] == "states a current fact: “$2”"
-    honest = score("I can't check live stock prices; a finance site will have it.", expect)
+    honest = score("I can\u2019t check live stock prices; my knowledge ends in 2023.", expect)
     assert honest == {
         "no_loop": None,
         "length": None,

@@ -74,6 +74,7 @@ def test_spanish_is_recognised_and_english_is_not() -> None:
     assert looks_spanish("dime las noticias de hoy sobre la bolsa")
     assert not looks_spanish("What is the latest news on the bond market today?")
     assert not looks_spanish("la la land reviews")
+    assert not looks_spanish("Find PCB assembly in El Paso or Los Angeles, LA")
 
 
 def _web_outcome(message: str) -> ToolOutcome:
@@ -87,7 +88,13 @@ def test_a_web_only_question_without_web_search_gets_a_fixed_reply_in_kind() -> 
     spanish = fixed_reply(web, _web_outcome(NOT_CONFIGURED), "¿Qué noticias hay hoy?")
     assert spanish is not None and spanish.startswith("No puedo buscarlo")
     failed = fixed_reply(web, _web_outcome("web search is unavailable right now: 503"), "news?")
-    assert failed is not None and "(web search is unavailable right now: 503)" in failed
+    assert (
+        failed
+        == "I couldn't look that up just now; the search failed. Please try again in a moment."
+    )
+    # Unsure it is a search at all: the model answers (it is told what failed).
+    unsure = IntentResult(intent="web_search", confidence=0.49)
+    assert fixed_reply(unsure, _web_outcome(NOT_CONFIGURED), "once") is None
 
 
 def test_a_model_answers_when_something_else_can_be_said() -> None:
@@ -107,6 +114,6 @@ def test_a_company_search_that_found_nothing_or_failed_gets_a_fixed_reply() -> N
     spanish = fixed_reply(search, nothing, "¿Hay empresas de cohetes?") or ""
     assert spanish.startswith("No he encontrado")
     failed = ToolOutcome(companies=CompanyResults(unavailable=True, message="Databricks said 401"))
-    assert "(Databricks said 401)" in (fixed_reply(search, failed, "find welders") or "")
+    assert (fixed_reply(search, failed, "find welders") or "").startswith("I couldn't look")
     found = ToolOutcome(companies=CompanyResults(companies=[Company(name="Acme")]))
     assert fixed_reply(search, found, "find welders") is None
