@@ -75,7 +75,6 @@ class ModelRun:
             "load_seconds": round(self.load_seconds, 1),
         }
 
-
     def _grounded(self) -> float:
         """Of the cases with tool results, the share whose reply names what they found."""
         got = [
