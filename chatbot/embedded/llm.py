@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -122,15 +122,7 @@ def local_model(name: str | None, path: Path | None = None) -> LocalModel:
     model = CATALOG[name]
     if path is None:
         return model
-    return LocalModel(
-        alias=model.alias,
-        path=path,
-        file_name=path.name,
-        repeat_penalty=model.repeat_penalty,
-        dry_multiplier=model.dry_multiplier,
-        max_tokens=model.max_tokens,
-        ctx=model.ctx,
-    )
+    return replace(model, path=path, file_name=path.name)
 
 
 def _download(model: LocalModel, target: Path) -> Path:
