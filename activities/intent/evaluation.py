@@ -1,5 +1,7 @@
-"""Scoring a router on a labelled set: accuracy, a confusion matrix (rows = expected,
-columns = predicted), latency percentiles, and the keyword baseline on the same set."""
+"""Scoring a router on a labelled set: accuracy overall, per class (recall), per language
+and per difficulty where the set labels them (`lang`, `difficulty`; a missing `lang` is
+guessed), a confusion matrix (rows = expected, columns = predicted), latency percentiles,
+and the keyword baseline on the same set."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import IO
 from activities.intent.baseline import keyword_intent
 from activities.intent.classifier import INTENTS
 from activities.intent.router import Decision
+from shared.language import looks_spanish
 from shared.models import Intent
 
 
@@ -24,6 +27,15 @@ class Item:
     line: int
     text: str
     expected: Intent | None
+    lang: str = ""
+    difficulty: str = ""
+
+
+def _label(row: dict[str, object], key: str, name: str, number: int) -> str:
+    value = row.get(key, "")
+    if not isinstance(value, str):
+        raise InputError(f"{name}:{number}: '{key}' must be a string when given")
+    return value.strip()
 
 
 def read_items(stream: IO[str], name: str, *, labelled: bool) -> Iterator[Item]:
@@ -45,7 +57,9 @@ def read_items(stream: IO[str], name: str, *, labelled: bool) -> Iterator[Item]:
             raise InputError(
                 f"{name}:{number}: needs an 'intent' field, one of {', '.join(INTENTS)}"
             )
-        yield Item(number, text, expected if labelled else None)
+        lang = _label(row, "lang", name, number) or ("es" if looks_spanish(text) else "en")
+        difficulty = _label(row, "difficulty", name, number)
+        yield Item(number, text, expected if labelled else None, lang, difficulty)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -68,6 +82,8 @@ class Report:
     sources: dict[str, int] = field(default_factory=dict)
     misses: list[tuple[str, str, str]] = field(default_factory=list)  # expected, got, text
     load_seconds: float = 0.0
+    # (dimension, value) -> [correct, total], e.g. ("lang", "es") -> [41, 45]
+    groups: dict[tuple[str, str], list[int]] = field(default_factory=dict)
 
     def add(self, item: Item, decision: Decision, elapsed_ms: float) -> None:
         if item.expected is None:
@@ -80,6 +96,15 @@ class Report:
         key = (item.expected, got)
         self.confusion[key] = self.confusion.get(key, 0) + 1
         self.sources[decision.source] = self.sources.get(decision.source, 0) + 1
+        for group in (
+            ("class", item.expected),
+            ("lang", item.lang),
+            ("difficulty", item.difficulty),
+        ):
+            if group[1]:
+                tally = self.groups.setdefault(group, [0, 0])
+                tally[0] += got == item.expected
+                tally[1] += 1
         if got != item.expected:
             self.misses.append((item.expected, got, item.text))
 
@@ -92,23 +117,31 @@ class Report:
         return self.baseline_correct / self.total if self.total else 0.0
 
     def lines(self, *, show_misses: bool = False) -> Iterable[str]:
-        yield f"queries      {self.total}"
+        yield f"queries         {self.total}"
         yield (
-            f"accuracy     {self.accuracy:.1%} ({self.correct}/{self.total}), "
+            f"accuracy        {self.accuracy:.1%} ({self.correct}/{self.total}), "
             f"classifier {self.classifier}"
         )
         yield (
-            f"baseline     {self.baseline_accuracy:.1%} ({self.baseline_correct}/{self.total}), "
+            f"baseline        {self.baseline_accuracy:.1%} ({self.baseline_correct}/{self.total}), "
             "the keyword list"
         )
         yield (
-            f"latency      p50 {percentile(self.latencies_ms, 50):.2f} ms, "
+            f"latency         p50 {percentile(self.latencies_ms, 50):.2f} ms, "
             f"p99 {percentile(self.latencies_ms, 99):.2f} ms, "
             f"max {max(self.latencies_ms, default=0.0):.2f} ms "
             f"(model load {self.load_seconds:.2f} s, not included)"
         )
         decided = ", ".join(f"{k} {v}" for k, v in sorted(self.sources.items()))
-        yield f"decided by   {decided}"
+        yield f"decided by      {decided}"
+        for dimension in ("class", "lang", "difficulty"):
+            shares = [
+                f"{value} {correct / total:.1%} ({correct}/{total})"
+                for (dim, value), (correct, total) in sorted(self.groups.items())
+                if dim == dimension
+            ]
+            if shares:
+                yield f"per {dimension:<12}" + ", ".join(shares)
         yield ""
         yield "confusion (rows = expected, columns = predicted)"
         width = max(len(i) for i in INTENTS) + 2

@@ -9,9 +9,10 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import unicodedata
 from collections.abc import Iterable
 
-FEATURE_VERSION = 4
+FEATURE_VERSION = 5
 
 # Chat shorthand and typos common enough to normalise before anything else looks.
 _REWRITES = [
@@ -35,8 +36,15 @@ _REWRITES_RE = [(re.compile(p), r) for p, r in _REWRITES]
 _TOKEN = re.compile(r"[a-z0-9]+(?:[&'][a-z0-9]+)*|\$|%|\?")
 
 
+def fold_accents(text: str) -> str:
+    """ "compañías" -> "companias": the tokens are ASCII, and Spanish is often typed
+    without its accents anyway."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
 def normalize(text: str) -> str:
-    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    text = fold_accents(text.lower()).replace("\u2019", "'").replace("\u2018", "'")
     text = text.replace("\u201c", '"').replace("\u201d", '"')
     text = text.replace("\u2014", " ").replace("\u2013", " ")
     text = re.sub(r"\b(\w+)'s\b", r"\1", text)  # possessives: "today's" -> "today"
@@ -244,12 +252,132 @@ PHRASES: dict[str, tuple[str, ...]] = {
     ),
 }
 # fmt: on
+# The same classes in Spanish (accents folded), so what the English examples teach about a
+# class carries over to a Spanish message that shares none of their words.
+# fmt: off
+SPANISH_LEXICONS: dict[str, tuple[str, ...]] = {
+    "provider": (
+        "proveedor", "proveedores", "empresa", "empresas", "compania", "companias",
+        "fabricante", "fabricantes", "distribuidor", "distribuidora", "distribuidores",
+        "mayorista", "mayoristas", "contratista", "contratistas", "agencia", "agencias",
+        "despacho", "despachos", "taller", "talleres", "firma", "firmas", "consultora",
+        "consultoras", "consultoria", "negocio", "negocios", "tienda", "tiendas", "fabricas",
+        "laboratorio", "laboratorios", "imprenta", "imprentas", "maquiladora", "maquiladoras",
+        "integrador", "integradores", "socio", "socios", "marca", "marcas", "transportista",
+        "transportistas", "naviera", "navieras", "aseguradora", "banco", "bancos", "estudio",
+        "estudios", "servicio", "servicios", "vendedor", "vendedores", "importador",
+        "importadores", "exportador", "exportadores", "constructora", "constructoras",
+        "operador", "operadores", "bufete", "bufetes",
+    ),
+    "profession": (
+        "abogado", "abogados", "contador", "contadores", "electricista", "plomero", "fontanero",
+        "arquitecto", "ingeniero", "ingenieros", "traductor", "traductores", "tecnico",
+        "tecnicos", "mecanico", "consultor", "consultores", "asesor", "asesores", "experto",
+        "expertos", "especialista", "especialistas",
+    ),
+    "provide_verb": (
+        "fabrica", "fabrican", "hacen", "produce", "producen", "vende", "venden", "distribuye",
+        "distribuyen", "ofrece", "ofrecen", "provee", "proveen", "suministra", "suministran",
+        "instala", "instalan", "importa", "exporta", "desarrolla", "desarrollan", "presta",
+        "prestan", "brinda", "brindan", "maquila", "maquilan", "imprime", "reparan",
+    ),
+    "seek": (
+        "busco", "buscamos", "buscar", "busca", "buscando", "encuentra", "encontrar",
+        "encuentrame", "necesito", "necesitamos", "quiero", "queremos", "recomienda",
+        "recomiendame", "recomiendan", "recomendar", "recomendarme", "recomendacion", "sugiere",
+        "sugiereme", "lista", "listado", "muestrame", "dame", "compara", "comparar", "conoces",
+        "alternativa", "alternativas", "quien", "quienes", "donde", "cual", "cuales", "mejor",
+        "mejores", "principales", "confiable", "confiables", "barato", "baratos",
+    ),
+    "time_now": (
+        "hoy", "ahora", "ahorita", "actual", "actualmente", "actuales", "ultimo", "ultima",
+        "ultimos", "ultimas", "reciente", "recientes", "recientemente", "manana", "ayer",
+        "anoche", "semana", "mes", "ano", "vivo", "todavia", "aun", "momento", "vigente",
+        "vigentes", "proximo", "proxima",
+    ),
+    "news": (
+        "noticia", "noticias", "titulares", "anuncio", "anunciaron", "paso", "pasando",
+        "sucedio", "ocurrio", "novedades", "retraso", "retrasos", "demora", "demoras", "huelga",
+        "paro", "caida", "falla", "escasez", "arancel", "aranceles", "despidos", "quiebra",
+        "fusion", "adquisicion", "lanzamiento", "lanzo", "salio", "estado", "cierre",
+        "bloqueo", "bloqueos", "contratando",
+    ),
+    "market": (
+        "precio", "precios", "cuesta", "cuestan", "cotiza", "cotizacion", "bolsa", "accion",
+        "acciones", "tasa", "tasas", "cambio", "dolar", "dolares", "peso", "pesos", "inflacion",
+        "gasolina", "tarifa", "tarifas", "cobran", "cobra", "valor", "vale",
+    ),
+    "weather": (
+        "clima", "lluvia", "llueve", "lloviendo", "nieve", "nevando", "tormenta", "temperatura",
+        "huracan", "pronostico", "calor", "frio", "viento", "sismo", "temblor", "inundacion",
+        "alerta", "grados",
+    ),
+    "sport_event": (
+        "partido", "marcador", "gano", "perdio", "resultado", "resultados", "liga", "torneo",
+        "elecciones", "eleccion", "encuesta", "votacion", "presidente", "juega", "jugo",
+        "carrera", "mundial",
+    ),
+    "past": (
+        "fue", "era", "eran", "historia", "historicamente", "siglo", "durante", "antiguo",
+        "originalmente", "fundada", "fundado", "invento", "normalmente", "generalmente",
+        "siempre", "promedio",
+    ),
+    "status": (
+        "abierto", "abierta", "cerrado", "cerrada", "disponible", "disponibles", "funcionando",
+        "cancelado", "cancelados", "trafico", "fila", "espera", "existencia", "existencias",
+        "inventario", "caido",
+    ),
+    "web_verb": ("internet", "googlea", "googlear", "linea", "revisa", "consulta"),
+    "chat_task": (
+        "explica", "explicame", "explicar", "describe", "define", "definicion", "significa",
+        "significado", "escribe", "escribeme", "redacta", "redactar", "redactame", "traduce",
+        "traducir", "corrige", "corregir", "revisar", "resume", "resumen", "resumir", "codigo",
+        "funcion", "calcula", "calcular", "resuelve", "poema", "cuento", "chiste", "ensayo",
+        "carta", "correo", "plantilla", "receta", "consejo", "consejos", "ejemplo",
+        "diferencia", "teoria", "concepto", "idea", "ideas", "ventajas", "desventajas",
+        "ayudame", "ensename", "aprender", "porque",
+    ),
+    "greeting": (
+        "hola", "gracias", "adios", "vale", "bueno", "buenas", "perfecto", "genial", "claro",
+        "dias", "tardes", "noches", "saludos",
+    ),
+}
+# fmt: on
+# fmt: off
+SPANISH_PHRASES: dict[str, tuple[str, ...]] = {
+    "seek": (
+        "estoy buscando", "estamos buscando", "me puedes recomendar", "puedes recomendarme",
+        "me recomiendas", "conoces alguna", "conoces algun", "que empresas", "cuales empresas",
+        "que proveedores", "quien vende", "quien fabrica", "quien hace", "donde puedo",
+        "donde comprar", "lista de", "cerca de", "con sede en", "ubicadas en", "ubicados en",
+    ),
+    "time_now": (
+        "en este momento", "hoy en dia", "estos dias", "esta semana", "este mes", "este ano",
+        "ahora mismo", "en vivo", "en tiempo real", "al dia de hoy", "por ahora",
+    ),
+    "market": ("tipo de cambio", "cuanto cuesta", "cuanto cuestan", "cuanto vale", "a cuanto"),
+    "news": ("que paso", "que esta pasando", "ultimas noticias", "que hay de nuevo"),
+    "weather": ("que tiempo hace", "el tiempo en", "el tiempo hoy"),
+    "chat_task": (
+        "que es", "que son", "como funciona", "como se", "por que", "cual es la diferencia",
+        "ayudame a", "me ayudas a",
+    ),
+}
+# fmt: on
 
 _LEX_WORDS: dict[str, list[str]] = {}
-for _name, _words in LEXICONS.items():
-    for _w in _words:
-        _LEX_WORDS.setdefault(_stem(_w), []).append(_name)
-_PHRASES = [(name, f" {p} ") for name, phrases in PHRASES.items() for p in phrases]
+for _lexicons in (LEXICONS, SPANISH_LEXICONS):
+    for _name, _words in _lexicons.items():
+        for _w in _words:
+            _classes = _LEX_WORDS.setdefault(_stem(_w), [])
+            if _name not in _classes:
+                _classes.append(_name)
+_PHRASES = [
+    (name, f" {p} ")
+    for phrases_by_class in (PHRASES, SPANISH_PHRASES)
+    for name, phrases in phrases_by_class.items()
+    for p in phrases
+]
 
 # Pairs of classes whose co-occurrence is the signal (a business and a time: `both`).
 _PAIRS = [

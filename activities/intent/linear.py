@@ -1,6 +1,7 @@
-"""The light classifier's model: a multinomial logistic regression over the sparse features
-of `features.py`, trained in pure Python (`python -m activities.intent.train`) and shipped
-as `model.json.gz` (a few hundred kB), so routing needs no ML dependency at all."""
+"""The light classifier's model: two binary logistic regressions over the sparse features
+of `features.py` (needs company search? needs web search?), whose product gives the four
+intents; trained in pure Python (`python -m activities.intent.train`) and shipped as
+`model.json.gz` (a few hundred kB), so routing needs no ML dependency at all."""
 
 from __future__ import annotations
 
@@ -53,36 +54,74 @@ def examples_digest(path: Path = EXAMPLES_PATH) -> str:
     return digest.hexdigest()
 
 
+# The two decisions the four intents are made of: does the message ask for companies
+# from the directory, and does it need current information from the web? Learned apart,
+# a cue for one (a provider noun, "right now") no longer has to be learned again for every
+# way it combines with the other, and a "both" with an unusual current-info half still
+# gets the web from what that half shares with plain web questions.
+HEADS = ("company", "web")
+
+
+def head_labels(intent: Intent) -> tuple[bool, bool]:
+    return intent in ("company_search", "both"), intent in ("web_search", "both")
+
+
+def intent_probabilities(p_company: float, p_web: float) -> list[float]:
+    """The four intents' probabilities (INTENTS order) from the two independent ones."""
+    by_intent = {
+        "company_search": p_company * (1 - p_web),
+        "web_search": (1 - p_company) * p_web,
+        "both": p_company * p_web,
+        "chat": (1 - p_company) * (1 - p_web),
+    }
+    return [by_intent[i] for i in INTENTS]
+
+
+@dataclass
+class Head:
+    """One binary logistic regression over the shared features."""
+
+    weights: dict[str, float]
+    bias: float
+
+    def probability(self, vec: dict[str, float]) -> float:
+        score = self.bias + sum(self.weights.get(k, 0.0) * v for k, v in vec.items())
+        return sigmoid(score)
+
+
 @dataclass
 class LinearModel:
     idf: dict[str, float]
     default_idf: float
-    weights: dict[str, list[float]]
-    bias: list[float]
+    heads: dict[str, Head]
     digest: str = ""
-    classes: tuple[Intent, ...] = INTENTS
 
     def vectorize(self, text: str) -> dict[str, float]:
         return vectorize(text, self.idf, self.default_idf)
 
+    def needs(self, text: str) -> tuple[float, float]:
+        """P(needs company search), P(needs web search)."""
+        vec = self.vectorize(text)
+        return self.heads["company"].probability(vec), self.heads["web"].probability(vec)
+
     def predict_proba(self, text: str) -> list[float]:
-        scores = list(self.bias)
-        for name, value in self.vectorize(text).items():
-            row = self.weights.get(name)
-            if row is not None:
-                for k in range(len(scores)):
-                    scores[k] += row[k] * value
-        return softmax(scores)
+        return intent_probabilities(*self.needs(text))
 
     def to_json(self) -> dict[str, object]:
         return {
-            "format": 1,
+            "format": 2,
             "digest": self.digest,
-            "classes": list(self.classes),
+            "heads": {
+                name: {
+                    "bias": round(head.bias, 5),
+                    "weights": {
+                        k: round(w, 4) for k, w in sorted(head.weights.items()) if round(w, 4)
+                    },
+                }
+                for name, head in self.heads.items()
+            },
             "default_idf": round(self.default_idf, 4),
             "idf": {k: round(v, 4) for k, v in sorted(self.idf.items())},
-            "bias": [round(b, 5) for b in self.bias],
-            "weights": {k: [round(x, 4) for x in w] for k, w in sorted(self.weights.items())},
         }
 
     def save(self, path: Path = MODEL_PATH) -> None:
@@ -96,22 +135,27 @@ class LinearModel:
     def load(cls, path: Path = MODEL_PATH) -> LinearModel:
         with gzip.open(path, "rb") as src:
             data = json.loads(src.read())
-        if tuple(data["classes"]) != INTENTS:
-            raise ValueError(f"{path}: classes {data['classes']} do not match {INTENTS}")
+        if data.get("format") != 2 or tuple(data.get("heads", ())) != HEADS:
+            raise ValueError(
+                f"{path}: not a two-head model (format 2 with heads {HEADS}); "
+                "rebuild it with `python -m activities.intent.train`"
+            )
         return cls(
             idf=data["idf"],
             default_idf=data["default_idf"],
-            weights=data["weights"],
-            bias=data["bias"],
+            heads={
+                name: Head(weights=head["weights"], bias=head["bias"])
+                for name, head in data["heads"].items()
+            },
             digest=data["digest"],
         )
 
 
-def softmax(scores: Sequence[float]) -> list[float]:
-    top = max(scores)
-    exps = [math.exp(s - top) for s in scores]
-    total = sum(exps)
-    return [e / total for e in exps]
+def sigmoid(score: float) -> float:
+    if score >= 0:
+        return 1.0 / (1.0 + math.exp(-score))
+    e = math.exp(score)
+    return e / (1.0 + e)
 
 
 def vectorize(text: str, idf: dict[str, float], default_idf: float) -> dict[str, float]:
@@ -139,42 +183,41 @@ def fit_idf(texts: Sequence[str]) -> tuple[dict[str, float], float]:
     return idf, math.log(1 + n) + 1
 
 
-def train(examples: Sequence[Example], *, seed: int = 0, digest: str = "") -> LinearModel:
-    """Multinomial logistic regression, L2-regularised, by AdaGrad SGD with a fixed seed:
-    the same examples always give the same model."""
-    idf, default_idf = fit_idf([e.text for e in examples])
-    data = [(vectorize(e.text, idf, default_idf), INTENTS.index(e.intent)) for e in examples]
-    k = len(INTENTS)
-    weights: dict[str, list[float]] = {}
-    grad_sq: dict[str, list[float]] = {}
-    bias = [0.0] * k
-    bias_sq = [1e-8] * k
+def _train_head(
+    data: Sequence[tuple[dict[str, float], bool]], *, seed: int, epochs: int = EPOCHS
+) -> Head:
+    """Binary logistic regression, L2-regularised, by AdaGrad SGD with a fixed seed."""
+    weights: dict[str, float] = {}
+    grad_sq: dict[str, float] = {}
+    bias, bias_sq = 0.0, 1e-8
     lam = L2 / len(data)
     order = list(range(len(data)))
     rng = random.Random(seed)
-    for _ in range(EPOCHS):
+    for _ in range(epochs):
         rng.shuffle(order)
         for i in order:
             vec, label = data[i]
-            scores = list(bias)
-            rows = []
+            score = bias + sum(weights.get(k, 0.0) * v for k, v in vec.items())
+            error = sigmoid(score) - (1.0 if label else 0.0)
+            bias_sq += error * error
+            bias -= LEARNING_RATE * error / math.sqrt(bias_sq)
             for name, value in vec.items():
-                row = weights.get(name)
-                if row is None:
-                    row = weights[name] = [0.0] * k
-                    grad_sq[name] = [1e-8] * k
-                rows.append((name, value, row))
-                for c in range(k):
-                    scores[c] += row[c] * value
-            probs = softmax(scores)
-            errors = [probs[c] - (1.0 if c == label else 0.0) for c in range(k)]
-            for c in range(k):
-                bias_sq[c] += errors[c] * errors[c]
-                bias[c] -= LEARNING_RATE * errors[c] / math.sqrt(bias_sq[c])
-            for name, value, row in rows:
-                sq = grad_sq[name]
-                for c in range(k):
-                    g = errors[c] * value + lam * row[c]
-                    sq[c] += g * g
-                    row[c] -= LEARNING_RATE * g / math.sqrt(sq[c])
-    return LinearModel(idf=idf, default_idf=default_idf, weights=weights, bias=bias, digest=digest)
+                w = weights.get(name, 0.0)
+                g = error * value + lam * w
+                sq = grad_sq[name] = grad_sq.get(name, 1e-8) + g * g
+                weights[name] = w - LEARNING_RATE * g / math.sqrt(sq)
+    return Head(weights=weights, bias=bias)
+
+
+def train(examples: Sequence[Example], *, seed: int = 0, digest: str = "") -> LinearModel:
+    """The two heads on the same features; the same examples always give the same model."""
+    idf, default_idf = fit_idf([e.text for e in examples])
+    vectors = [vectorize(e.text, idf, default_idf) for e in examples]
+    labels = [head_labels(e.intent) for e in examples]
+    heads = {
+        name: _train_head(
+            [(vec, label[h]) for vec, label in zip(vectors, labels, strict=True)], seed=seed + h
+        )
+        for h, name in enumerate(HEADS)
+    }
+    return LinearModel(idf=idf, default_idf=default_idf, heads=heads, digest=digest)

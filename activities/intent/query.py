@@ -77,7 +77,22 @@ REGIONS = (
     "alberta", "manitoba", "nova scotia", "bavaria", "catalonia", "lombardy", "guangdong",
     "zhejiang", "jiangsu",
 )  # fmt: skip
-_ALL_PLACES = sorted({*US_STATES, *COUNTRIES, *CITIES, *REGIONS}, key=lambda p: (-len(p), p))
+# Spanish names, as typed with and without accents.
+SPANISH_PLACES = (
+    "méxico", "ciudad de méxico", "ciudad de mexico", "cdmx", "nueva york", "estados unidos",
+    "españa", "espana", "perú", "bogotá", "medellín", "medellin", "cali", "quito", "caracas",
+    "montevideo", "asunción", "asuncion", "la paz", "san josé", "panamá", "panama",
+    "guatemala", "el salvador", "honduras", "nicaragua", "costa rica", "ecuador", "uruguay",
+    "paraguay", "venezuela", "bolivia", "puebla", "querétaro", "queretaro", "jalisco",
+    "nuevo león", "nuevo leon", "yucatán", "yucatan", "sevilla", "valencia", "bilbao",
+    "málaga", "malaga", "zaragoza", "cataluña", "andalucía", "andalucia", "europa",
+    "latinoamérica", "latinoamerica", "américa latina", "norteamérica", "centroamérica",
+    "sudamérica", "alemania", "francia", "italia", "reino unido", "japón", "canadá",
+    "brasil", "chile", "colombia", "argentina",
+)  # fmt: skip
+_ALL_PLACES = sorted(
+    {*US_STATES, *COUNTRIES, *CITIES, *REGIONS, *SPANISH_PLACES}, key=lambda p: (-len(p), p)
+)
 _STATE_ABBRS = sorted(set(US_STATES.values()))
 # Capitalised words after "in" that are not places.
 _NOT_PLACES = {
@@ -91,14 +106,16 @@ _NOT_PLACES = {
 
 _PLACE_ALT = "|".join(re.escape(p) for p in _ALL_PLACES)
 _ABBR_ALT = "|".join(_STATE_ABBRS)
-_CAP_WORD = r"(?:[A-Z][a-z][a-zA-Z.'-]*)"
+_CAP_WORD = r"(?:[A-ZÁÉÍÓÚÑ][a-záéíóúñ][a-zA-ZáéíóúñÁÉÍÓÚÑ.'-]*)"
 _PREP = (
     r"(?:based\s+(?:in|out\s+of)|located\s+(?:in|near)|headquartered\s+in|"
     r"(?:somewhere\s+)?in(?:\s+or\s+(?:near|around))?|near|nearby|around|close\s+to|"
-    r"out\s+of|within|across|throughout|anywhere\s+in|serving|on)"
+    r"out\s+of|within|across|throughout|anywhere\s+in|serving|on|"
+    # Spanish: "en", "cerca de", "con sede en", "ubicadas en", "alrededor de"
+    r"en|cerca\s+de|con\s+sede\s+en|ubicad[oa]s?\s+en|alrededor\s+de|por\s+la\s+zona\s+de)"
 )
 _KNOWN = re.compile(
-    rf"\b(?P<prep>{_PREP})\s+(?:the\s+(?=(?:{_PLACE_ALT})\s+area\b))?"
+    rf"\b(?P<prep>{_PREP})\s+(?:the\s+(?=(?:{_PLACE_ALT})\s+area\b)|(?:la|el)\s+(?=[A-ZÁÉÍÓÚ]))?"
     rf"(?P<place>(?:{_PLACE_ALT}))"
     rf"(?P<tail>(?:,?\s+(?-i:{_ABBR_ALT})\b)|(?:,\s*(?:{_PLACE_ALT}))\b)?"
     rf"(?:\s+area)?(?![\w-])",
@@ -140,13 +157,23 @@ _LEADING = re.compile(
     r"(?:which|what) (?:companies|firms|vendors|suppliers|manufacturers|businesses|shops|"
     r"makers|providers|contractors|agencies|distributors)(?: (?:do|does|can|could|make|"
     r"sell|supply|offer|provide|produce|manufacture|are there|that))?|"
-    r"a|an|the"
+    r"a|an|the|"
+    # Spanish
+    r"hola|buenas|por favor|oye|"
+    r"(?:me )?(?:puedes|podr[ií]as|pod[eé]s)(?: (?:recomendarme|recomendar|buscarme|buscar|"
+    r"encontrarme|encontrar|darme|pasarme|sugerirme|decirme))?|"
+    r"recomi[eé]ndame|recomi[eé]ndanos|sugi[eé]reme|b[uú]scame|encu[eé]ntrame|"
+    r"(?:estoy|estamos) buscando|busco|buscamos|buscar|busca|necesito|necesitamos|"
+    r"quiero|queremos|quisiera|me gustar[ií]a(?: encontrar| conocer)?|"
+    r"dame|mu[eé]strame|(?:una )?lista de|conoces|sabes de|"
+    r"(?:qu[eé]|cu[aá]les|cu[aá]l) (?:son )?(?:las |los )?(?:mejores )?|"
+    r"qui[eé]n(?:es)?|hay|alg[uú]n[oa]?s?|unos|unas|un|una|el|la|los|las"
     r")\b[\s,:]*",
     re.I,
 )
 _TRAILING = re.compile(
     r"(?:[\s,;:-]*(?:please|pls|thanks|thank you|for me|for us|any ideas|any suggestions|"
-    r"if possible|asap|thx|[?!.]+))+$",
+    r"if possible|asap|thx|por favor|gracias|[?!.]+))+$",
     re.I,
 )
 
@@ -162,7 +189,11 @@ def _title(place: str) -> str:
     words = [w for w in lowered.split() if w != "the"] or lowered.split()
     fixed = {"usa": "USA", "us": "US", "uk": "UK", "eu": "EU", "uae": "UAE", "nyc": "NYC"}
     fixed |= {"la": "LA", "socal": "SoCal", "norcal": "NorCal", "dc": "DC"}
-    return " ".join(fixed.get(w, w[:1].upper() + w[1:]) for w in words)
+    # Spanish joins stay lower case: "Ciudad de México", "Nuevo León".
+    joins = {"de", "del", "la", "las", "los", "y"}
+    return " ".join(
+        w if i and w in joins else fixed.get(w, w[:1].upper() + w[1:]) for i, w in enumerate(words)
+    )
 
 
 def find_location(text: str) -> tuple[str, tuple[int, int]] | None:
@@ -216,7 +247,7 @@ def location_aliases(location: str) -> list[str]:
 
 def strip_request(text: str) -> str:
     """Remove how the request was put, keeping what it asks for."""
-    out = " ".join(text.split())
+    out = " ".join(text.split()).lstrip("¿¡ ")
     for _ in range(8):
         stripped = _LEADING.sub("", out, count=1).strip()
         stripped = _TRAILING.sub("", stripped).strip()

@@ -13,12 +13,16 @@ RULE_CONFIDENCE = 0.98
 
 # A message that is only a greeting, a thanks or an acknowledgement.
 _SMALL_TALK = re.compile(
-    r"^\W*(?:(?:(?:hi|hello|hey|yo|hiya|howdy|good (?:morning|afternoon|evening|night))"
+    r"^[\W¿¡]*(?:(?:(?:hi|hello|hey|yo|hiya|howdy|good (?:morning|afternoon|evening|night))"
     r"(?: there)?|thanks?(?: you)?(?: (?:so|very) much)?(?: again)?|thx|ty|cheers|bye|"
     r"goodbye|see you|ok(?:ay)?|cool|great|nice|awesome|perfect|got it|sure|yes|no|yep|"
     r"nope|lol|haha|hmm+|what'?s up|sup|how are you(?: doing)?(?: today)?|who are you|"
     r"what can you do|that'?s (?:very |really |so )?(?:helpful|great|perfect|useful)|"
-    r"that helps|much appreciated|good job|well done)\b[\s,!.?]*)+$",
+    r"that helps|much appreciated|good job|well done|"
+    # Spanish
+    r"hola|buen[oa]s(?: d[ií]as| tardes| noches)?|(?:muchas )?gracias|adi[oó]s|hasta luego|"
+    r"vale|perfecto|genial|de acuerdo|entendido|qu[eé] tal|c[oó]mo est[aá]s|"
+    r"qui[eé]n eres|qu[eé] puedes hacer)\b[\s,!.?¡¿]*)+$",
     re.I,
 )
 # Creative writing and translation are chat whatever they are about

@@ -22,7 +22,7 @@ def main() -> int:
     took = time.perf_counter() - started
     size = linear.MODEL_PATH.stat().st_size
     sys.stderr.write(
-        f"trained on {len(examples)} examples in {took:.1f}s: {len(model.weights)} features, "
+        f"trained on {len(examples)} examples in {took:.1f}s: {len(model.idf)} features, "
         f"{linear.MODEL_PATH.name} {size / 1024:.0f} kB\n"
     )
     return 0

@@ -107,16 +107,22 @@ def test_eval_report(tmp_path: Path, offline: Settings, capsys: pytest.CaptureFi
         json.dumps({"text": "what is a supplier contract", "intent": "chat"}),
         json.dumps({"text": "latest news about lithium battery suppliers", "intent": "both"}),
         json.dumps({"text": "explain the latest version of the TCP spec", "intent": "chat"}),
+        json.dumps({"text": "busco talleres de torno en Jalisco", "intent": "company_search"}),
     )
     assert cli.run(_args("--eval", str(labelled), "--misses"), offline) == 0
     out = capsys.readouterr().out
-    assert "accuracy     100.0% (4/4), classifier light" in out
-    assert "baseline     25.0% (1/4), the keyword list" in out
+    assert "accuracy        100.0% (5/5), classifier light" in out
+    assert "baseline        20.0% (1/5), the keyword list" in out
+    # Per class (recall) and per language, the language guessed where not labelled.
+    assert "per class       both 100.0% (1/1), chat 100.0% (2/2), company_search 100.0% (2/2)" in (
+        out
+    )
+    assert "per lang        en 100.0% (4/4), es 100.0% (1/1)" in out
     assert "p50 " in out and "p99 " in out
     assert "confusion (rows = expected, columns = predicted)" in out
     matrix = {line.split()[0]: line.split()[1:] for line in out.splitlines()[-4:]}
     assert matrix == {
-        "company_search": ["1", "0", "0", "0"],
+        "company_search": ["2", "0", "0", "0"],
         "web_search": ["0", "0", "0", "0"],
         "both": ["0", "0", "1", "0"],
         "chat": ["0", "0", "0", "2"],
