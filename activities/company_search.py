@@ -110,7 +110,8 @@ class PostgresCompanySearch:
 
     async def _vectors_available(self) -> bool:
         if self._has_vectors is None:
-            self._has_vectors = await has_column(self._engine, "companies", "embedding")
+            # Added with `embedding` (0003): present wherever pgvector is.
+            self._has_vectors = await has_column(self._engine, "companies", "embedding_model")
         return self._has_vectors
 
     async def search(self, req: SearchCompaniesInput) -> CompanyResults:
@@ -149,13 +150,14 @@ class PostgresCompanySearch:
             use_vectors = self._embedder is not None and await self._vectors_available()
             if use_vectors and self._embedder is not None:
                 [vector] = await self._embedder.embed([req.query])
+                # Only this embedder's vectors compare with the query's.
                 hits = await conn.execute(
                     text(
                         "SELECT *, 1 - (embedding <=> CAST(:v AS vector)) AS rank FROM companies "
-                        f"WHERE embedding IS NOT NULL{where} "
+                        f"WHERE embedding_model = :model{where} "
                         "ORDER BY embedding <=> CAST(:v AS vector) LIMIT :n"
                     ),
-                    {**params, "v": vector_literal(vector)},
+                    {**params, "v": vector_literal(vector), "model": self._embedder.name},
                 )
                 semantic = [dict(r) for r in hits.mappings()]
                 ranked.append([r["id"] for r in semantic])
@@ -173,12 +175,14 @@ class PostgresCompanySearch:
             )
             for cid in best
         ]
-        mode = "hybrid (full-text + vector)" if use_vectors else "full-text only (no embeddings)"
+        embedder = self._embedder.name if use_vectors and self._embedder is not None else None
+        mode = f"hybrid (full-text + {embedder})" if embedder else "full-text only (no embeddings)"
         return CompanyResults(
             companies=companies,
             source="postgres",
             sample=any(c.sample for c in companies),
             mode=mode,
+            embedder=embedder,
         )
 
 

@@ -112,25 +112,35 @@ class MemoryActivities:
 
     async def _vectors_available(self) -> bool:
         if self._vectors is None:
-            self._vectors = await has_column(self._engine, "messages", "embedding")
+            # Added with `embedding` (0003): present wherever pgvector is.
+            self._vectors = await has_column(self._engine, "messages", "embedding_model")
         return self._vectors
 
     @activity.defn
     async def retrieve_context(self, req: RetrieveInput) -> Retrieved:
         """The session's older messages most similar to the new one, above the threshold."""
-        top_k, threshold = self._settings.retrieval_top_k, self._settings.retrieval_threshold
+        top_k = self._settings.retrieval_top_k
         if self._embedder is None or top_k == 0 or not await self._vectors_available():
             return Retrieved(available=False)
+        threshold = self._settings.retrieval_threshold
+        if threshold is None:
+            threshold = self._embedder.relevance_threshold
         bind(session_id=req.session_id)
-        bounds = {"s": req.session_id, "recent": max(req.exclude_recent, 0)}
+        bounds = {
+            "s": req.session_id,
+            "recent": max(req.exclude_recent, 0),
+            "model": self._embedder.name,
+        }
         async with self._engine.connect() as conn:
             # Messages are embedded here, once they leave the recent window: one request
             # for the query and the newly retrievable messages, none for short sessions.
+            # A message another embedder embedded is embedded again by this one.
             pending = (
                 await conn.execute(
                     text(
                         f"SELECT id, content FROM messages WHERE session_id = :s "
-                        f"AND embedding IS NULL AND {_OLDER_THAN_RECENT} ORDER BY seq LIMIT :n"
+                        f"AND embedding_model IS DISTINCT FROM :model AND {_OLDER_THAN_RECENT} "
+                        "ORDER BY seq LIMIT :n"
                     ),
                     {**bounds, "n": EMBED_BATCH},
                 )
@@ -140,15 +150,18 @@ class MemoryActivities:
             )
             for row, row_vector in zip(pending, embedded, strict=True):
                 await conn.execute(
-                    text("UPDATE messages SET embedding = CAST(:v AS vector) WHERE id = :id"),
-                    {"v": vector_literal(row_vector), "id": row.id},
+                    text(
+                        "UPDATE messages SET embedding = CAST(:v AS vector), "
+                        "embedding_model = :model WHERE id = :id"
+                    ),
+                    {"v": vector_literal(row_vector), "id": row.id, "model": bounds["model"]},
                 )
             await conn.commit()
             rows = (
                 await conn.execute(
                     text(
                         "SELECT role, content, 1 - (embedding <=> CAST(:v AS vector)) AS sim "
-                        "FROM messages WHERE session_id = :s AND embedding IS NOT NULL "
+                        "FROM messages WHERE session_id = :s AND embedding_model = :model "
                         f"AND {_OLDER_THAN_RECENT} "
                         "ORDER BY embedding <=> CAST(:v AS vector) LIMIT :k"
                     ),
@@ -159,4 +172,5 @@ class MemoryActivities:
         return Retrieved(
             snippets=[snippet(r.role, r.content) for r in hits],
             scores=[round(float(r.sim), 4) for r in hits],
+            embedder=self._embedder.name,
         )

@@ -96,5 +96,6 @@ def assemble(
         summary=bool(summary),
         tool_context=bool(tools),
         trimmed=sorted(set(trimmed)),
+        embedder=parts.retrieval_embedder,
     )
     return messages, report

@@ -21,7 +21,13 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from activities.embeddings import BATCH, Embedder, build_embedder, vector_literal
+from activities.embeddings import (
+    BATCH,
+    Embedder,
+    EmbedderUnavailable,
+    build_embedder,
+    vector_literal,
+)
 from activities.llm import build_openai_client
 from shared.config import Settings
 from shared.db.engine import engine_from_settings
@@ -62,11 +68,23 @@ class ImportReport:
     imported: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
     embedded: bool = False
+    embedder: str | None = None
+    no_vectors: bool = False  # the database has no pgvector: nothing to store vectors in
+    reembedded: int = 0  # earlier rows without a vector of this embedder, embedded now
 
     def summary(self) -> str:
         lines = [f"imported {self.imported} companies"]
-        if not self.embedded:
-            lines.append("no embeddings configured (OPENAI_API_KEY): search uses full-text only")
+        if self.embedded:
+            lines.append(f"embedded with {self.embedder}: search by meaning and full text")
+            if self.reembedded:
+                lines.append(f"embedded {self.reembedded} earlier companies with it too")
+        elif self.no_vectors:
+            lines.append("this Postgres has no pgvector: search uses full-text only")
+        else:
+            lines.append(
+                "no embedder (EMBEDDER=none, or auto without the embed extra or "
+                "OPENAI_API_KEY): search uses full-text only"
+            )
         if self.rejected:
             lines.append(f"rejected {len(self.rejected)} rows:")
             lines += [f"  line {n}: {reason}" for n, reason in self.rejected]
@@ -133,8 +151,10 @@ async def import_companies(
 ) -> ImportReport:
     report = ImportReport()
     records = read_companies(path, report)
-    embed = embedder is not None and await has_column(engine, "companies", "embedding")
-    report.embedded = embed
+    vectors_stored = await has_column(engine, "companies", "embedding_model")
+    embed = embedder is not None and vectors_stored
+    report.embedded, report.no_vectors = embed, not vectors_stored
+    report.embedder = embedder.name if embed and embedder is not None else None
     for start in range(0, len(records), BATCH):
         batch = records[start : start + BATCH]
         vectors = await embedder.embed([r.document() for r in batch]) if embed and embedder else []
@@ -143,10 +163,15 @@ async def import_companies(
             for record, vector in zip(batch, vectors, strict=False):
                 await conn.execute(
                     text(
-                        "UPDATE companies SET embedding = CAST(:v AS vector) "
-                        "WHERE name = :name AND location = :location"
+                        "UPDATE companies SET embedding = CAST(:v AS vector), "
+                        "embedding_model = :model WHERE name = :name AND location = :location"
                     ),
-                    {"v": vector_literal(vector), "name": record.name, "location": record.location},
+                    {
+                        "v": vector_literal(vector),
+                        "model": report.embedder,
+                        "name": record.name,
+                        "location": record.location,
+                    },
                 )
         report.imported += len(batch)
         if progress is not None:
@@ -156,7 +181,52 @@ async def import_companies(
             progress.flush()
     if progress is not None and records:
         progress.write("\n")
+    if embed:
+        report.reembedded = await embed_missing(engine, embedder)
     return report
+
+
+_TEXT_COLUMNS = ("name", "description", "industry", "location", "contact", "capabilities")
+
+
+async def embed_missing(engine: AsyncEngine, embedder: Embedder | None) -> int:
+    """Embed the companies this embedder has no vector for (imported without one, or by
+    another embedder): after a switch of EMBEDDER, search by meaning covers them again."""
+    if embedder is None or not await has_column(engine, "companies", "embedding_model"):
+        return 0
+    done = 0
+    while True:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT id, name, description, industry, location, contact, "
+                        "capabilities FROM companies WHERE embedding_model IS DISTINCT FROM :m "
+                        "ORDER BY id LIMIT :n"
+                    ),
+                    {"m": embedder.name, "n": BATCH},
+                )
+            ).all()
+        if not rows:
+            return done
+        # As stored, unvalidated: only their text is embedded.
+        records = [
+            CompanyRecord.model_construct(None, **{k: r._mapping[k] or "" for k in _TEXT_COLUMNS})
+            for r in rows
+        ]
+        vectors = await embedder.embed([r.document() for r in records])
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE companies SET embedding = CAST(:v AS vector), embedding_model = :m "
+                    "WHERE id = :id"
+                ),
+                [
+                    {"v": vector_literal(v), "m": embedder.name, "id": r.id}
+                    for r, v in zip(rows, vectors, strict=True)
+                ],
+            )
+        done += len(rows)
 
 
 async def load_sample_if_empty(engine: AsyncEngine, embedder: Embedder | None) -> int:
@@ -227,6 +297,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             await client.close()
             await engine.dispose()
 
-    report = asyncio.run(main())
+    try:
+        report = asyncio.run(main())
+    except EmbedderUnavailable as err:
+        sys.stderr.write(f"error: {err}\n")
+        return 2
     sys.stdout.write(report.summary() + "\n")
     return 1 if report.rejected and not report.imported else 0

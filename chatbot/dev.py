@@ -20,7 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
-from chatbot.companies import load_sample_if_empty
+from activities.embeddings import EmbedderUnavailable, build_embedder
+from chatbot.companies import embed_missing, load_sample_if_empty
 from chatbot.embedded import llm, redis, temporal
 from chatbot.embedded.postgres import EmbeddedPostgres
 from chatbot.embedded.process import EmbeddedError, ManagedProcess, http_ok, port_open
@@ -171,7 +172,15 @@ class DevStack:
             engine = create_engine(url, pool_size=1, max_overflow=0)
             try:
                 await upgrade(engine)
-                return await load_sample_if_empty(engine, embedder=None)
+                # The local embedder (when installed) embeds the sample, and rows an
+                # earlier run left without its vectors, so search by meaning works at once.
+                try:
+                    embedder = build_embedder(None, self.settings)
+                except EmbedderUnavailable as err:
+                    raise EmbeddedError(str(err)) from None
+                loaded = await load_sample_if_empty(engine, embedder=embedder)
+                await embed_missing(engine, embedder)
+                return loaded
             finally:
                 await engine.dispose()
 

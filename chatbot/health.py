@@ -16,6 +16,7 @@ import httpx
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
+from activities.embeddings import embedder_name
 from chatbot.resources import Resources
 from shared.db.migrate import current_revision, head_revision
 
@@ -110,5 +111,14 @@ async def check_dependencies(res: Resources) -> HealthReport:
         deps["llm"] = DependencyState(
             status="not_configured", detail="set OPENAI_API_KEY or OPENAI_BASE_URL"
         )
+    embedder = embedder_name(res.settings)
+    deps["embeddings"] = (
+        DependencyState(status="ok", detail=embedder)
+        if embedder
+        else DependencyState(
+            status="not_configured",
+            detail="search by full text only; install the embed extra or set OPENAI_API_KEY",
+        )
+    )
     healthy = all(d.status != "down" for d in deps.values())
     return HealthReport(status="ok" if healthy else "degraded", dependencies=deps)

@@ -139,6 +139,10 @@ class Settings(BaseSettings):
     openai_chat_model: str = Field("gpt-4o-mini", min_length=1)
     openai_search_model: str = Field("gpt-4o-search-preview", min_length=1)
     openai_embedding_model: str = Field("text-embedding-3-small", min_length=1)
+    # What vector search and memory embed with: `auto` = the local MiniLM (the `embed`
+    # extra, offline) when installed, else OPENAI_EMBEDDING_MODEL with a key, else none
+    # (full-text search only, and no recall of older messages by meaning).
+    embedder: Literal["auto", "local", "openai", "none"] = "auto"
     openai_timeout_seconds: float = Field(60.0, gt=0)
     # With a real model configured, a low-confidence intent is decided by one
     # structured-output call; off keeps routing offline (rules + classifier).
@@ -154,7 +158,8 @@ class Settings(BaseSettings):
     # older messages of the session by similarity (pgvector cosine).
     context_recent_turns: int = Field(10, ge=1, le=100)
     context_max_tokens: int = Field(6000, ge=512, le=1_000_000)
-    retrieval_threshold: float = Field(0.7, ge=0, le=1)
+    # Unset: the embedder's own (local MiniLM 0.3, OpenAI 0.7), as each has its own scale.
+    retrieval_threshold: float | None = Field(None, ge=0, le=1)
     retrieval_top_k: int = Field(3, ge=0, le=20)
     summary_max_chars: int = Field(4000, ge=200, le=100_000)
     # A session's workflow continues as new after this many turns (or sooner when the

@@ -143,6 +143,7 @@ class PromptParts(BaseModel):
     recent: list[ChatMessage] = Field(default_factory=list)
     tool_context: str = ""
     user: str
+    retrieval_embedder: str | None = None  # reported, not sent to the model
 
 
 class ContextReport(BaseModel):
@@ -154,6 +155,9 @@ class ContextReport(BaseModel):
     summary: bool = False
     tool_context: bool = False
     trimmed: list[str] = Field(default_factory=list)
+    # The embedder that retrieved earlier messages this turn; None when none ran (a short
+    # session, no embedder: then recall is the summary and the recent turns only).
+    embedder: str | None = None
 
 
 class GenerateReplyInput(BaseModel):
@@ -186,6 +190,7 @@ class Retrieved(BaseModel):
     snippets: list[str] = Field(default_factory=list)
     scores: list[float] = Field(default_factory=list)
     available: bool = True
+    embedder: str | None = None  # which embedder compared them
 
 
 class TokenUsage(BaseModel):

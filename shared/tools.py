@@ -39,6 +39,7 @@ class CompanyResults(BaseModel):
     source: Literal["databricks", "postgres"] = "postgres"
     sample: bool = False  # some of the companies are sample data (each says which)
     mode: str = ""  # how it searched, e.g. "hybrid", "full-text only (no embeddings)"
+    embedder: str | None = None  # whose vectors the "by meaning" half compared
     unavailable: bool = False
     message: str = ""
 

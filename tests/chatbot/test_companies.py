@@ -12,8 +12,8 @@ from openai import AsyncOpenAI
 from sqlalchemy import text
 
 from activities.company_search import PostgresCompanySearch
-from activities.embeddings import OpenAIEmbedder
-from chatbot.companies import IMPORT_FORMAT, SAMPLE_FILE, import_companies
+from activities.embeddings import LocalEmbedder, OpenAIEmbedder
+from chatbot.companies import IMPORT_FORMAT, SAMPLE_FILE, embed_missing, import_companies
 from loadtest.fakes import FakeOpenAIServer
 from shared.db import migrate
 from shared.db.engine import create_engine
@@ -146,8 +146,44 @@ async def test_hybrid_search_embeds_on_import_and_fuses_vector_hits(
             assert missing.scalar_one() == 0
         search = PostgresCompanySearch(engine, embedder)
         found = await search.search(SearchCompaniesInput(query="cheese and dairy wholesale"))
-        assert found.mode == "hybrid (full-text + vector)"
+        assert found.mode == "hybrid (full-text + openai:text-embedding-3-small)"
+        assert found.embedder == "openai:text-embedding-3-small"
         assert found.companies[0].name == "Badger State Cheese Supply"
+    finally:
+        await client.close()
+        await engine.dispose()
+
+
+async def test_local_embedder_finds_by_meaning_and_takes_over_other_vectors(
+    vector_database_url: str, fake_llm: FakeOpenAIServer
+) -> None:
+    """The default embedder where the embed extra is installed: no embeddings API at all.
+    Rows embedded by another embedder are never compared with its vectors, and are
+    embedded again by it (`embed_missing`, run by `chatbot dev` and every import)."""
+    engine = create_engine(vector_database_url, pool_size=2, max_overflow=0)
+    client = AsyncOpenAI(base_url=fake_llm.url, api_key="test-key", max_retries=0)
+    try:
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM companies"))
+        openai_embedder = OpenAIEmbedder(client, "text-embedding-3-small")
+        await import_companies(engine, SAMPLE_FILE, embedder=openai_embedder, source="sample")
+        local = LocalEmbedder()
+        search = PostgresCompanySearch(engine, local)
+        # Only OpenAI's vectors are stored: the local search compares none of them.
+        before = await search.search(SearchCompaniesInput(query="keep our servers off-site"))
+        assert "Alamo Data Center Services" not in [c.name for c in before.companies]
+        assert await embed_missing(engine, local) == 30
+        assert await embed_missing(engine, local) == 0  # nothing left to do
+        found = await search.search(
+            SearchCompaniesInput(query="somewhere to keep our servers off-site")
+        )
+        assert found.embedder == local.name and local.name in found.mode
+        # No word in common with "Colocation, managed hosting and disaster recovery".
+        assert found.companies[0].name == "Alamo Data Center Services"
+        async with engine.connect() as conn:
+            models = await conn.execute(text("SELECT DISTINCT embedding_model FROM companies"))
+            assert models.scalars().all() == [local.name]
     finally:
         await client.close()
         await engine.dispose()

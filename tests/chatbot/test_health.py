@@ -39,8 +39,20 @@ async def test_health_and_ready_report_each_dependency(
         }
         assert deps["redis"]["status"] == "ok"
         assert deps["llm"]["status"] == "not_configured"
+        # Issue 16: which embedder search and memory use, said plainly.
+        assert deps["embeddings"] == {"status": "ok", "detail": "local:all-MiniLM-L6-v2-int8"}
         assert health["status"] == "ok"
         assert (await client.get("/ready")).status_code == 200
+    off = load_settings(
+        temporal_address=temporal_address,
+        database_url=migrated_database_url,
+        redis_url=redis_url,
+        embedder="none",
+    )
+    async for client in _client(create_app(off)):
+        deps = (await client.get("/health")).json()["dependencies"]
+        assert deps["embeddings"]["status"] == "not_configured"
+        assert "full text only" in deps["embeddings"]["detail"]
 
 
 async def test_a_down_dependency_is_named_and_ready_fails(

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.worker import Worker
 
+from activities.embeddings import LocalEmbedder
 from activities.memory import MemoryActivities
 from activities.prompt import assemble
 from loadtest.fakes import FakeOpenAIServer
@@ -431,3 +432,34 @@ async def test_messages_are_embedded_when_they_leave_the_recent_window(
     finally:
         await engine.dispose()
     assert [r.embedded for r in rows] == [True, True] + [False] * 6
+
+
+@pytest.mark.embedder("local")
+async def test_the_local_embedder_recalls_an_early_fact_offline(
+    settings: Settings, worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
+) -> None:
+    """Issue 16: with the embed extra (the default install), recall by meaning needs no
+    embeddings API; the reply's context names the embedder, and its own threshold (no
+    RETRIEVAL_THRESHOLD set) keeps the unrelated turns out."""
+    settings.context_recent_turns = 4
+    assert settings.retrieval_threshold is None
+    sid = f"local-{uuid.uuid4().hex[:6]}"
+    for n in range(1, 13):
+        said = (
+            "Remember this: my project codename is BLUEHERON."
+            if n == 2
+            else f"filler note {n} about lunch plans and weather"
+        )
+        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": said})
+        assert resp.status_code == 200, resp.text
+    question = "What is my project codename?"
+    resp = await alice.post(f"/sessions/{sid}/messages", json={"text": question})
+    assert resp.status_code == 200, resp.text
+    context = resp.json()["context"]
+    assert context["embedder"] == LocalEmbedder.name
+    assert context["retrieved"] >= 1, context
+    system = _prompt_for(llm, question)[0]["content"]
+    recalled = system.split("Relevant earlier context from this conversation:")[1]
+    assert "BLUEHERON" in recalled.split("\n\n")[0]
+    assert "filler note" not in recalled.split("\n\n")[0]
+    assert [r for r in llm.requests if r["endpoint"] == "embeddings"] == []
