@@ -200,7 +200,7 @@ class DevStack:
 
     def write_env_file(self) -> None:
         """Where this stack's pieces are, for other `chatbot` commands in this directory
-        (shared.config.DEV_ENV_FILE); readable by this user only, as it may hold URLs."""
+        (shared.config.running_dev_env_file); readable by this user only, as it may hold URLs."""
         s = self.settings
         where = {
             **self.env,

@@ -7,6 +7,8 @@ and what it expects; the rejected value is echoed only for non-secret variables.
 
 from __future__ import annotations
 
+import fcntl
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,8 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEV_ENV_FILE = ".chatbot/dev.env"
-ENV_FILES = (DEV_ENV_FILE, ".env", ".env.cloud")
+CONFIG_FILES = (".env", ".env.cloud")
 PLACEHOLDER_SECRETS = frozenset({"changeme", "changethis", "secret", "your-secret-here", "xxx"})
 
 
@@ -88,10 +89,10 @@ class Settings(BaseSettings):
     """All configuration. Field `foo_bar` is read from variable `FOO_BAR`."""
 
     model_config = SettingsConfigDict(
-        # Later files win, the environment over all. DEV_ENV_FILE is what a running
-        # `chatbot dev` here started (its Postgres, Redis, Temporal, model), so
-        # `chatbot ops`, `companies import` and `route` find that stack by themselves.
-        env_file=ENV_FILES,
+        # Later files win, the environment over all. load_settings() adds, first, the
+        # dev.env of a `chatbot dev` running here (its Postgres, Redis, Temporal, model),
+        # so `chatbot ops`, `companies import` and `route` find that stack by themselves.
+        env_file=CONFIG_FILES,
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
@@ -281,8 +282,31 @@ def _format_error(err: ValidationError) -> str:
     return "invalid configuration:\n" + "\n".join(lines)
 
 
+def running_dev_env_file() -> Path | None:
+    """The dev.env of a `chatbot dev` running from here (CHATBOT_HOME, else ./.chatbot),
+    or None. Running means its dev.lock is held: a dev killed with SIGKILL leaves its
+    dev.env behind, and a stack that is gone is no configuration."""
+    home = Path(os.environ.get("CHATBOT_HOME") or ".chatbot")
+    env_file, lock = home / "dev.env", home / "dev.lock"
+    if not env_file.is_file():
+        return None
+    try:
+        with lock.open("rb") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)  # granted: nobody holds it
+    except BlockingIOError:
+        return env_file
+    except OSError:  # no lock file, or one we cannot read
+        return None
+    return None
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment (and overrides), raising ConfigError on bad values."""
+    """Build settings from the environment (and overrides), raising ConfigError on bad values.
+    The files read: a running `chatbot dev`'s dev.env (the stack it started), then .env,
+    then .env.cloud; the environment wins over all."""
+    if "_env_file" not in overrides:
+        running = running_dev_env_file()
+        overrides["_env_file"] = ((running,) if running else ()) + CONFIG_FILES
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as err:
@@ -292,7 +316,7 @@ def load_settings(**overrides: object) -> Settings:
 def load_settings_without_dev_stack() -> Settings:
     """Settings without what a running `chatbot dev` wrote: for that command itself, which
     must not take a stale file's stack (a SIGKILLed dev leaves one) for a configured one."""
-    return load_settings(_env_file=tuple(f for f in ENV_FILES if f != DEV_ENV_FILE))
+    return load_settings(_env_file=CONFIG_FILES)
 
 
 @lru_cache(maxsize=1)

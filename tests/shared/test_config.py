@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import fcntl
 from pathlib import Path
 
 import pytest
 
-from shared.config import ConfigError, Settings, load_settings
+from shared.config import ConfigError, Settings, load_settings, load_settings_without_dev_stack
 
 ENV_VARS = [
     "TEMPORAL_CLOUD_NAMESPACE",
@@ -142,3 +143,22 @@ def test_example_file_documents_every_variable() -> None:
     for line in text.splitlines():
         if line and not line.startswith("#"):
             assert "sk-" not in line, "no real-looking secrets in the example"
+
+
+def test_a_running_dev_stack_is_found_and_a_dead_one_ignored(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 16: other commands find `chatbot dev`'s stack through its dev.env, in
+    CHATBOT_HOME when set, but only while that dev runs (holds dev.lock): a SIGKILLed dev
+    leaves the file, and its dead URLs are no configuration."""
+    home = tmp_path / "elsewhere"
+    home.mkdir()
+    (home / "dev.env").write_text("OPENAI_CHAT_MODEL=from-dev-env\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHATBOT_HOME", str(home))
+    assert load_settings().openai_chat_model == "gpt-4o-mini"  # no lock file: not running
+    with (home / "dev.lock").open("a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running dev holds
+        assert load_settings().openai_chat_model == "from-dev-env"
+        assert load_settings_without_dev_stack().openai_chat_model == "gpt-4o-mini"
+    assert load_settings().openai_chat_model == "gpt-4o-mini"  # released: a dead stack
