@@ -150,12 +150,18 @@ class PostgresCompanySearch:
             use_vectors = self._embedder is not None and await self._vectors_available()
             if use_vectors and self._embedder is not None:
                 [vector] = await self._embedder.embed([req.query])
-                # Only this embedder's vectors compare with the query's.
+                # Only this embedder's vectors compare with the query's. With a location
+                # filter the search is exact over the rows in that place: the HNSW index
+                # filters after taking its ~40 nearest, which may all be elsewhere.
+                nearest = "ORDER BY embedding <=> CAST(:v AS vector) LIMIT :n"
+                score = "*, 1 - (embedding <=> CAST(:v AS vector)) AS rank"
+                mine = f"SELECT * FROM companies WHERE embedding_model = :model{where}"
                 hits = await conn.execute(
                     text(
-                        "SELECT *, 1 - (embedding <=> CAST(:v AS vector)) AS rank FROM companies "
-                        f"WHERE embedding_model = :model{where} "
-                        "ORDER BY embedding <=> CAST(:v AS vector) LIMIT :n"
+                        f"WITH c AS MATERIALIZED ({mine}) SELECT {score} FROM c {nearest}"
+                        if where
+                        else f"SELECT {score} FROM companies WHERE embedding_model = :model "
+                        f"{nearest}"
                     ),
                     {**params, "v": vector_literal(vector), "model": self._embedder.name},
                 )

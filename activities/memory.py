@@ -157,13 +157,20 @@ class MemoryActivities:
                     {"v": vector_literal(row_vector), "id": row.id, "model": bounds["model"]},
                 )
             await conn.commit()
+            # Exact nearest neighbours among this session's messages: an approximate
+            # (HNSW) scan over every session's vectors filters *after* taking its ~40
+            # candidates, and on a busy database those can all be other sessions' (the
+            # loaded-machine miss of issue 16). The CTE is materialised, so no vector
+            # index can serve the ORDER BY; a session's rows come by its (session, seq)
+            # index, and a few thousand distances cost about a millisecond.
             rows = (
                 await conn.execute(
                     text(
-                        "SELECT role, content, 1 - (embedding <=> CAST(:v AS vector)) AS sim "
+                        "WITH mine AS MATERIALIZED (SELECT role, content, embedding "
                         "FROM messages WHERE session_id = :s AND embedding_model = :model "
-                        f"AND {_OLDER_THAN_RECENT} "
-                        "ORDER BY embedding <=> CAST(:v AS vector) LIMIT :k"
+                        f"AND {_OLDER_THAN_RECENT}) "
+                        "SELECT role, content, 1 - (embedding <=> CAST(:v AS vector)) AS sim "
+                        "FROM mine ORDER BY embedding <=> CAST(:v AS vector) LIMIT :k"
                     ),
                     {**bounds, "v": vector_literal(vector), "k": top_k},
                 )

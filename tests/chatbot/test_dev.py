@@ -18,6 +18,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from activities.embeddings import LocalEmbedder
 from chatbot.embedded.llm import DEFAULT_MODEL
 from chatbot.embedded.process import port_open
 from shared.models import workflow_id
@@ -123,9 +124,12 @@ async def test_dev_starts_everything_answers_and_stops_cleanly(
             "postgres": "ok",
             "redis": "ok",
             "llm": "ok",
+            "embeddings": "ok",
         }
         # The model actually served, not the OpenAI default the local server aliases.
         assert str(deps["llm"]["detail"]).endswith(f" model {DEFAULT_MODEL}"), deps["llm"]
+        # And the local embedder: the sample companies are searchable by meaning at once.
+        assert deps["embeddings"]["detail"] == LocalEmbedder.name
         output = dev.text()
         for url in ("/docs", "Temporal UI", f":{dev_env['API_PORT']}"):
             assert url in output

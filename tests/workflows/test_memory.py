@@ -15,14 +15,14 @@ from sqlalchemy import text
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.embeddings import LocalEmbedder
+from activities.embeddings import LocalEmbedder, vector_literal
 from activities.memory import MemoryActivities
 from activities.prompt import assemble
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
 from shared.db import migrate
 from shared.db.engine import create_engine, engine_from_settings
-from shared.models import ChatMessage, PromptParts, SummarizeInput, workflow_id
+from shared.models import ChatMessage, PromptParts, RetrieveInput, SummarizeInput, workflow_id
 from tests.support import assert_eventually
 from tests.workflows.test_replay import ARTIFACTS, replayer, scheduled_activities
 from workflows.chat_session import ChatSessionWorkflow
@@ -463,3 +463,47 @@ async def test_the_local_embedder_recalls_an_early_fact_offline(
     assert "BLUEHERON" in recalled.split("\n\n")[0]
     assert "filler note" not in recalled.split("\n\n")[0]
     assert [r for r in llm.requests if r["endpoint"] == "embeddings"] == []
+
+
+async def test_retrieval_is_exact_within_the_session(
+    settings: Settings, llm: FakeOpenAIServer
+) -> None:
+    """The cause of issue 16's loaded-machine miss: an approximate (HNSW) scan takes its
+    ~40 nearest vectors and filters them afterwards (other sessions, the recent window),
+    and it is approximate besides, so when many vectors nearer to the question do not
+    qualify, the one that does is never a candidate: retrieved 0. Retrieval is exact
+    within the session. Here the 3000 nearest are in the recent window (the question asked
+    again and again), the answer older than all of them."""
+    embedder = LocalEmbedder()
+    engine = engine_from_settings(settings)
+    client = AsyncOpenAI(base_url=llm.url, api_key="test-key", max_retries=0)
+    memory = MemoryActivities(client, engine, embedder, settings)
+    sid = f"exact-{uuid.uuid4().hex[:6]}"
+    fact = "Remember this: my project codename is BLUEHERON."
+    asked = "What is my project codename? I keep forgetting it."
+    fact_vector, asked_vector = await embedder.embed([fact, asked])
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("INSERT INTO sessions (id, user_id) VALUES (:i, 'u')"), {"i": sid}
+            )
+            insert = text(
+                "INSERT INTO messages (id, turn_id, session_id, role, content, embedding, "
+                "embedding_model) VALUES (gen_random_uuid(), gen_random_uuid(), :s, 'user', "
+                ":c, CAST(:v AS vector), :m)"
+            )
+            row = {"s": sid, "m": embedder.name}
+            await conn.execute(insert, {**row, "c": fact, "v": vector_literal(fact_vector)})
+            await conn.execute(
+                insert, [{**row, "c": asked, "v": vector_literal(asked_vector)}] * 3000
+            )
+            await conn.execute(text("ANALYZE messages"))
+        found = await memory.retrieve_context(
+            RetrieveInput(session_id=sid, query="What is my project codename?", exclude_recent=3000)
+        )
+        assert found.snippets == [f"user: {fact}"], found
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM sessions WHERE id = :i"), {"i": sid})
+        await client.close()
+        await engine.dispose()

@@ -7,6 +7,10 @@ Create Date: 2026-12-03
 Vectors of two models are not comparable: with the embedder recorded beside each vector,
 search compares only vectors of the embedder in use, and memory re-embeds the others.
 Vectors stored before this revision came from OpenAI's model (the only embedder then).
+
+The HNSW index on messages goes: retrieval is an exact search within one session (an
+approximate scan over all sessions filtered afterwards can miss a session's messages
+entirely), so the index only slowed every embedding write.
 """
 
 from collections.abc import Sequence
@@ -34,6 +38,7 @@ def _has_embedding(table: str) -> bool:
 
 
 def upgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS ix_messages_embedding")
     for table in TABLES:
         if _has_embedding(table):
             op.execute(f"ALTER TABLE {table} ADD COLUMN embedding_model text")
@@ -46,3 +51,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in TABLES:
         op.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS embedding_model")
+    if _has_embedding("messages"):
+        op.execute(
+            "CREATE INDEX ix_messages_embedding ON messages "
+            "USING hnsw (embedding vector_cosine_ops)"
+        )
