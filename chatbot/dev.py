@@ -168,7 +168,7 @@ class DevStack:
         url = self.url_of("DATABASE_URL", self.settings.database_url)
         started = time.perf_counter()
 
-        async def run() -> int:
+        async def run() -> tuple[int, str | None]:
             engine = create_engine(url, pool_size=1, max_overflow=0)
             try:
                 await upgrade(engine)
@@ -180,15 +180,20 @@ class DevStack:
                     raise EmbeddedError(str(err)) from None
                 loaded = await load_sample_if_empty(engine, embedder=embedder)
                 await embed_missing(engine, embedder)
-                return loaded
+                return loaded, embedder.name if embedder else None
             finally:
                 await engine.dispose()
 
-        sample = asyncio.run(run())
+        sample, embedder_name = asyncio.run(run())
         self.timings["migrations"] = time.perf_counter() - started
         self.out(f"  schema    up to date in {self.timings['migrations']:.1f} s")
         if sample:
             self.out(f"  companies {sample} sample companies loaded (`chatbot companies import`)")
+        self.out(
+            f"  embedder  {embedder_name}: company search by meaning and recall, offline"
+            if embedder_name
+            else "  embedder  none: company search by full text (EMBEDDER, `embed` extra)"
+        )
 
     def url_of(self, name: str, configured: SecretStr | None) -> str:
         """Where a dependency is: the embedded one started here, else the configured one."""

@@ -130,6 +130,7 @@ async def test_dev_starts_everything_answers_and_stops_cleanly(
         assert str(deps["llm"]["detail"]).endswith(f" model {DEFAULT_MODEL}"), deps["llm"]
         # And the local embedder: the sample companies are searchable by meaning at once.
         assert deps["embeddings"]["detail"] == LocalEmbedder.name
+        assert f"  embedder  {LocalEmbedder.name}: " in dev.text()
         output = dev.text()
         for url in ("/docs", "Temporal UI", f":{dev_env['API_PORT']}"):
             assert url in output
