@@ -359,7 +359,9 @@ def test_dependencies_are_a_layer_of_their_own(
     copy_source = index(r"^COPY \. \.$")
     install_package = index(r"^RUN pip install --no-cache-dir --no-deps \.")
     assert copy_manifest < install_deps < copy_source < install_package
-    assert "['project']['dependencies']" in steps[install_deps]  # base deps, no extras
+    # The base dependencies and the embed extra (the local embedder), no other extra.
+    assert "p['dependencies']" in steps[install_deps]
+    assert "p['optional-dependencies']['embed']" in steps[install_deps]
     for step in steps:
         assert "[local" not in step and ".[" not in step, step
 

@@ -170,7 +170,7 @@ async def test_without_a_key_web_search_says_it_is_not_configured(
     alice: httpx.AsyncClient, llm: FakeOpenAIServer, settings: Settings
 ) -> None:
     """A deployment on a local model (no OPENAI_API_KEY) has no search model."""
-    local = settings.model_copy(update={"openai_api_key": None})
+    local = settings.model_copy(update={"openai_api_key": None, "embedder": "auto"})
     client = await connect_temporal(local)
     redis, engine = redis_from_settings(local), engine_from_settings(local)
     chat_model = AsyncOpenAI(base_url=llm.url, api_key="test-key", max_retries=0)
