@@ -111,6 +111,7 @@ class Turns:
                 idle_timeout_seconds=self._settings.inactivity_timeout_minutes * 60,
                 turns_per_run=self._settings.turns_per_run,
                 recent_turns=self._settings.context_recent_turns,
+                templated_tool_replies=self._settings.templated_tool_replies,
             ),
             id=workflow_id(session_id),
             task_queue=self._settings.temporal_task_queue,

@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     # (full-text search only, and no recall of older messages by meaning).
     embedder: Literal["auto", "local", "openai", "none"] = "auto"
     openai_timeout_seconds: float = Field(60.0, gt=0)
+    # Who writes the reply to a company search that found companies: `model` (told the
+    # results), or `template`: a fixed lead-in in the user's language above the results,
+    # no model asked. `auto`: template without OPENAI_API_KEY (the small local model of
+    # `chatbot dev` invents and repeats companies when asked to list them), else model.
+    tool_replies: Literal["auto", "model", "template"] = "auto"
     # With a real model configured, a low-confidence intent is decided by one
     # structured-output call; off keeps routing offline (rules + classifier).
     intent_llm_fallback: bool = True
@@ -259,6 +264,12 @@ class Settings(BaseSettings):
     @property
     def databricks_enabled(self) -> bool:
         return self.databricks_host is not None
+
+    @property
+    def templated_tool_replies(self) -> bool:
+        if self.tool_replies == "auto":
+            return self.openai_api_key is None
+        return self.tool_replies == "template"
 
     @property
     def llm_configured(self) -> bool:

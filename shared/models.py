@@ -78,6 +78,8 @@ class SessionStart(BaseModel):
     recent: list[ChatMessage] = Field(default_factory=list)
     seen_message_ids: list[str] = Field(default_factory=list)
     turns_total: int = 0
+    # TOOL_REPLIES resolved: company results get a fixed lead-in, not the model's prose.
+    templated_tool_replies: bool = False
 
 
 class SendMessage(BaseModel):

@@ -287,6 +287,7 @@ class ChatSessionWorkflow:
             idle_timeout_seconds=start.idle_timeout_seconds,
             turns_per_run=start.turns_per_run,
             recent_turns=start.recent_turns,
+            templated_tool_replies=start.templated_tool_replies,
             loaded=True,
             summary=self._summary,
             summary_version=self._summary_version,
@@ -395,7 +396,7 @@ class ChatSessionWorkflow:
         workflow.set_current_details(
             self._details(f"**Turn {turn_id}**: {said}, {found}, replying")
         )
-        fixed = fixed_reply(intent, tools, msg.text)
+        fixed = fixed_reply(intent, tools, msg.text, templated=self._start.templated_tool_replies)
         fixed = fixed if fixed and workflow.patched(FIXED_REPLY_PATCH) else None
         try:
             if fixed:

@@ -132,14 +132,20 @@ def grounding(outcome: ToolOutcome) -> str:
     return "\n\n".join(parts)
 
 
-def fixed_reply(intent: IntentResult, outcome: ToolOutcome, text: str) -> str | None:
+def fixed_reply(
+    intent: IntentResult, outcome: ToolOutcome, text: str, *, templated: bool = False
+) -> str | None:
     """The reply when the one tool a question needed found nothing or could not run: said
     plainly in the user's language, with nothing invented, and no model asked (small
-    models asked anyway make up news and companies). None when a model should answer."""
+    models asked anyway make up news and companies). `templated` (TOOL_REPLIES): found
+    companies get a fixed lead-in too, the results themselves being the turn's findings.
+    None when a model should answer."""
     if intent.confidence < FIXED_REPLY_CONFIDENCE:
         return None  # perhaps not a search at all: the model answers, told what failed
     lang = "es" if looks_spanish(text) else "en"
     web, companies = outcome.web, outcome.companies
+    if templated and companies is not None and companies.companies:
+        return _found_reply(intent, companies, web, lang)
     if intent.intent == "web_search" and web is not None and web.unavailable:
         return NO_WEB_REPLY[lang] if web.message == NOT_CONFIGURED else FAILED_REPLY[lang]
     if intent.intent == "company_search" and companies is not None:
@@ -150,6 +156,40 @@ def fixed_reply(intent: IntentResult, outcome: ToolOutcome, text: str) -> str | 
     return None
 
 
+def _found_reply(
+    intent: IntentResult, companies: CompanyResults, web: WebResults | None, lang: str
+) -> str:
+    """ "I found 2 companies for “software” in Texas ...": what was searched and what came
+    back, above the findings (which list each company with its details)."""
+    n, query = len(companies.companies), (intent.query or "").strip(" .?!¿¡")
+    where = intent.location
+    if lang == "es":
+        what = f"{n} empresa{'s' if n != 1 else ''}"
+        said = f"He encontrado {what} para «{query}»" + (f" en {where}" if where else "")
+        said += ". Están abajo, con lo que hacen, dónde están y cómo contactarlas"
+        if all(c.sample for c in companies.companies):
+            said += "; son datos de ejemplo (empresas ficticias de demostración)"
+        said += ". Comprueba cuáles encajan: no las he valorado."
+    else:
+        what = f"{n} compan{'ies' if n != 1 else 'y'}"
+        said = f"I found {what} for “{query}”" + (f" in {where}" if where else "")
+        said += ". They are listed below with what they do, where they are and how to reach them"
+        if all(c.sample for c in companies.companies):
+            said += "; they are sample data (fictional demo companies)"
+        said += ". Check which fit: I haven't judged them."
+    if web is not None and web.unavailable:
+        said += " " + (NO_WEB_NEWS[lang] if web.message == NOT_CONFIGURED else FAILED_WEB[lang])
+    return said
+
+
+NO_WEB_NEWS = {
+    "en": "Real-time web search is not configured here, so I can't add current news about them.",
+    "es": "La búsqueda web en tiempo real no está configurada, así que no puedo añadir noticias.",
+}
+FAILED_WEB = {
+    "en": "The web search failed just now, so there is no current news about them.",
+    "es": "La búsqueda web ha fallado ahora, así que no hay noticias actuales sobre ellas.",
+}
 # Below this the router is unsure the message is a search at all (a misrouted "once" came
 # in at 0.49): a fixed "I can't look that up" would then answer the wrong question.
 FIXED_REPLY_CONFIDENCE = 0.6

@@ -4,6 +4,7 @@ failures that leave the turn standing."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -14,7 +15,7 @@ from temporalio.worker import Worker
 
 from chatbot.companies import SAMPLE_FILE, import_companies
 from loadtest.fakes import Citation, FakeDatabricksServer, FakeOpenAIServer
-from shared.config import Settings
+from shared.config import Settings, load_settings
 from shared.db.engine import engine_from_settings
 from shared.redis import redis_from_settings
 from shared.temporal_client import connect_temporal
@@ -70,6 +71,48 @@ async def test_company_question_searches_postgres_and_says_sample(
     assert "company_search" in turn["timings_ms"]
     # Whatever the model said, the reply carries what the search found.
     assert turn["findings"].startswith("Companies found (sample data):\n  1. Buckeye Circuit Works")
+
+
+@pytest.mark.parametrize(
+    ("text", "starts"),
+    [
+        (
+            "Which suppliers do PCB assembly in Ohio?",
+            "I found 1 company for “PCB assembly” in Ohio. They are listed below",
+        ),
+        ("¿Me puedes recomendar proveedores de PCB en Ohio?", "He encontrado 1 empresa para «"),
+    ],
+)
+async def test_templated_tool_replies_report_the_results_without_the_model(
+    sample_companies: None,
+    settings: Settings,
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+    text: str,
+    starts: str,
+) -> None:
+    """TOOL_REPLIES=template (auto without a key, as on `chatbot dev`'s small model): the
+    reply says what was searched and found, in the user's language, above the findings;
+    no model is asked to list companies, so none can invent or repeat them."""
+    settings.tool_replies = "template"
+    resp = await alice.post(f"/sessions/tpl-{uuid.uuid4().hex[:6]}/messages", json={"text": text})
+    assert resp.status_code == 200, resp.text
+    turn = resp.json()
+    assert turn["intent"] == "company_search"
+    assert turn["reply"].startswith(starts), turn["reply"]
+    assert "sample data" in turn["reply"] or "datos de ejemplo" in turn["reply"]
+    [found] = turn["tool_results"]
+    assert len(found["companies"]) == int(starts.split()[2])
+    assert turn["findings"].startswith("Companies found (sample data):")
+    assert _chat_prompts(llm) == []
+
+
+def test_auto_tool_replies_are_templated_only_without_a_key() -> None:
+    assert load_settings(openai_api_key=None).templated_tool_replies
+    assert not load_settings(openai_api_key="sk-x").templated_tool_replies
+    assert load_settings(openai_api_key="sk-x", tool_replies="template").templated_tool_replies
+    assert not load_settings(tool_replies="model").templated_tool_replies
 
 
 async def test_findings_reach_the_next_turn_and_the_history(
