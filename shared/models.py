@@ -132,8 +132,11 @@ class DetectIntentInput(BaseModel):
 class IntentResult(BaseModel):
     intent: Intent
     confidence: float
-    query: str | None = None
+    query: str | None = None  # what company search (or, alone, web search) looks for
     location: str | None = None
+    # For `both`: the web search's own query, the whole request ("cloud suppliers and the
+    # latest news about them"), where `query` is its company half ("cloud suppliers").
+    web_query: str | None = None
 
 
 class PromptParts(BaseModel):

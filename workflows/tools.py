@@ -72,7 +72,7 @@ async def run_tools(intent: IntentResult, text: str) -> ToolOutcome:
     if intent.intent in ("web_search", "both"):
         calls["web_search"] = workflow.execute_activity_method(
             WebSearch.search_web,
-            SearchWebInput(query=query),
+            SearchWebInput(query=intent.web_query or query),
             start_to_close_timeout=policies.TOOL_TIMEOUT,
             retry_policy=policies.TOOL_RETRY,
             summary=f"web search: “{query[:60]}”",

@@ -182,6 +182,34 @@ _TRAILING = re.compile(
 class SearchQuery:
     query: str
     location: str | None
+    web_query: str | None = None  # `both`: the web search's query, the whole request
+
+
+# Where a `both` request turns from the companies to what is happening with them: "...
+# and tell me the latest news about them", "..., and what's going on with them".
+_WEB_HALF = re.compile(
+    r"(?:\s*,)?\s+(?:and|y|plus|then)\s+(?:also\s+|then\s+)?(?:(?:please\s+)?(?:tell|give|show|"
+    r"get|send)\s+(?:me|us)\b|let\s+me\s+know\b|what(?:'s| is| are)?\b|how\b|whether\b|if\b|"
+    r"any\b|check\b|find\s+out\b|look\s+up\b|summari[sz]e\b|dime\b|dame\b|cu[eé]ntame\b|"
+    r"qu[eé]\b|c[oó]mo\b|si\b).*$",
+    re.I,
+)
+
+
+_NEWS_ABOUT = re.compile(
+    r"^(?:(?:any|the|what(?:'s| is| are)?(?: the)?)\s+)?(?:latest|recent|current|newest)?\s*"
+    r"(?:news|updates?|headlines|developments)\s+(?:about|on|for|from|regarding)\s+",
+    re.I,
+)
+
+
+def company_half(text: str) -> str:
+    """The company request of a `both` message, without its news or current-info half:
+    "cloud suppliers and tell me the latest news about them" -> "cloud suppliers",
+    "latest news about lithium battery suppliers" -> "lithium battery suppliers"."""
+    cut = _WEB_HALF.sub("", text).strip(" ,.;")
+    cut = _NEWS_ABOUT.sub("", strip_request(cut)).strip()
+    return cut or text
 
 
 def _title(place: str) -> str:
@@ -261,11 +289,18 @@ def extract(text: str, intent: Intent) -> SearchQuery:
     """The query and location filter of a search; chat has neither."""
     if intent == "chat":
         return SearchQuery(query="", location=None)
+    web_query = None
+    if intent == "both":
+        web_query = _tidy(strip_request(text)) or text.strip()
+        text = company_half(text)
     found = find_location(text)
     location = found[0] if found else None
-    if found and intent == "company_search":
+    if found and intent in ("company_search", "both"):
         start, end = found[1]
         text = f"{text[:start]} {text[end:]}"
-    query = strip_request(text)
-    query = re.sub(r"\s+([,.?!])", r"\1", query).strip(" ,")
-    return SearchQuery(query=query or text.strip(), location=location)
+    query = _tidy(strip_request(text))
+    return SearchQuery(query=query or text.strip(), location=location, web_query=web_query)
+
+
+def _tidy(query: str) -> str:
+    return re.sub(r"\s+([,.?!])", r"\1", query).strip(" ,")

@@ -49,6 +49,7 @@ def _result(text: str, intent: str, confidence: float) -> IntentResult:
     if result.intent != "chat":
         found = query_mod.extract(text, result.intent)
         result.query, result.location = found.query, found.location
+        result.web_query = found.web_query
     return result
 
 
@@ -105,6 +106,7 @@ class Router:
             ours = query_mod.extract(text, result.intent)
             result.query = answer.query.strip() or ours.query
             result.location = (answer.location or "").strip() or ours.location
+            result.web_query = ours.web_query
         return Decision(result, "llm", "llm", decision.probabilities)
 
     async def aroute(self, text: str) -> IntentResult:

@@ -96,8 +96,14 @@ def test_issue_examples_route_right(router: Router, text: str, intent: Intent) -
         # Web searches keep the place in the query: the search model takes one string.
         ("weather in Chicago this weekend", "web_search", "weather in Chicago this weekend",
          "Chicago"),
+        # `both`: the company half searches the companies (issue 16: the news clause was
+        # searched for as companies); the web search gets the whole request (below).
         ("latest news about lithium battery suppliers in Nevada", "both",
-         "latest news about lithium battery suppliers in Nevada", "Nevada"),
+         "lithium battery suppliers", "Nevada"),
+        ("Find cloud suppliers and tell me the latest news about them", "both",
+         "cloud suppliers", None),
+        ("busco proveedores de acero en Monterrey y dime si hay retrasos por la huelga", "both",
+         "proveedores de acero", "Monterrey"),
         ("can you look up what the dow closed at?", "web_search", "what the dow closed at",
          None),
         # Spanish: the request's wording and the place come off the same way.
@@ -114,6 +120,12 @@ def test_issue_examples_route_right(router: Router, text: str, intent: Intent) -
 def test_query_and_location(text: str, intent: Intent, query: str, location: str | None) -> None:
     found = extract(text, intent)
     assert (found.query, found.location) == (query, location)
+    if intent == "both":
+        assert found.web_query is not None and found.web_query.startswith(
+            ("latest news about lithium", "cloud suppliers and tell me", "proveedores de acero en")
+        )
+    else:
+        assert found.web_query is None
 
 
 @pytest.mark.parametrize(
@@ -136,6 +148,7 @@ def test_router_fills_query_and_location(router: Router) -> None:
         "confidence": result.confidence,
         "query": "CNC machining shop",
         "location": "Ohio",
+        "web_query": None,
     }
 
 
@@ -315,6 +328,8 @@ async def test_llm_decides_when_the_classifier_is_unsure(
         "confidence": 0.9,
         "query": "battery suppliers news",
         "location": "Nevada",
+        # The web half is ours: the whole request, as the search model takes one string.
+        "web_query": "what's up with battery suppliers out in nevada lately",
     }
     (request,) = fake.requests
     body = request["body"]

@@ -53,6 +53,7 @@ def test_routes_each_line(
         "confidence": rows[0]["confidence"],
         "query": "CNC machining shop",
         "location": "Ohio",
+        "web_query": None,
     }
     assert all(0 < r["confidence"] <= 1 for r in rows)
     assert rows[2]["query"] is None

@@ -245,7 +245,9 @@ async def test_both_tools_run_in_parallel(
     alice: httpx.AsyncClient,
     llm: FakeOpenAIServer,
 ) -> None:
-    databricks.latency_ms = 1000
+    # The query itself is slow, not the client's first-call lookups of the index and its
+    # embedding endpoint (sequential, so they would make the company search 3 s alone).
+    databricks.script({"endpoint": "query", "latency_ms": 1000})
     llm.script({"endpoint": "chat", "model": "gpt-4o-search-preview", "latency_ms": 1000})
     resp = await alice.post(
         "/sessions/t7/messages",
@@ -258,3 +260,10 @@ async def test_both_tools_run_in_parallel(
     t = turn["timings_ms"]
     assert t["company_search"] >= 1000 and t["web_search"] >= 1000
     assert t["tools"] < 0.75 * (t["company_search"] + t["web_search"]), t
+    # Each tool its own query: the companies without the news clause, the web all of it.
+    [asked] = [r for r in databricks.requests if r["path"].endswith("/query")]
+    assert asked["body"]["query_text"] == "welding suppliers this week"
+    search = next(r for r in llm.requests if "search" in r["body"].get("model", ""))
+    assert search["body"]["messages"][-1]["content"].endswith(
+        "latest news about welding suppliers this week"
+    )
