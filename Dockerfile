@@ -35,8 +35,12 @@ RUN pip install --no-cache-dir --no-deps . \
 # ---- runtime: the virtualenv on a clean base, as a non-root user -----------------------
 FROM python:3.11-slim AS runtime
 
-# docker build --build-arg VERSION="$(git describe --tags --always)" ...
+# docker build --build-arg VERSION="$(git describe --tags --always)" \
+#   --build-arg WORKER_BUILD_ID="$(git rev-parse --short HEAD)" ...
 ARG VERSION=dev
+# The Worker Deployment Version the worker runs as (README, "Changing the workflow");
+# empty: derived at start from the package version and a hash of the code in the image.
+ARG WORKER_BUILD_ID=
 LABEL org.opencontainers.image.title="temporal-chatbot" \
       org.opencontainers.image.description="Temporal-orchestrated chat backend: gateway (serve), worker, migrations (db upgrade)" \
       org.opencontainers.image.version="${VERSION}" \
@@ -57,7 +61,8 @@ ENV PATH="/opt/venv/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
     API_HOST=0.0.0.0 \
     API_PORT=8000 \
-    ENVIRONMENT=production
+    ENVIRONMENT=production \
+    WORKER_BUILD_ID=${WORKER_BUILD_ID}
 
 WORKDIR /app
 USER 10001:10001

@@ -51,7 +51,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from workers.main import run_worker_until_signalled
 
-    return run_worker_until_signalled(settings)
+    return run_worker_until_signalled(settings, promote=args.promote)
 
 
 def _cmd_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -175,7 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default: API_PORT)")
     serve.set_defaults(func=_cmd_serve)
 
-    worker = sub.add_parser("worker", help="run a Temporal worker")
+    worker = sub.add_parser(
+        "worker",
+        help="run a Temporal worker (a version of WORKER_DEPLOYMENT_NAME, build WORKER_BUILD_ID)",
+        description="Run a worker as a Worker Deployment Version. The deployment's first "
+        "build becomes current by itself; a later build serves new session runs once "
+        "promoted, while runs started on the old build finish there (Pinned).",
+    )
+    worker.add_argument(
+        "--promote",
+        action="store_true",
+        help="make this worker's build the deployment's current version once it polls",
+    )
     worker.set_defaults(func=_cmd_worker)
 
     token = sub.add_parser("token", help="mint a bearer token for USER (needs JWT_SECRET)")

@@ -25,6 +25,7 @@ from chatbot.companies import embed_missing, load_sample_if_empty
 from chatbot.embedded import llm, redis, temporal
 from chatbot.embedded.postgres import EmbeddedPostgres
 from chatbot.embedded.process import EmbeddedError, ManagedProcess, http_ok, port_open
+from shared.build import build_id
 from shared.config import Settings
 from shared.db.engine import create_engine
 from shared.db.migrate import upgrade
@@ -52,6 +53,19 @@ def _hold_lock(home: Path) -> IO[str]:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+PROMOTED = "this build is the current version"  # what workers.main logs once it is
+
+
+def _log_says(path: Path, text: str, *, after: int = 0) -> bool:
+    """Whether the log says `text` past byte `after` (what earlier runs wrote)."""
+    try:
+        with path.open("rb") as log:
+            log.seek(after)
+            return text.encode() in log.read()
+    except OSError:
+        return False
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -145,15 +159,20 @@ class DevStack:
                 self.env["MAX_TOKENS"] = str(model.max_tokens)  # what the model's tuned for
         self._migrate()
         child_env = {**self.env, "CHATBOT_HOME": str(self.home)}
+        worker_log = logs / "worker.log"
+        seen = worker_log.stat().st_size if worker_log.exists() else 0  # it is appended to
+        # --promote: the build of the code as it is now serves every new session run
+        # (runs started before a code change finish on the build that began them).
         self._run(
             ManagedProcess(
                 "worker",
-                [sys.executable, "-m", "workers"],
+                [sys.executable, "-m", "chatbot", "worker", "--promote"],
                 env=child_env,
-                log_path=logs / "worker.log",
-                ready=lambda: True,
+                log_path=worker_log,
+                ready=lambda: _log_says(worker_log, PROMOTED, after=seen),
             )
         )
+        self.out(f"  build     {build_id(s)}, current in deployment {s.worker_deployment_name}")
         self._run(
             ManagedProcess(
                 "gateway",

@@ -1,7 +1,9 @@
 """`chatbot ops`: operators' commands. `sessions` lists sessions through a Temporal
 visibility query on the custom search attributes, `show` reads a session's live state
 through its workflow's `state` query (or its stored turns when it is not running), and
-`end` ends a session through the workflow's own path (running turns finish)."""
+`end` ends a session through the workflow's own path (running turns finish), and
+`deployment` shows the worker builds (Worker Deployment Versions), which one is current
+and how many session runs each still holds (its drainage)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import sys
 from datetime import datetime
 from typing import NoReturn
 
+from temporalio.api.enums.v1 import VersioningBehavior as ApiVersioningBehavior
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -22,6 +25,7 @@ from shared.config import Settings
 from shared.db.engine import engine_from_settings
 from shared.models import SessionState, workflow_id
 from shared.temporal_client import connect_temporal
+from workers.versioning import describe as describe_deployment
 from workflows.chat_session import ChatSessionWorkflow
 
 STATUSES = ("active", "idle", "ended")
@@ -42,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("session")
     end = sub.add_parser("end", help="end a session gracefully (running turns finish)")
     end.add_argument("session")
+    sub.add_parser(
+        "deployment",
+        help="worker builds: which is current, and how many sessions each still runs",
+    )
 
 
 def visibility_query(user: str | None, status: str | None) -> str:
@@ -111,6 +119,11 @@ async def show_session(client: Client, settings: Settings, session_id: str) -> s
         f"turns     {attrs.get(sa.TURN_COUNT) or 0}, last intent {intent}",
         f"workflow  {desc.id} run {desc.run_id}",
     ]
+    versioning = desc.raw_description.workflow_execution_info.versioning_info
+    if versioning.deployment_version.build_id:
+        pinned = versioning.behavior == ApiVersioningBehavior.VERSIONING_BEHAVIOR_PINNED
+        behavior = "pinned" if pinned else "auto-upgrade"
+        lines.append(f"build     {versioning.deployment_version.build_id} ({behavior})")
     if desc.status == WorkflowExecutionStatus.RUNNING:
         handle = client.get_workflow_handle(desc.id)
         state: SessionState = await handle.query(ChatSessionWorkflow.state)
@@ -155,7 +168,34 @@ async def _run(args: argparse.Namespace, settings: Settings) -> str:
         return await list_sessions(client, args.user, args.status, args.limit)
     if args.ops_command == "show":
         return await show_session(client, settings, args.session)
+    if args.ops_command == "deployment":
+        return await show_deployment(client, settings)
     return await end_session(client, args.session)
+
+
+async def show_deployment(client: Client, settings: Settings) -> str:
+    view = await describe_deployment(client, settings)
+    if view is None:
+        return (
+            f"deployment {settings.worker_deployment_name}: no worker of it has polled yet "
+            "(start one: `chatbot worker`)"
+        )
+    lines = [
+        f"deployment {view.name}",
+        f"current    {view.current_build or '- (none: no session can start)'}",
+    ]
+    if view.ramping_build:
+        lines.append(f"ramping    {view.ramping_build} at {view.ramping_percent:g} %")
+    lines.append(f"{'build':<28} {'status':<9} {'sessions':>8}  created")
+    for v in view.versions:
+        status = v.drainage if v.status == "draining" and v.drainage else v.status
+        created = _when(v.created)
+        lines.append(f"{v.build_id:<28} {status:<9} {v.running_sessions:>8}  {created}")
+    lines.append(
+        "(sessions: runs still open on that build, from visibility, a few seconds behind; "
+        "a build with none left and not current is drained and its workers can stop)"
+    )
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

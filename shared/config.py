@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     temporal_address: HostPort = "localhost:7233"
     temporal_namespace: str = Field("default", min_length=1)
     temporal_task_queue: str = Field("chat-sessions", min_length=1)
+    # Workers run as a version of this Worker Deployment: a session's run stays on the
+    # build that started it (Pinned); `chatbot worker --promote` makes a build current.
+    worker_deployment_name: str = Field("chatbot", min_length=1, max_length=200)
+    # Unset: the package version and a hash of the worker's code (shared.build).
+    worker_build_id: str | None = Field(None, min_length=1, max_length=200)
     temporal_ui_url: HttpUrl = "http://localhost:8233"
     # ... or Temporal Cloud, used when an API key is set.
     temporal_cloud_namespace: str | None = None

@@ -34,6 +34,7 @@ from shared.redis import redis_from_settings
 from shared.temporal_client import connect_temporal
 from tests.chatbot.api_support import auth
 from tests.support import free_port
+from workers import versioning
 from workers.main import build_worker
 
 _EXTERNAL_DATABASE_URL = os.environ.pop("DATABASE_URL", None)
@@ -176,6 +177,7 @@ def settings(
     Embeddings come from the fake too (scriptable, recorded), unless the test is marked
     `@pytest.mark.embedder("local")` to run the local model."""
     marker = request.node.get_closest_marker("embedder")
+    queue = f"tq-{uuid.uuid4().hex[:10]}"
     return load_settings(
         embedder=marker.args[0] if marker else "openai",
         temporal_address=temporal_address,
@@ -183,7 +185,9 @@ def settings(
         redis_url=redis_url,
         openai_base_url=llm.url,
         openai_api_key="test-key",
-        temporal_task_queue=f"tq-{uuid.uuid4().hex[:10]}",
+        temporal_task_queue=queue,
+        # A deployment of its own: the test's first worker build becomes its current one.
+        worker_deployment_name=f"chatbot-{queue}",
         jwt_secret="test-secret-" + "x" * 32,
         rate_limit_per_minute=1000,
         # Scripted fake replies are for generate_reply; the router's LLM layer has its own
@@ -206,6 +210,7 @@ async def worker(settings: Settings) -> AsyncIterator[Worker]:
     llm_client = build_openai_client(settings)
     w = build_worker(temporal, settings, redis=redis_client, engine=engine, llm_client=llm_client)
     async with w:
+        await versioning.promote(temporal, settings, only_if_none=True)  # as `chatbot worker`
         yield w
     await llm_client.close()
     await redis_client.aclose()

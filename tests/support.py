@@ -57,6 +57,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         **os.environ,
         "TEMPORAL_ADDRESS": settings.temporal_address,
         "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
+        "WORKER_DEPLOYMENT_NAME": settings.worker_deployment_name,
         "DATABASE_URL": settings.database_url.get_secret_value(),
         "REDIS_URL": settings.redis_url.get_secret_value(),
         "OPENAI_BASE_URL": settings.openai_base_url or "",

@@ -58,7 +58,7 @@ def test_the_readme_has_the_two_quick_start_commands() -> None:
 @pytest.mark.parametrize("line", COMMANDS)
 def test_every_command_works_on_linux_as_written(line: str) -> None:
     # A bare `chatbot` (or locust) needs an activated venv the README never activates.
-    bare = re.findall(r"(?:^|[|&;()]\s*|\$\()\s*(chatbot|locust|pytest)\b", line)
+    bare = re.findall(r"(?:^|[|&;()]\s*|\$\()\s*(chatbot|locust|pytest|temporal)\b", line)
     assert bare == [], f"use {VENV_BIN}{bare[0]}: {line}"
     assert not re.search(r"(?:^|\s)(?:open|xdg-open|pbcopy)\s", line), line
     for args in _chatbot_invocations(line):

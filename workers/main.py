@@ -30,6 +30,7 @@ from activities.memory import MemoryActivities
 from activities.sessions import SessionStore
 from activities.streams import StreamActivities
 from activities.web_search import WebSearch
+from shared.build import build_id
 from shared.config import Settings, get_settings
 from shared.db.engine import engine_from_settings
 from shared.logging import configure_logging
@@ -41,6 +42,8 @@ from shared.temporal_client import (
     ensure_search_attributes,
 )
 from shared.tracing import configure_tracing
+from workers import versioning
+from workers.versioning import deployment_config
 from workflows.chat_session import ChatSessionWorkflow
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,7 @@ def build_worker(
         max_cached_workflows=settings.max_cached_workflows,
         identity=f"chatbot-worker@{socket.gethostname()}:{os.getpid()}",
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        deployment_config=deployment_config(settings),
     )
 
 
@@ -120,7 +124,7 @@ async def wait_for_database(engine: AsyncEngine, settings: Settings) -> None:
                 await conn.execute(text("SELECT 1"))
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+async def run_worker(settings: Settings, stop: asyncio.Event, *, promote: bool = False) -> None:
     configure_tracing(settings, "worker")
     client = await connect_temporal(settings, runtime=build_runtime(settings), retry=True)
     await ensure_search_attributes(client)
@@ -129,9 +133,28 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     await wait_for_database(engine, settings)
     llm_client = build_openai_client(settings)
     worker = build_worker(client, settings, redis=redis, engine=engine, llm_client=llm_client)
-    log.info("worker started", extra={"task_queue": settings.temporal_task_queue})
+    build = build_id(settings)
+    log.info(
+        "worker started",
+        extra={
+            "task_queue": settings.temporal_task_queue,
+            "deployment": settings.worker_deployment_name,
+            "build_id": build,
+        },
+    )
     try:
         async with worker:
+            # The deployment's first build serves at once; a later one when promoted.
+            current = await versioning.promote(client, settings, only_if_none=not promote)
+            if current == build:
+                log.info("this build is the current version", extra={"build_id": build})
+            else:
+                log.warning(
+                    "this build is not the current version: sessions start on %s until "
+                    "`chatbot worker --promote` runs with this build",
+                    current,
+                    extra={"build_id": build},
+                )
             await stop.wait()
     finally:
         await llm_client.close()
@@ -151,7 +174,7 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
     uvloop.run(main)
 
 
-def run_worker_until_signalled(settings: Settings) -> NoReturn:
+def run_worker_until_signalled(settings: Settings, *, promote: bool = False) -> NoReturn:
     configure_logging(settings.log_level)
 
     async def main() -> None:
@@ -159,12 +182,12 @@ def run_worker_until_signalled(settings: Settings) -> NoReturn:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker(settings, stop)
+        await run_worker(settings, stop, promote=promote)
 
     code = 0
     try:
         run_loop(main())
-    except (TemporalConnectError, SearchAttributesMissing) as err:
+    except (TemporalConnectError, SearchAttributesMissing, versioning.PromoteError) as err:
         log.error("worker cannot start: %s", err)
         code = 1
     except (OSError, SQLAlchemyError) as err:

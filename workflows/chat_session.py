@@ -6,6 +6,10 @@ session's timeout, the workflow marks the session idle and completes; the next m
 starts it again (update-with-start) and it reloads its context from Postgres. Long
 sessions continue-as-new with bounded state.
 
+Versioned, not patched: each run is Pinned to the worker build that started it and the
+next run moves to the current build (workers/versioning.py, README "Changing the
+workflow"), so this file describes one shape of the workflow and has no patch branches.
+
 Deterministic only: no I/O, clocks or randomness except through `workflow.*`."""
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -56,24 +60,6 @@ SYSTEM_PROMPT = (
     "user's message. You cannot browse the web: when asked for today's news, prices, "
     "weather or other current facts, say you cannot look them up; never guess them."
 )
-# Workflows started before search attributes existed replay without the upserts.
-VISIBILITY_PATCH = "ops-visibility-v1"
-TOOLS_PATCH = "tools-v1"  # turns before tools existed replay without them
-MEMORY_PATCH = "memory-v1"  # likewise for the rolling summary and retrieval
-# Loading, retrieval and persisting run as local activities from here on: short database
-# calls that need no task queue round trip. Earlier histories replay them as activities.
-LOCAL_STORE_PATCH = "local-store-v1"
-# Folding runs beside the turns from here on, a batch of turns at a time, and the turns on
-# their way into the summary stay in the prompt verbatim until it lands. Before, each
-# turn's fold held the next turn back for a whole summarising call to the model.
-FOLD_ASIDE_PATCH = "fold-aside-v1"
-# The main loop wakes when a turn ends, no longer also when a message arrives: each wake
-# cancels the idle timer and starts another (two events and a timer task on the server),
-# and the loop has nothing to do while a turn is queued or running.
-QUIET_LOOP_PATCH = "quiet-loop-v1"
-# A question only a tool could answer gets a fixed reply, without the model, when that tool
-# found nothing or could not run; earlier histories asked the model.
-FIXED_REPLY_PATCH = "fixed-reply-v1"
 DETAIL_CHARS = 80
 # How a step's failure reaches the workflow: an ActivityError, or, for a local activity
 # that failed for good (non-retryable), its ApplicationError itself.
@@ -94,20 +80,22 @@ async def _store_step(
     retry: RetryPolicy,
     summary: str,
 ) -> R:
-    """A short database step: a local activity, or the normal activity it was when
-    replaying a history from before LOCAL_STORE_PATCH. Bounded by DB_DEADLINE in all."""
-    options: dict[str, Any] = {
-        "start_to_close_timeout": start_to_close,
-        "schedule_to_close_timeout": policies.DB_DEADLINE,
-        "retry_policy": retry,
-        "summary": summary,
-    }
-    if workflow.patched(LOCAL_STORE_PATCH):
-        return await workflow.execute_local_activity_method(method, arg, **options)
-    return await workflow.execute_activity_method(method, arg, **options)
+    """A short database step, as a local activity (no task queue round trip), bounded by
+    DB_DEADLINE in all."""
+    return await workflow.execute_local_activity_method(
+        method,
+        arg,
+        start_to_close_timeout=start_to_close,
+        schedule_to_close_timeout=policies.DB_DEADLINE,
+        retry_policy=retry,
+        summary=summary,
+    )
 
 
-@workflow.defn
+# Pinned: a run finishes on the worker build that started it, so a change to this code
+# ships as a new build (workers/versioning.py) instead of a patch branch; the next run
+# (continue-as-new, or the session's next start) begins on the current build.
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)
 class ChatSessionWorkflow:
     @workflow.init
     def __init__(self, start: SessionStart) -> None:
@@ -171,7 +159,7 @@ class ChatSessionWorkflow:
                     timeout=idle,
                 )
             except TimeoutError:
-                if self._to_fold and self._queued == 0 and workflow.patched(FOLD_ASIDE_PATCH):
+                if self._to_fold and self._queued == 0:
                     # A restarted session reloads the summary and the recent turns only.
                     # If this fold fails, those turns stay retrievable from Postgres.
                     await self._fold()
@@ -186,23 +174,26 @@ class ChatSessionWorkflow:
                         break
                 continue
             if self._wants_fold():
-                if workflow.patched(FOLD_ASIDE_PATCH):
-                    await self._fold()  # turns go on meanwhile, with these turns verbatim
-                else:
-                    async with self._turn_lock:  # between turns: the next one sees it
-                        await self._fold()
+                await self._fold()  # turns go on meanwhile, with these turns verbatim
                 continue
             if self._ended:
                 await workflow.wait_condition(lambda: self._queued == 0)
                 self._set_status("ended")
-                if workflow.patched(VISIBILITY_PATCH):
-                    await self._mark(SessionStore.mark_ended, "mark the session ended")
+                await self._mark(SessionStore.mark_ended, "mark the session ended")
                 break
             if self._wants_new_run():
                 await workflow.wait_condition(
                     lambda: self._queued == 0 and workflow.all_handlers_finished()
                 )
-                workflow.continue_as_new(self._carried_state(start))
+                # The next run starts on the deployment's current build, not this one's:
+                # runs stay short-lived, so a new build takes over within TURNS_PER_RUN
+                # turns or an idle timeout, and old builds drain.
+                workflow.continue_as_new(
+                    self._carried_state(start),
+                    initial_versioning_behavior=(
+                        workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE
+                    ),
+                )
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     async def _mark(self, method: Callable[[Any, SessionRef], Awaitable[None]], what: str) -> None:
@@ -227,14 +218,12 @@ class ChatSessionWorkflow:
         )
 
     def _wants_fold(self) -> bool:
-        if not self._to_fold or not workflow.patched(MEMORY_PATCH):
+        if not self._to_fold:
             return False
-        if workflow.patched(FOLD_ASIDE_PATCH):
-            # After a failed fold, the next try waits for the next turn to end: a model
-            # that refuses or is down is not asked again in a loop.
-            retry_later = self._fold_failed_at == self._activity_seq
-            return len(self._to_fold) >= 2 * self._fold_batch and not retry_later
-        return self._queued == 0
+        # After a failed fold, the next try waits for the next turn to end: a model that
+        # refuses or is down is not asked again in a loop.
+        retry_later = self._fold_failed_at == self._activity_seq
+        return len(self._to_fold) >= 2 * self._fold_batch and not retry_later
 
     @property
     def _fold_batch(self) -> int:
@@ -262,17 +251,13 @@ class ChatSessionWorkflow:
             # Keep them for the next attempt, bounded so the state never grows without end.
             workflow.logger.warning("summary not updated: %s", err.cause or err)
             self._to_fold = self._to_fold[-2 * self._window :]
-            if workflow.patched(FOLD_ASIDE_PATCH):
-                self._fold_failed_at = self._activity_seq
-            else:
-                self._activity_seq += 1
+            self._fold_failed_at = self._activity_seq
             return
         self._summary, self._summary_version = folded.summary, folded.version
         self._to_fold = self._to_fold[len(turns) :]
 
     def _set_status(self, status: str) -> None:
-        if workflow.patched(VISIBILITY_PATCH):
-            workflow.upsert_search_attributes([sa.STATUS.value_set(status)])
+        workflow.upsert_search_attributes([sa.STATUS.value_set(status)])
 
     def _details(self, state: str) -> str:
         return (
@@ -318,8 +303,6 @@ class ChatSessionWorkflow:
         if msg.client_message_id:
             self._seen.append(msg.client_message_id)
         self._queued += 1
-        if not workflow.patched(QUIET_LOOP_PATCH):
-            self._activity_seq += 1
         try:
             async with self._turn_lock:
                 await workflow.wait_condition(lambda: self._loaded)
@@ -357,7 +340,7 @@ class ChatSessionWorkflow:
         timings["detect_intent"], step = (workflow.time() - step) * 1000, workflow.time()
         found = f"intent: {intent.intent} ({intent.confidence:.2f})"
         tools = ToolOutcome()
-        if intent.intent != "chat" and workflow.patched(TOOLS_PATCH):
+        if intent.intent != "chat":
             workflow.set_current_details(
                 self._details(f"**Turn {turn_id}**: {said}, {found}, searching")
             )
@@ -367,10 +350,10 @@ class ChatSessionWorkflow:
             for tool_result in tools.results:
                 await self._publish(TurnEvent(turn_id=turn_id, kind="tool", tool=tool_result))
         retrieved = Retrieved(available=False)
-        if self._turns_total > self._start.recent_turns and workflow.patched(MEMORY_PATCH):
+        if self._turns_total > self._start.recent_turns:
             retrieved = await self._retrieve(msg.text)
             timings["retrieve_context"], step = (workflow.time() - step) * 1000, workflow.time()
-        pending = self._to_fold if workflow.patched(FOLD_ASIDE_PATCH) else []
+        pending = self._to_fold  # on their way into the summary: still verbatim
         verbatim = {snippet(m.role, m.content) for m in pending}  # not twice in the prompt
         parts = PromptParts(
             system=SYSTEM_PROMPT,
@@ -397,7 +380,6 @@ class ChatSessionWorkflow:
             self._details(f"**Turn {turn_id}**: {said}, {found}, replying")
         )
         fixed = fixed_reply(intent, tools, msg.text, templated=self._start.templated_tool_replies)
-        fixed = fixed if fixed and workflow.patched(FIXED_REPLY_PATCH) else None
         try:
             if fixed:
                 reply = GeneratedReply(text=fixed, usage=TokenUsage())
@@ -441,19 +423,17 @@ class ChatSessionWorkflow:
         ]
         if len(self._recent) > self._window:
             overflow = len(self._recent) - self._window
-            if workflow.patched(MEMORY_PATCH):
-                self._to_fold += self._recent[:overflow]
+            self._to_fold += self._recent[:overflow]
             self._recent = self._recent[overflow:]
         self._turns_total += 1
         self._turns_this_run += 1
-        if workflow.patched(VISIBILITY_PATCH):
-            workflow.upsert_search_attributes(
-                [
-                    sa.LAST_INTENT.value_set(intent.intent),
-                    sa.TURN_COUNT.value_set(self._turns_total),
-                    sa.LAST_ACTIVITY.value_set(workflow.now()),
-                ]
-            )
+        workflow.upsert_search_attributes(
+            [
+                sa.LAST_INTENT.value_set(intent.intent),
+                sa.TURN_COUNT.value_set(self._turns_total),
+                sa.LAST_ACTIVITY.value_set(workflow.now()),
+            ]
+        )
         workflow.set_current_details(
             self._details(
                 f"**Last turn** {turn_id}: {said} → {result.status}, "

@@ -131,6 +131,8 @@ async def test_dev_starts_everything_answers_and_stops_cleanly(
         # And the local embedder: the sample companies are searchable by meaning at once.
         assert deps["embeddings"]["detail"] == LocalEmbedder.name
         assert f"  embedder  {LocalEmbedder.name}: " in dev.text()
+        # The worker runs as a build of the deployment, made current (issue 17).
+        assert re.search(r"^  build     \S+, current in deployment chatbot$", dev.text(), re.M)
         output = dev.text()
         for url in ("/docs", "Temporal UI", f":{dev_env['API_PORT']}"):
             assert url in output

@@ -378,6 +378,9 @@ def test_runtime_stage_runs_the_cli_as_a_non_root_user(
     assert args_of(runtime, "EXPOSE") == ["8000"]
     env = " ".join(args_of(runtime, "ENV"))
     assert "API_HOST=0.0.0.0" in env and "API_PORT=8000" in env
+    # `docker build --build-arg WORKER_BUILD_ID=<sha>` names the worker's build (issue 17).
+    assert "WORKER_BUILD_ID=" in " ".join(args_of(runtime, "ARG"))
+    assert "WORKER_BUILD_ID=${WORKER_BUILD_ID}" in env
     assert any("org.opencontainers.image.title=" in label for label in args_of(runtime, "LABEL"))
 
 
@@ -466,6 +469,8 @@ def test_app_services_share_the_image_env_block_and_env_files(base: dict[str, An
     for name in APP_SERVICES:
         service = services[name]
         assert service["build"]["context"] == "."
+        # The build id reaches the image (empty: derived from the code inside it).
+        assert service["build"]["args"] == {"WORKER_BUILD_ID": "${WORKER_BUILD_ID:-}"}
         assert env_of(service) == shared_env
         assert service["env_file"] == [
             {"path": ".env", "required": False},
@@ -473,7 +478,7 @@ def test_app_services_share_the_image_env_block_and_env_files(base: dict[str, An
         ]
     assert services["chatbot-migrate"]["command"] == ["db", "upgrade"]
     assert services["chatbot-gateway"]["command"] == ["serve"]
-    assert services["chatbot-worker"]["command"] == ["worker"]
+    assert services["chatbot-worker"]["command"] == ["worker", "--promote"]
 
 
 def test_worker_scales_by_replicas(base: dict[str, Any]) -> None:

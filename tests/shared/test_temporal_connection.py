@@ -21,6 +21,7 @@ from shared.redis import redis_from_settings
 from shared.temporal_client import TemporalConnectError, connect_temporal
 from tests.support import free_port
 from tests.tls_proxy import TlsProxy, write_test_pki
+from workers import versioning
 from workers.main import build_worker
 from workflows.chat_session import ChatSessionWorkflow
 
@@ -58,6 +59,8 @@ async def test_worker_runs_a_turn_over_tls_with_an_api_key(
     sid = f"tls-{uuid.uuid4().hex[:6]}"
     try:
         async with build_worker(client, cloud, redis=redis, engine=engine, llm_client=llm):
+            # The deployment APIs go through the TLS proxy too.
+            await versioning.promote(client, cloud, only_if_none=True)
             async with engine.begin() as conn:
                 await conn.execute(
                     text("INSERT INTO sessions (id, user_id) VALUES (:i, 'u')"), {"i": sid}

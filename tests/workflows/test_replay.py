@@ -1,21 +1,30 @@
 """Determinism: workflow histories replay through temporalio's Replayer against today's
-code. `histories/*.json` were recorded from earlier versions of the workflow, so a change
-that would break running sessions fails here. New histories recorded by this test are
-written to test-artifacts/histories/ (copy them into histories/ when the workflow's
-behaviour changes on purpose, in a compatible way)."""
+code. `histories/*.json` were recorded from this shape of the workflow (there is one:
+changes ship as new worker builds, runs Pinned to the build that started them, README
+"Changing the workflow"), so an edit that would break a run still in flight on the
+current build fails here, as the deliberately incompatible edit below does. New histories
+recorded by this test go to test-artifacts/histories/; copy them into histories/ when
+the workflow changes on purpose (a new build)."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
+from temporalio.workflow import NondeterminismError
 
 from loadtest.fakes import FakeOpenAIServer
+from shared.config import Settings
 from shared.models import workflow_id
+from tests.support import assert_eventually
+from tests.workflows.incompatible_edit import IncompatibleEdit
 from workflows.chat_session import ChatSessionWorkflow
 
 HISTORIES = Path(__file__).with_name("histories")
@@ -45,25 +54,68 @@ def test_there_are_recorded_histories() -> None:
     assert len(list(HISTORIES.glob("*.json"))) >= 1
 
 
+@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+async def test_an_incompatible_edit_fails_the_recorded_histories(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())  # noqa: ASYNC240
+    edited = Replayer(workflows=[IncompatibleEdit], data_converter=pydantic_data_converter)
+    with pytest.raises(NondeterminismError):
+        await edited.replay_workflow(history)
+
+
 async def test_todays_histories_replay(
-    temporal_client: Client, worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
+    settings: Settings,
+    temporal_client: Client,
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
 ) -> None:
-    """A session with a normal turn, a rejected one, a duplicate id and a cancel attempt."""
-    sid = "replay-me"
-    assert (
-        await alice.post(f"/sessions/{sid}/messages", json={"text": "hello"})
-    ).status_code == 200
+    """A session with every kind of step: normal turns, a search that found nothing (the
+    fixed reply), a rejected turn, a duplicate id, a cancel attempt, folds into the
+    summary and retrieval (2 recent turns), a continue-as-new (after 4 turns) and an end."""
+    settings.context_recent_turns, settings.turns_per_run = 2, 4
+    sid = f"replay-{uuid.uuid4().hex[:6]}"
+
+    async def send(text: str, status: int = 200, **extra: str) -> None:
+        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": text, **extra})
+        assert resp.status_code == status, resp.text
+
+    await send("hello")
+    await send("find a CNC machining shop in Ohio")  # no companies here: the fixed reply
     llm.script({"endpoint": "chat", "model": "gpt-4o-mini", "status": 400})
-    assert (await alice.post(f"/sessions/{sid}/messages", json={"text": "bad"})).status_code == 502
-    body = {"text": "once", "client_message_id": "r-1"}
-    assert (await alice.post(f"/sessions/{sid}/messages", json=body)).status_code == 200
+    await send("bad", status=502)
+    await send("once", client_message_id="r-1")
+    await send("once", client_message_id="r-1")  # replayed: the same turn again
     bogus = "00000000-0000-0000-0000-000000000000"
     assert (await alice.post(f"/sessions/{sid}/turns/{bogus}/cancel")).status_code == 409
+    await send("what did I say first?")
     handle = temporal_client.get_workflow_handle(workflow_id(sid))
-    history = await handle.fetch_history()
-    await replayer().replay_workflow(history)
+
+    async def runs_seen(n: int) -> list[Any]:
+        query = f"WorkflowId = '{handle.id}'"
+        found = [e async for e in temporal_client.list_workflows(query)]
+        assert len(found) >= n  # visibility shows a new run a moment later
+        return found
+
+    await assert_eventually(lambda: runs_seen(2), within=30)  # the run continued as new
+    await send("and then?")  # in the second run
+    await handle.signal(ChatSessionWorkflow.end_session)  # closed runs: whole histories
+    await asyncio.wait_for(handle.result(), 60)
+    runs = await assert_eventually(lambda: runs_seen(2), within=30)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "session_turns.json").write_text(history.to_json())
+    for n, run in enumerate(sorted(runs, key=lambda r: r.start_time)):
+        history = await temporal_client.get_workflow_handle(
+            handle.id, run_id=run.run_id
+        ).fetch_history()
+        await replayer().replay_workflow(history)
+        (ARTIFACTS / f"session_run_{n + 1}.json").write_text(history.to_json())
+    first = await temporal_client.get_workflow_handle(
+        handle.id, run_id=min(runs, key=lambda r: r.start_time).run_id
+    ).fetch_history()
+    kinds = scheduled_activities(first)
+    assert "summarize" in kinds and "generate_reply" in kinds
+    assert any(
+        e.HasField("workflow_execution_continued_as_new_event_attributes") for e in first.events
+    )
 
 
 async def test_a_turn_schedules_only_the_generation_as_a_task(
@@ -78,8 +130,7 @@ async def test_a_turn_schedules_only_the_generation_as_a_task(
     history = await temporal_client.get_workflow_handle(workflow_id(sid)).fetch_history()
     assert scheduled_activities(history) == ["generate_reply", "generate_reply"]
     markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
-    # load_session, then per turn detect_intent, persist_turn, the final stream event; and
-    # the patch markers.
+    # load_session, then per turn detect_intent, persist_turn, the final stream event.
     assert len(markers) >= 1 + 2 * 3
 
 

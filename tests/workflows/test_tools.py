@@ -20,6 +20,7 @@ from shared.db.engine import engine_from_settings
 from shared.redis import redis_from_settings
 from shared.temporal_client import connect_temporal
 from tests.chatbot.api_support import sse_events
+from workers import versioning
 from workers.main import build_worker
 
 pytestmark = pytest.mark.timeout(120)
@@ -219,6 +220,7 @@ async def test_without_a_key_web_search_says_it_is_not_configured(
     chat_model = AsyncOpenAI(base_url=llm.url, api_key="test-key", max_retries=0)
     try:
         async with build_worker(client, local, redis=redis, engine=engine, llm_client=chat_model):
+            await versioning.promote(client, local, only_if_none=True)  # as `chatbot worker`
             resp = await alice.post(
                 "/sessions/t6/messages", json={"text": "what is bitcoin trading at right now"}
             )
