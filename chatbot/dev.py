@@ -29,6 +29,8 @@ from shared.build import build_id
 from shared.config import Settings
 from shared.db.engine import create_engine
 from shared.db.migrate import upgrade
+from shared.temporal_client import connect_temporal
+from workers import versioning
 
 
 class AlreadyRunning(EmbeddedError):
@@ -173,6 +175,12 @@ class DevStack:
             )
         )
         self.out(f"  build     {build_id(s)}, current in deployment {s.worker_deployment_name}")
+        retired = asyncio.run(self._retire_earlier_builds())
+        if retired:
+            self.out(
+                f"  sessions  {retired} left running on an earlier build ended; their next "
+                "message reloads them from Postgres"
+            )
         self._run(
             ManagedProcess(
                 "gateway",
@@ -213,6 +221,13 @@ class DevStack:
             if embedder_name
             else "  embedder  none: company search by full text (EMBEDDER, `embed` extra)"
         )
+
+    async def _retire_earlier_builds(self) -> int:
+        """The previous `chatbot dev` here ran other code, and its workers are gone: its
+        sessions' runs, Pinned to that build, would wait for them forever."""
+        client = await connect_temporal(self.settings)
+        reason = f"chatbot dev restarted on build {build_id(self.settings)}"
+        return await versioning.retire_other_builds(client, self.settings, reason=reason)
 
     def url_of(self, name: str, configured: SecretStr | None) -> str:
         """Where a dependency is: the embedded one started here, else the configured one."""

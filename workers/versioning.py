@@ -144,6 +144,32 @@ _DRAINAGE = {
 }
 
 
+async def retire_other_builds(client: Client, settings: Settings, *, reason: str) -> int:
+    """End the session runs still pinned to another build of the deployment, for a host
+    where that build's workers are gone for good (`chatbot dev` restarted on changed
+    code): nothing would ever run them again. Their turns are in Postgres; the session's
+    next message starts a new run on the current build, which reloads them."""
+    view = await describe(client, settings)
+    if view is None:
+        return 0
+    current, ended = build_id(settings), 0
+    for version in view.versions:
+        if version.build_id == current:
+            continue
+        query = (
+            "ExecutionStatus = 'Running' AND TemporalWorkerDeploymentVersion = "
+            f'"{view.name}:{version.build_id}"'
+        )
+        async for run in client.list_workflows(query):
+            try:
+                await client.get_workflow_handle(run.id, run_id=run.run_id).terminate(reason=reason)
+                ended += 1
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:  # closed meanwhile
+                    raise
+    return ended
+
+
 async def running_on(client: Client, deployment: str, build: str) -> int:
     """Session runs still open on a version (visibility; a few seconds behind)."""
     query = (

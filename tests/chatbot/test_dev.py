@@ -179,13 +179,21 @@ async def test_dev_starts_everything_answers_and_stops_cleanly(
     # Warm start: same directory, state kept (the session workflow survives in SQLite).
     # A stale dev.env (a SIGKILLed dev leaves one) is not taken for configuration.
     (tmp_path / ".chatbot" / "dev.env").write_text("DATABASE_URL=postgresql://x@127.0.0.1:1/x\n")
-    dev, warm = _start_and_wait(tmp_path, dev_env, "second")
+    # The code changed meanwhile (a new build): the session's run, Pinned to the first
+    # build whose workers are gone, is ended, and its next message runs on the new build.
+    changed = {**dev_env, "WORKER_BUILD_ID": "next-build"}
+    dev, warm = _start_and_wait(tmp_path, changed, "second")
     try:
+        assert "  build     next-build, current in deployment chatbot" in dev.text()
+        assert "  sessions  1 left running on an earlier build ended" in dev.text()
+        reply = await _one_turn(changed, "dev-smoke")
+        assert reply.strip()
         client = await Client.connect(dev_env["TEMPORAL_ADDRESS"])
         desc = await client.get_workflow_handle(workflow_id("dev-smoke")).describe()
-        assert desc.id == workflow_id("dev-smoke")
+        info = desc.raw_description.workflow_execution_info
+        assert info.versioning_info.deployment_version.build_id == "next-build"
     finally:
-        _stop(dev, dev_env, tmp_path)
+        _stop(dev, changed, tmp_path)
     print(f"\nchatbot dev: cold start {cold:.1f} s, warm start {warm:.1f} s")
 
 
