@@ -161,27 +161,43 @@ def _found_reply(
 ) -> str:
     """ "I found 2 companies for “software” in Texas ...": what was searched and what came
     back, above the findings (which list each company with its details)."""
-    n, query = len(companies.companies), (intent.query or "").strip(" .?!¿¡")
-    where = intent.location
-    if lang == "es":
-        what = f"{n} empresa{'s' if n != 1 else ''}"
-        said = f"He encontrado {what} para «{query}»" + (f" en {where}" if where else "")
-        said += ". Están abajo, con lo que hacen, dónde están y cómo contactarlas"
-        if all(c.sample for c in companies.companies):
-            said += "; son datos de ejemplo (empresas ficticias de demostración)"
-        said += ". Comprueba cuáles encajan: no las he valorado."
-    else:
-        what = f"{n} compan{'ies' if n != 1 else 'y'}"
-        said = f"I found {what} for “{query}”" + (f" in {where}" if where else "")
-        said += ". They are listed below with what they do, where they are and how to reach them"
-        if all(c.sample for c in companies.companies):
-            said += "; they are sample data (fictional demo companies)"
-        said += ". Check which fit: I haven't judged them."
+    n, words = len(companies.companies), FOUND_REPLY[lang]
+    said = words["found"].format(
+        n=n,
+        what=words["one"] if n == 1 else words["many"],
+        query=(intent.query or "").strip(" .?!¿¡"),
+    )
+    if intent.location:
+        said += words["in"].format(where=intent.location)
+    said += words["listed"]
+    if all(c.sample for c in companies.companies):
+        said += words["sample"]
+    said += words["unjudged"]
     if web is not None and web.unavailable:
         said += " " + (NO_WEB_NEWS[lang] if web.message == NOT_CONFIGURED else FAILED_WEB[lang])
     return said
 
 
+FOUND_REPLY = {
+    "en": {
+        "found": "I found {n} {what} for “{query}”",
+        "one": "company",
+        "many": "companies",
+        "in": " in {where}",
+        "listed": ". They are listed below with what they do, where they are and how to reach them",
+        "sample": "; they are sample data (fictional demo companies)",
+        "unjudged": ". Check which fit: I haven't judged them.",
+    },
+    "es": {
+        "found": "He encontrado {n} {what} para «{query}»",
+        "one": "empresa",
+        "many": "empresas",
+        "in": " en {where}",
+        "listed": ". Están abajo, con lo que hacen, dónde están y cómo contactarlas",
+        "sample": "; son datos de ejemplo (empresas ficticias de demostración)",
+        "unjudged": ". Comprueba cuáles encajan: no las he valorado.",
+    },
+}
 NO_WEB_NEWS = {
     "en": "Real-time web search is not configured here, so I can't add current news about them.",
     "es": "La búsqueda web en tiempo real no está configurada, así que no puedo añadir noticias.",
