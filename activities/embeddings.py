@@ -55,7 +55,11 @@ class OpenAIEmbedder:
     def __init__(self, client: AsyncOpenAI, model: str) -> None:
         self._client = client
         self._model = model
-        self.name = f"openai:{model}"
+        self.name = self.name_for(model)
+
+    @staticmethod
+    def name_for(model: str) -> str:
+        return f"openai:{model}"
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
@@ -178,7 +182,9 @@ def embedder_name(settings: Settings) -> str | None:
         return None
     if choice == "local":
         return LocalEmbedder.name
-    return f"openai:{settings.openai_embedding_model}" if choice == "openai" else None
+    if choice == "openai":
+        return OpenAIEmbedder.name_for(settings.openai_embedding_model)
+    return None
 
 
 def build_embedder(client: AsyncOpenAI | None, settings: Settings) -> Embedder | None:

@@ -7,6 +7,7 @@ change to it is a new build and a session run stays on the build that started it
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +40,10 @@ def code_hash(root: Path = ROOT) -> str:
     return digest.hexdigest()
 
 
+@lru_cache(maxsize=1)
 def default_build_id() -> str:
+    """Read once per process: the code a process runs does not change under it, and the
+    hash reads every source file."""
     return f"{package_version()}-{code_hash()[:12]}"
 
 

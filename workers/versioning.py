@@ -17,12 +17,14 @@ from datetime import datetime
 from temporalio.api.enums.v1 import VersionDrainageStatus, WorkerDeploymentVersionStatus
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
+    DescribeWorkerDeploymentResponse,
     SetWorkerDeploymentCurrentVersionRequest,
 )
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import WorkerDeploymentConfig, WorkerDeploymentVersion
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from shared.build import build_id
 from shared.config import Settings
@@ -30,7 +32,45 @@ from shared.config import Settings
 # How long `promote` keeps trying: the server accepts a version as current only once its
 # workers' pollers have reached it (a second or two after they start).
 PROMOTE_DEADLINE_SECONDS = 30.0
-DESCRIBE_BACKOFF_MAX = 5.0  # seconds: 0.2 + 0.4 + ... + 3.2, about 6 s in all
+# How long a describe rides out the server's per-deployment rate limit ("too many
+# requests issued to Worker Deployment", RESOURCE_EXHAUSTED).
+DESCRIBE_DEADLINE_SECONDS = 6.0
+# Worth trying again while promoting: not yet (no pollers seen), raced (the conflict token
+# moved), the rate limit, or the server briefly away.
+_PROMOTE_RETRYABLE = frozenset(
+    {
+        RPCStatusCode.NOT_FOUND,
+        RPCStatusCode.FAILED_PRECONDITION,
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+
+def _status_in(codes: frozenset[RPCStatusCode]) -> retry_if_exception:
+    return retry_if_exception(lambda err: isinstance(err, RPCError) and err.status in codes)
+
+
+async def _deployment(client: Client, name: str) -> DescribeWorkerDeploymentResponse | None:
+    """The deployment as the server describes it; None before any worker of it polled."""
+    request = DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=name)
+
+    async def once() -> DescribeWorkerDeploymentResponse | None:
+        try:
+            return await client.workflow_service.describe_worker_deployment(request)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+
+    retrying = AsyncRetrying(
+        stop=stop_after_delay(DESCRIBE_DEADLINE_SECONDS),
+        wait=wait_exponential(multiplier=0.2, max=3.2),
+        retry=_status_in(frozenset({RPCStatusCode.RESOURCE_EXHAUSTED})),
+        reraise=True,
+    )
+    return await retrying(once)
 
 
 def deployment_config(settings: Settings) -> WorkerDeploymentConfig:
@@ -60,57 +100,41 @@ async def promote(
     Retried until the deadline while the server does not know the version's pollers yet,
     or another change of the deployment raced this one (its conflict token moved)."""
     build = build or build_id(settings)
-    name, service = settings.worker_deployment_name, client.workflow_service
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + deadline_seconds
-    delay, last = 0.1, ""
-    while True:
-        try:
-            token = b""
-            try:
-                described = await service.describe_worker_deployment(
-                    DescribeWorkerDeploymentRequest(
-                        namespace=client.namespace, deployment_name=name
-                    )
-                )
-                token = described.conflict_token
-                routing = described.worker_deployment_info.routing_config
-                current = routing.current_deployment_version.build_id
-                if current == build or (current and only_if_none):
-                    return current
-            except RPCError as err:
-                if err.status != RPCStatusCode.NOT_FOUND:  # not found: no version polled yet
-                    raise
-            await service.set_worker_deployment_current_version(
-                SetWorkerDeploymentCurrentVersionRequest(
-                    namespace=client.namespace,
-                    deployment_name=name,
-                    build_id=build,
-                    conflict_token=token,
-                    identity=f"chatbot@{socket.gethostname()}",
-                    # Called by the build's own worker once it runs: its pollers are on
-                    # their way, and waiting for the server to see them costs seconds.
-                    allow_no_pollers=True,
-                )
+    name = settings.worker_deployment_name
+
+    async def once() -> str:
+        described = await _deployment(client, name)
+        routing = described.worker_deployment_info.routing_config if described else None
+        current = routing.current_deployment_version.build_id if routing else ""
+        if current == build or (current and only_if_none):
+            return current
+        await client.workflow_service.set_worker_deployment_current_version(
+            SetWorkerDeploymentCurrentVersionRequest(
+                namespace=client.namespace,
+                deployment_name=name,
+                build_id=build,
+                conflict_token=described.conflict_token if described else b"",
+                identity=f"chatbot@{socket.gethostname()}",
+                # Called by the build's own worker once it runs: its pollers are on their
+                # way, and waiting for the server to see them costs seconds.
+                allow_no_pollers=True,
             )
-            return build
-        except RPCError as err:
-            # Not yet (no pollers seen), raced (the conflict token moved), or the server's
-            # per-deployment rate limit ("too many requests issued to Worker Deployment").
-            retryable = err.status in (
-                RPCStatusCode.NOT_FOUND,
-                RPCStatusCode.FAILED_PRECONDITION,
-                RPCStatusCode.ABORTED,
-                RPCStatusCode.UNAVAILABLE,
-                RPCStatusCode.RESOURCE_EXHAUSTED,
-            )
-            last = f"{err.status.name}: {err.message}"
-            if not retryable or loop.time() + delay > give_up:
-                raise PromoteError(
-                    f"could not make build {build} current in deployment {name}: {last}"
-                ) from None
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 2.0)  # the rate limit is per deployment: back off
+        )
+        return build
+
+    retrying = AsyncRetrying(
+        stop=stop_after_delay(deadline_seconds),
+        wait=wait_exponential(multiplier=0.1, max=2.0),
+        retry=_status_in(_PROMOTE_RETRYABLE),
+        reraise=True,
+    )
+    try:
+        return await retrying(once)
+    except RPCError as err:
+        raise PromoteError(
+            f"could not make build {build} current in deployment {name}: "
+            f"{err.status.name}: {err.message}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -149,16 +173,17 @@ async def retire_other_builds(client: Client, settings: Settings, *, reason: str
     where that build's workers are gone for good (`chatbot dev` restarted on changed
     code): nothing would ever run them again. Their turns are in Postgres; the session's
     next message starts a new run on the current build, which reloads them."""
-    view = await describe(client, settings)
-    if view is None:
+    name = settings.worker_deployment_name
+    described = await _deployment(client, name)
+    if described is None:
         return 0
     current, ended = build_id(settings), 0
-    for version in view.versions:
-        if version.build_id == current:
+    for version in described.worker_deployment_info.version_summaries:
+        build = version.deployment_version.build_id
+        if build == current:
             continue
         query = (
-            "ExecutionStatus = 'Running' AND TemporalWorkerDeploymentVersion = "
-            f'"{view.name}:{version.build_id}"'
+            f"ExecutionStatus = 'Running' AND TemporalWorkerDeploymentVersion = \"{name}:{build}\""
         )
         async for run in client.list_workflows(query):
             try:
@@ -182,20 +207,9 @@ async def describe(client: Client, settings: Settings) -> DeploymentView | None:
     """The deployment's versions, newest first, with their sessions; None before any
     worker of it has polled."""
     name = settings.worker_deployment_name
-    request = DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=name)
-    delay = 0.2
-    while True:
-        try:
-            described = await client.workflow_service.describe_worker_deployment(request)
-            break
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                return None
-            # The server limits requests per deployment; a bounded backoff rides it out.
-            if err.status != RPCStatusCode.RESOURCE_EXHAUSTED or delay > DESCRIBE_BACKOFF_MAX:
-                raise
-        await asyncio.sleep(delay)
-        delay *= 2
+    described = await _deployment(client, name)
+    if described is None:
+        return None
     info = described.worker_deployment_info
     routing = info.routing_config
     summaries = sorted(
