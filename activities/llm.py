@@ -6,22 +6,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import openai
 from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletionChunk
+from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall
 from redis.asyncio import Redis
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.prompt import assemble, token_counter
+from activities.tools.registry import ToolRegistry
 from shared.config import Settings
 from shared.logging import bind
 from shared.models import GeneratedReply, GenerateReplyInput, TokenUsage
 from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TokenWriter, TurnStreams
+from shared.tool_calls import ModelStep, ModelStepInput
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,13 @@ def build_openai_client(settings: Settings) -> AsyncOpenAI:
 
 
 async def stream_chat(
-    client: AsyncOpenAI, *, model: str, messages: list[dict[str, str]], **params: Any
+    client: AsyncOpenAI,
+    *,
+    model: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: str | None = None,
+    **params: Any,
 ) -> AsyncStream[ChatCompletionChunk]:
     """A streamed chat completion with usage in its last chunk.
 
@@ -55,7 +65,11 @@ async def stream_chat(
     stream: AsyncStream[ChatCompletionChunk] = await client.chat.completions.create(
         model=model,
         messages=[],  # replaced by extra_body's, untransformed
-        extra_body={"messages": messages},
+        extra_body={
+            "messages": messages,
+            **({"tools": tools} if tools else {}),
+            **({"tool_choice": tool_choice} if tool_choice else {}),
+        },
         stream=True,
         stream_options={"include_usage": True},
         **params,
@@ -97,20 +111,29 @@ async def _heartbeat_every(seconds: float) -> None:
 
 
 class LlmActivities:
-    def __init__(self, client: AsyncOpenAI, redis: Redis, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        redis: Redis,
+        settings: Settings,
+        tools: ToolRegistry | None = None,
+    ) -> None:
         self._client = client
         self._streams = TurnStreams(redis)
         self._settings = settings
+        self._tools = tools  # what a tool-calling turn may offer its model
 
     def warm(self) -> None:
         """Load the tokenizer now (it may try to fetch its files), not inside a turn."""
         token_counter(self._settings.openai_chat_model)
 
-    async def _announce_restart(self, turn_id: str) -> None:
-        """Readers drop what an earlier attempt streamed and start the reply again."""
+    async def _announce_restart(self, turn_id: str, keep_chars: int = 0) -> None:
+        """Readers drop what an earlier attempt streamed and start the reply again; they
+        keep the first `keep_chars` of it (earlier steps of a tool-calling turn)."""
         try:
             if await self._streams.has_entries(turn_id):
-                await self._streams.append(turn_id, "restart", {"attempt": activity.info().attempt})
+                data = {"attempt": activity.info().attempt, "keep_chars": keep_chars}
+                await self._streams.append(turn_id, "restart", data)
         except REDIS_UNAVAILABLE as err:
             log.warning("restart not announced: %s", err)
 
@@ -124,71 +147,156 @@ class LlmActivities:
     async def generate_reply(self, req: GenerateReplyInput) -> GeneratedReply:
         s = self._settings
         bind(turn_id=req.turn_id)
-        started = time.perf_counter()
-        first_token_ms: float | None = None
-        parts: list[str] = []
-        usage = TokenUsage()
-        cancelled = False
-        owner = (req.session_id, req.user_id) if req.session_id else None
-        if activity.info().attempt > 1:
-            await self._announce_restart(req.turn_id)
         messages, context = req.messages, None
         if req.parts is not None:
             count = token_counter(s.openai_chat_model)  # cached: loaded by warm() at start
             messages, context = assemble(req.parts, s.context_max_tokens, count)
+        owner = (req.session_id, req.user_id) if req.session_id else None
+        out = await self._stream(req.turn_id, owner, [m.model_dump() for m in messages])
+        return GeneratedReply(
+            text=out.text,
+            usage=out.usage,
+            cancelled=out.cancelled,
+            first_token_ms=out.first_token_ms,
+            model=s.openai_chat_model,
+            context=context,
+        )
+
+    @activity.defn
+    async def model_step(self, req: ModelStepInput) -> ModelStep:
+        """One round of a tool-calling turn: the model answers (its tokens stream like a
+        reply's) or asks for tool calls, which come back parsed and checked."""
+        s = self._settings
+        bind(turn_id=req.turn_id)
+        count = token_counter(s.openai_chat_model)
+        messages, context = assemble(req.parts, s.context_max_tokens, count)
+        wire: list[dict[str, Any]] = [m.model_dump() for m in messages]
+        wire += req.exchange  # after the user's message: this turn's calls and results
+        offered = self._tools.openai_tools(req.tools) if self._tools is not None else []
+        out = await self._stream(
+            req.turn_id,
+            (req.session_id, req.user_id),
+            wire,
+            tools=offered,
+            tool_choice="none" if req.answer_now else None,
+            keep_chars=req.streamed_chars,
+        )
+        calls = [
+            self._tools.parse_call(c.id or f"call_{req.step}_{i}", c.name, c.arguments)
+            for i, c in enumerate(out.calls)
+            if self._tools is not None
+        ]
+        return ModelStep(
+            text=out.text,
+            calls=calls,
+            usage=out.usage,
+            first_token_ms=out.first_token_ms,
+            cancelled=out.cancelled,
+            context=context,
+        )
+
+    async def _stream(
+        self,
+        turn_id: str,
+        owner: tuple[str, str] | None,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | None = None,
+        keep_chars: int = 0,
+    ) -> _Streamed:
+        """Stream a completion's text into the turn's Redis stream as it arrives, and
+        gather the tool calls it asks for (their pieces arrive spread over chunks)."""
+        s = self._settings
+        started = time.perf_counter()
+        out = _Streamed()
+        parts: list[str] = []
+        pending: dict[int, _PendingCall] = {}
+        if activity.info().attempt > 1:
+            await self._announce_restart(turn_id, keep_chars)
         next_cancel_check = started + CANCEL_CHECK_SECONDS
-        tokens = TokenWriter(self._streams, req.turn_id, owner)
+        tokens = TokenWriter(self._streams, turn_id, owner)
         # Beats while the model thinks (a slow first token) as well as while it streams; a
         # reply shorter than HEARTBEAT_SECONDS sends none.
         beating = asyncio.create_task(_heartbeat_every(HEARTBEAT_SECONDS))
+        extra: dict[str, Any] = {"tools": tools} if tools else {}
+        if tools and tool_choice:
+            extra["tool_choice"] = tool_choice
         try:
             stream = await stream_chat(
                 self._client,
                 model=s.openai_chat_model,
-                messages=[m.model_dump() for m in messages],
+                messages=messages,
                 max_tokens=s.max_tokens,
                 temperature=s.temperature,
                 top_p=s.top_p,
+                **extra,
             )
             async with stream:
                 async for chunk in stream:
                     if chunk.usage is not None:
-                        usage = TokenUsage(
+                        out.usage = TokenUsage(
                             prompt_tokens=chunk.usage.prompt_tokens,
                             completion_tokens=chunk.usage.completion_tokens,
                         )
+                    for choice in chunk.choices:
+                        for piece in choice.delta.tool_calls or ():
+                            call = pending.setdefault(piece.index, _PendingCall())
+                            call.add(piece)
                     text = "".join(c.delta.content or "" for c in chunk.choices)
                     if text:
-                        if first_token_ms is None:
-                            first_token_ms = (time.perf_counter() - started) * 1000
+                        if out.first_token_ms is None:
+                            out.first_token_ms = (time.perf_counter() - started) * 1000
                         parts.append(text)
                         tokens.add(text)
                     now = time.perf_counter()
                     if now >= next_cancel_check:
                         next_cancel_check = now + CANCEL_CHECK_SECONDS
-                        if await self._cancel_requested(req.turn_id):
-                            cancelled = True
+                        if await self._cancel_requested(turn_id):
+                            out.cancelled = True
                             break
         except openai.APIError as err:
             raise provider_error(err) from err
         finally:
             beating.cancel()
             await tokens.close()
-        if usage.completion_tokens == 0 and parts:
-            usage = TokenUsage(prompt_tokens=usage.prompt_tokens, completion_tokens=len(parts))
+        out.text = "".join(parts)
+        out.calls = [pending[i] for i in sorted(pending)] if not out.cancelled else []
+        if out.usage.completion_tokens == 0 and parts:
+            out.usage = TokenUsage(
+                prompt_tokens=out.usage.prompt_tokens, completion_tokens=len(parts)
+            )
         log.info(
             "reply generated",
             extra={
-                "completion_tokens": usage.completion_tokens,
-                "first_token_ms": round(first_token_ms or 0, 1),
-                "cancelled": cancelled,
+                "completion_tokens": out.usage.completion_tokens,
+                "first_token_ms": round(out.first_token_ms or 0, 1),
+                "cancelled": out.cancelled,
+                "tool_calls": len(out.calls),
             },
         )
-        return GeneratedReply(
-            text="".join(parts),
-            usage=usage,
-            cancelled=cancelled,
-            first_token_ms=first_token_ms,
-            model=s.openai_chat_model,
-            context=context,
-        )
+        return out
+
+
+@dataclass
+class _PendingCall:
+    """A tool call as its deltas arrive: the id and name first, the arguments in pieces."""
+
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+    def add(self, piece: ChoiceDeltaToolCall) -> None:
+        self.id = piece.id or self.id
+        if piece.function is not None:
+            self.name += piece.function.name or ""
+            self.arguments += piece.function.arguments or ""
+
+
+@dataclass
+class _Streamed:
+    text: str = ""
+    calls: list[_PendingCall] = field(default_factory=list)
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    first_token_ms: float | None = None
+    cancelled: bool = False

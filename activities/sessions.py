@@ -130,6 +130,7 @@ class SessionStore:
             {
                 "intent_confidence": turn.intent_confidence,
                 "tool_results": turn.tool_results,
+                "tool_calls": turn.tool_calls,
                 "citations": turn.citations,
                 "findings": turn.findings,
                 "timings_ms": turn.timings_ms,

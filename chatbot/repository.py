@@ -300,6 +300,7 @@ async def _stored_turn(
         intent=assistant["intent"] or "chat",
         intent_confidence=data.get("intent_confidence", 1.0),
         tool_results=data.get("tool_results", []),
+        tool_calls=data.get("tool_calls", []),
         citations=data.get("citations", []),
         findings=data.get("findings")
         or findings.render(data.get("tool_results"), data.get("citations")),

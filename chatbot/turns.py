@@ -28,7 +28,14 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from chatbot.errors import ApiError, Conflict, Unavailable, Unprocessable, UpstreamFailed
+from chatbot.errors import (
+    ApiError,
+    Conflict,
+    NotFound,
+    Unavailable,
+    Unprocessable,
+    UpstreamFailed,
+)
 from shared import search_attributes as sa
 from shared.config import Settings
 from shared.models import (
@@ -39,6 +46,7 @@ from shared.models import (
     turn_id_for,
     workflow_id,
 )
+from shared.tool_calls import ApprovalDecision, ApprovalOutcome
 from workflows.chat_session import ChatSessionWorkflow
 
 T = TypeVar("T")
@@ -54,6 +62,10 @@ _ERRORS: dict[str, type[ApiError]] = {
     "DuplicateMessage": DuplicateMessage,
     "SessionEnded": Conflict,
     "TurnNotRunning": Conflict,
+    # Approvals: decided otherwise already, asked of a turn that has moved on, or unknown.
+    "ApprovalConflict": Conflict,
+    "ApprovalStale": Conflict,
+    "ApprovalNotFound": NotFound,
     "LLMRequestRejected": UpstreamFailed,
     "LLMUnavailable": Unavailable,
     # Nothing of the turn was kept, and a retry of the same update gets the same outcome:
@@ -112,6 +124,9 @@ class Turns:
                 turns_per_run=self._settings.turns_per_run,
                 recent_turns=self._settings.context_recent_turns,
                 templated_tool_replies=self._settings.templated_tool_replies,
+                tool_calling=self._settings.tool_calling_enabled,
+                tool_max_steps=self._settings.tool_max_steps,
+                approval_timeout_seconds=self._settings.approval_timeout_seconds,
             ),
             id=workflow_id(session_id),
             task_queue=self._settings.temporal_task_queue,
@@ -146,6 +161,13 @@ class Turns:
         handle = self._client.get_workflow_handle(workflow_id(session_id))
         await temporal_call(
             handle.execute_update(ChatSessionWorkflow.cancel_turn, CancelTurn(turn_id=turn_id))
+        )
+
+    async def decide(self, *, session_id: str, decision: ApprovalDecision) -> ApprovalOutcome:
+        """A person's decision on a tool call the session's running turn waits on."""
+        handle = self._client.get_workflow_handle(workflow_id(session_id))
+        return await temporal_call(
+            handle.execute_update(ChatSessionWorkflow.decide_approval, decision)
         )
 
     async def end(self, *, session_id: str) -> None:

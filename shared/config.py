@@ -24,6 +24,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.mcp import McpServers
+from shared.tool_calls import BUILTIN_TOOLS
+
 CONFIG_FILES = (".env", ".env.cloud")
 PLACEHOLDER_SECRETS = frozenset({"changeme", "changethis", "secret", "your-secret-here", "xxx"})
 
@@ -59,6 +62,13 @@ def _redis_url(value: SecretStr) -> SecretStr:
         raise ValueError(
             "expected a redis:// or rediss:// URL, for example redis://localhost:6379/0"
         )
+    return value
+
+
+def _names(value: object) -> object:
+    """A comma-separated list from the environment (TOOLS=search_web,create_ticket)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
     return value
 
 
@@ -155,6 +165,21 @@ class Settings(BaseSettings):
     # no model asked. `auto`: template without OPENAI_API_KEY (the small local model of
     # `chatbot dev` invents and repeats companies when asked to list them), else model.
     tool_replies: Literal["auto", "model", "template"] = "auto"
+    # Who chooses a turn's tools: `on` = the model (OpenAI function calling: it may call
+    # several tools in up to TOOL_MAX_STEPS rounds, and tools with side effects wait for
+    # the user's approval), `off` = the offline intent router. `auto`: on with
+    # OPENAI_API_KEY (a provider that calls tools), off for the local model.
+    tool_calling: Literal["auto", "on", "off"] = "auto"
+    tool_max_steps: int = Field(4, ge=1, le=16)
+    # A call waiting for approval longer than this is denied, and the model told so.
+    approval_timeout_seconds: float = Field(900.0, gt=0, le=7 * 86400)
+    # The built-in tools the model is offered, and those that run without approval.
+    tools: Annotated[list[str], NoDecode, BeforeValidator(_names)] = list(BUILTIN_TOOLS)
+    tools_auto_approve: Annotated[list[str], NoDecode, BeforeValidator(_names)] = []
+    # MCP servers whose tools are offered too: a JSON list of {"name", "url" | "command",
+    # "headers"?, "env"?, "approval"?, "timeout_seconds"?}; listed again this often.
+    mcp_servers: McpServers = []
+    mcp_refresh_seconds: float = Field(300.0, ge=1)
     # With a real model configured, a low-confidence intent is decided by one
     # structured-output call; off keeps routing offline (rules + classifier).
     intent_llm_fallback: bool = True
@@ -247,6 +272,12 @@ class Settings(BaseSettings):
         if given and len(given) != len(databricks):
             absent = [k for k, v in databricks.items() if not v]
             raise ValueError(f"{', '.join(given)} set but {', '.join(absent)} missing")
+        unknown = sorted(set(self.tools) - set(BUILTIN_TOOLS))
+        if unknown:
+            raise ValueError(
+                f"TOOLS names unknown tools {', '.join(unknown)}; the built-in tools are "
+                f"{', '.join(BUILTIN_TOOLS)}"
+            )
         if self.environment == "production":
             if self.jwt_secret is None:
                 raise ValueError("JWT_SECRET must be set when ENVIRONMENT=production")
@@ -275,6 +306,12 @@ class Settings(BaseSettings):
         if self.tool_replies == "auto":
             return self.openai_api_key is None
         return self.tool_replies == "template"
+
+    @property
+    def tool_calling_enabled(self) -> bool:
+        if self.tool_calling == "auto":
+            return self.openai_api_key is not None
+        return self.tool_calling == "on"
 
     @property
     def llm_configured(self) -> bool:

@@ -80,6 +80,11 @@ class SessionStart(BaseModel):
     turns_total: int = 0
     # TOOL_REPLIES resolved: company results get a fixed lead-in, not the model's prose.
     templated_tool_replies: bool = False
+    # TOOL_CALLING resolved: the model chooses the turn's tools, in at most tool_max_steps
+    # rounds; a call that needs approval waits approval_timeout_seconds for a person.
+    tool_calling: bool = False
+    tool_max_steps: int = 4
+    approval_timeout_seconds: float = 900.0
 
 
 class SendMessage(BaseModel):
@@ -109,6 +114,8 @@ class SessionState(BaseModel):
     turns_this_run: int
     summary: str
     recent: list[ChatMessage]
+    # Tool calls of the running turn waiting for a decision (ToolCallRecord, as JSON).
+    pending_approvals: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class LoadedSession(BaseModel):
@@ -226,21 +233,39 @@ class TurnResult(BaseModel):
     # What the tools found, as text rendered the same way whatever the model replied
     # (shared/findings.py): companies, numbered sources, tools that were unavailable.
     findings: str = ""
+    # A tool-calling turn's calls, in order (shared/tool_calls.py ToolCallRecord).
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
     usage: TokenUsage = Field(default_factory=TokenUsage)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     context: ContextReport | None = None
     error: str | None = None
 
 
+TurnEventKind = Literal[
+    "tool", "tool_call", "approval_required", "approval_decided", "tool_result", "final", "error"
+]
+
+
 class TurnEvent(BaseModel):
-    """An event of a turn's stream besides tokens: a tool's result as it arrives, then
-    `final` with the result or `error`."""
+    """An event of a turn's stream besides tokens: a tool's result as it arrives (`tool`
+    on the router's path; `tool_call`, `approval_required`, `approval_decided`,
+    `tool_result` on the tool-calling path, each with the call), then `final` with the
+    result or `error`."""
 
     turn_id: str
-    kind: Literal["tool", "final", "error"]
+    kind: Literal[
+        "tool",
+        "tool_call",
+        "approval_required",
+        "approval_decided",
+        "tool_result",
+        "final",
+        "error",
+    ]
     session_id: str = ""  # whose turn: recorded with the event (Redis may have lost it)
     user_id: str = ""
     tool: dict[str, Any] | None = None
+    call: dict[str, Any] | None = None
     result: TurnResult | None = None
     error: str | None = None
     error_type: str | None = None

@@ -193,6 +193,8 @@ def settings(
         # Scripted fake replies are for generate_reply; the router's LLM layer has its own
         # tests (tests/activities), so turns here route offline.
         intent_llm_fallback=False,
+        # The router's path, as with the local model; tool-calling turns have their tests.
+        tool_calling="off",
     )
 
 

@@ -29,6 +29,9 @@ from activities.llm import LlmActivities, build_openai_client
 from activities.memory import MemoryActivities
 from activities.sessions import SessionStore
 from activities.streams import StreamActivities
+from activities.tools.builtin import builtin_tools
+from activities.tools.registry import ToolRegistry
+from activities.tools.runner import ToolActivities
 from activities.web_search import WebSearch
 from shared.build import build_id
 from shared.config import Settings, get_settings
@@ -63,9 +66,16 @@ def build_worker(
     task_queue: str | None = None,
 ) -> Worker:
     embedder = build_embedder(llm_client, settings)
-    llm = LlmActivities(llm_client, redis, settings)
     companies = CompanySearch(settings=settings, engine=engine, embedder=embedder)
     web = WebSearch(llm_client, settings)
+    registry = ToolRegistry(
+        builtin_tools(companies=companies, web=web, engine=engine, enabled=set(settings.tools)),
+        mcp_servers=settings.mcp_servers,
+        auto_approve=settings.tools_auto_approve,
+        mcp_refresh_seconds=settings.mcp_refresh_seconds,
+    )
+    llm = LlmActivities(llm_client, redis, settings, registry)
+    tools = ToolActivities(registry)
     memory = MemoryActivities(llm_client, engine, embedder, settings)
     store = SessionStore(engine)
     streams = StreamActivities(redis)
@@ -82,6 +92,9 @@ def build_worker(
         activities=[
             intent.detect_intent,
             llm.generate_reply,
+            llm.model_step,
+            tools.tool_catalog,
+            tools.call_tool,
             companies.search_companies,
             web.search_web,
             memory.summarize,

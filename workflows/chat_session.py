@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.memory import MemoryActivities, snippet
     from activities.sessions import SessionStore
     from activities.streams import StreamActivities
+    from activities.tools.runner import ToolActivities
     from shared import findings
     from shared import search_attributes as sa
     from shared.models import (
@@ -52,13 +53,25 @@ with workflow.unsafe.imports_passed_through():
         TurnResult,
         turn_id_for,
     )
+    from shared.tool_calls import ApprovalDecision, ApprovalOutcome
     from workflows import policies
-    from workflows.tools import ToolOutcome, fixed_reply, grounding, run_tools
+    from workflows.approvals import Approvals
+    from workflows.tool_turn import ToolTurn, ToolTurnOutcome
+    from workflows.tools import ToolOutcome, fixed_reply, grounding, router_hint, run_tools
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant. Answer clearly and concisely, in the language of the "
     "user's message. You cannot browse the web: when asked for today's news, prices, "
     "weather or other current facts, say you cannot look them up; never guess them."
+)
+# With tools the model chooses (TOOL_CALLING): it may look things up, and asks before
+# anything that acts on the user's behalf.
+TOOLS_SYSTEM_PROMPT = (
+    "You are a helpful assistant. Answer clearly and concisely, in the language of the "
+    "user's message. Use the tools when they help: search the company directory for "
+    "suppliers and partners, search the web for anything current; never guess current "
+    "facts. Open a ticket or hand over to a person only when the user asks for it or "
+    "clearly needs it; the user approves those first. Cite web sources as [n]."
 )
 DETAIL_CHARS = 80
 # How a step's failure reaches the workflow: an ActivityError, or, for a local activity
@@ -114,6 +127,8 @@ class ChatSessionWorkflow:
         self._activity_seq = 0
         self._ended = False
         self._fold_failed_at: int | None = None  # _activity_seq when a fold last failed
+        self._approvals = Approvals()  # tool calls waiting for a person's decision
+        self._cancelled: set[str] = set()  # turns asked to stop (cleared when they end)
 
     @property
     def _ref(self) -> SessionRef:
@@ -273,6 +288,9 @@ class ChatSessionWorkflow:
             turns_per_run=start.turns_per_run,
             recent_turns=start.recent_turns,
             templated_tool_replies=start.templated_tool_replies,
+            tool_calling=start.tool_calling,
+            tool_max_steps=start.tool_max_steps,
+            approval_timeout_seconds=start.approval_timeout_seconds,
             loaded=True,
             summary=self._summary,
             summary_version=self._summary_version,
@@ -294,6 +312,7 @@ class ChatSessionWorkflow:
             turns_this_run=self._turns_this_run,
             summary=self._summary,
             recent=self._recent,
+            pending_approvals=self._approvals.pending,
         )
 
     @workflow.update
@@ -310,6 +329,7 @@ class ChatSessionWorkflow:
                 return await self._run_turn(turn_id, msg)
         finally:
             self._running_turn = None
+            self._cancelled.discard(turn_id)
             self._queued -= 1
             self._activity_seq += 1
 
@@ -340,7 +360,8 @@ class ChatSessionWorkflow:
         timings["detect_intent"], step = (workflow.time() - step) * 1000, workflow.time()
         found = f"intent: {intent.intent} ({intent.confidence:.2f})"
         tools = ToolOutcome()
-        if intent.intent != "chat":
+        by_model = self._start.tool_calling  # the model chooses the tools, not the router
+        if intent.intent != "chat" and not by_model:
             workflow.set_current_details(
                 self._details(f"**Turn {turn_id}**: {said}, {found}, searching")
             )
@@ -356,11 +377,11 @@ class ChatSessionWorkflow:
         pending = self._to_fold  # on their way into the summary: still verbatim
         verbatim = {snippet(m.role, m.content) for m in pending}  # not twice in the prompt
         parts = PromptParts(
-            system=SYSTEM_PROMPT,
+            system=TOOLS_SYSTEM_PROMPT if by_model else SYSTEM_PROMPT,
             summary=self._summary,
             retrieved=[s for s in retrieved.snippets if s not in verbatim],
             recent=[*pending, *self._recent],
-            tool_context=grounding(tools),
+            tool_context=router_hint(intent) if by_model else grounding(tools),
             user=msg.text,
             retrieval_embedder=retrieved.embedder,
         )
@@ -379,13 +400,20 @@ class ChatSessionWorkflow:
         workflow.set_current_details(
             self._details(f"**Turn {turn_id}**: {said}, {found}, replying")
         )
-        fixed = fixed_reply(intent, tools, msg.text, templated=self._start.templated_tool_replies)
+        templated = self._start.templated_tool_replies
+        fixed = None if by_model else fixed_reply(intent, tools, msg.text, templated=templated)
+        turn: ToolTurn | None = None
         try:
             if fixed:
                 reply = GeneratedReply(text=fixed, usage=TokenUsage())
+            elif by_model:
+                turn = await self._tool_turn(turn_id, parts)
+                reply = await self._run_tool_turn(turn, result)
             else:
                 reply = await self._generate(turn_id, parts, found)
         except ActivityError as err:
+            if turn is not None:  # the calls made before the model failed are kept
+                self._record_calls(turn.outcome, result)
             cause = err.cause
             message = str(cause) if cause else str(err)
             error_type = cause.type if isinstance(cause, ApplicationError) else None
@@ -442,6 +470,45 @@ class ChatSessionWorkflow:
         )
         await self._publish(TurnEvent(turn_id=turn_id, kind="final", result=result))
         return result
+
+    async def _tool_turn(self, turn_id: str, parts: PromptParts) -> ToolTurn:
+        catalog = await workflow.execute_local_activity_method(
+            ToolActivities.tool_catalog,
+            start_to_close_timeout=policies.LOCAL_TIMEOUT,
+            retry_policy=policies.LOCAL_RETRY,
+            summary="the tools this turn may call",
+        )
+        return ToolTurn(
+            turn_id=turn_id,
+            session_id=self._start.session_id,
+            user_id=self._start.user_id,
+            parts=parts,
+            catalog=catalog,
+            max_steps=self._start.tool_max_steps,
+            approval_timeout=timedelta(seconds=self._start.approval_timeout_seconds),
+            approvals=self._approvals,
+            publish=self._publish,
+            cancelled=lambda: turn_id in self._cancelled,
+        )
+
+    async def _run_tool_turn(self, turn: ToolTurn, result: TurnResult) -> GeneratedReply:
+        outcome = await turn.run()
+        self._record_calls(outcome, result)
+        return GeneratedReply(
+            text=outcome.text,
+            usage=outcome.usage,
+            cancelled=outcome.cancelled,
+            first_token_ms=outcome.first_token_ms,
+            context=outcome.context,
+        )
+
+    def _record_calls(self, outcome: ToolTurnOutcome, result: TurnResult) -> None:
+        result.tool_calls = [c.model_dump(mode="json") for c in outcome.calls]
+        result.tool_results = outcome.tool_results
+        result.citations = [
+            c for r in result.tool_results if r.get("tool") == "web_search" for c in r["citations"]
+        ]
+        result.findings = findings.render(result.tool_results, result.citations)
 
     async def _generate(self, turn_id: str, parts: PromptParts, found: str) -> GeneratedReply:
         return await workflow.execute_activity_method(
@@ -521,6 +588,7 @@ class ChatSessionWorkflow:
 
     @workflow.update
     async def cancel_turn(self, req: CancelTurn) -> None:
+        self._cancelled.add(req.turn_id)  # ends its approval waits, stops its tool rounds
         await workflow.execute_local_activity_method(
             StreamActivities.request_cancel,
             req,
@@ -535,6 +603,17 @@ class ChatSessionWorkflow:
             raise ApplicationError(
                 f"turn {req.turn_id} is not running in this session", type="TurnNotRunning"
             )
+
+    @workflow.update
+    def decide_approval(self, req: ApprovalDecision) -> ApprovalOutcome:
+        """A person's decision on a tool call waiting for approval (POST
+        /v1/sessions/{sid}/turns/{tid}/approvals/{call_id}); the same decision twice is
+        answered as recorded."""
+        return self._approvals.decide(req)
+
+    @decide_approval.validator
+    def _validate_decide_approval(self, req: ApprovalDecision) -> None:
+        self._approvals.check(req, self._running_turn)
 
     @workflow.signal
     def end_session(self) -> None:

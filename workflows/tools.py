@@ -96,6 +96,19 @@ async def run_tools(intent: IntentResult, text: str) -> ToolOutcome:
     return outcome
 
 
+ROUTER_HINTS = {
+    "company_search": "search_companies",
+    "web_search": "search_web",
+    "both": "search_companies and search_web",
+}
+
+
+def router_hint(intent: IntentResult) -> str:
+    """For a tool-calling turn: what the offline router would have searched, as a hint."""
+    tools = ROUTER_HINTS.get(intent.intent)
+    return f"This message probably needs {tools}." if tools else ""
+
+
 def grounding(outcome: ToolOutcome) -> str:
     """What the model is told about the tools' results, for a grounded, cited answer."""
     parts: list[str] = []

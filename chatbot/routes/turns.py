@@ -1,12 +1,14 @@
-"""A turn's event stream (resumable with Last-Event-ID) and its cancellation."""
+"""A turn's event stream (resumable with Last-Event-ID), its cancellation, and the
+decisions on its tool calls that wait for approval."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path, status
 from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from chatbot import repository
@@ -17,8 +19,10 @@ from chatbot.resources import Resources
 from chatbot.schemas import STREAM_ID_PATTERN, SessionId, StreamId, error_responses
 from chatbot.sse import relay_sse
 from chatbot.turns import Turns
+from shared.models import StorableText
 from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TurnStreams
+from shared.tool_calls import ApprovalDecision, ApprovalOutcome
 
 router = APIRouter(tags=["turns"], dependencies=[LogIds])
 TURN_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -109,3 +113,44 @@ async def cancel_turn(
     await repository.get_session(res.engine, session_id=session_id, user_id=user)
     await Turns(await res.temporal(), res.settings).cancel(session_id=session_id, turn_id=turn_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+CALL_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,200}$"
+CallId = Annotated[str, Path(pattern=CALL_ID_PATTERN, description="A tool call's id")]
+
+
+class ApprovalBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "deny"]
+    note: StorableText = Field(default="", max_length=2000)
+
+
+@router.post(
+    "/sessions/{session_id}/turns/{turn_id}/approvals/{call_id}",
+    response_model=ApprovalOutcome,
+    responses=error_responses(400, 401, 404, 409, 422, 502, 503),
+)
+async def decide_approval(
+    session_id: SessionId,
+    turn_id: TurnId,
+    call_id: CallId,
+    body: ApprovalBody,
+    user: CurrentUser,
+    res: ResourcesDep,
+) -> ApprovalOutcome:
+    """Approve or deny a tool call the turn waits on (its `approval_required` event).
+    The same decision again is answered as recorded (`repeated`); another decision for a
+    decided call, or one for a turn that has moved on, is 409; a call the turn does not
+    wait on is 404. Only the session's owner decides."""
+    await repository.get_session(res.engine, session_id=session_id, user_id=user)
+    decision = ApprovalDecision(
+        turn_id=turn_id,
+        call_id=call_id,
+        decision=body.decision,
+        note=body.note,
+        decided_by=user,
+    )
+    return await Turns(await res.temporal(), res.settings).decide(
+        session_id=session_id, decision=decision
+    )

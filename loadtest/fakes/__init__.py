@@ -4,7 +4,7 @@ the real `openai` and `databricks-vectorsearch` clients talk to them unawares.""
 from loadtest.fakes.databricks_server import SAMPLE_DATASET, FakeDatabricksServer, load_rows
 from loadtest.fakes.openai_server import FakeOpenAIServer, hash_embedding, split_tokens
 from loadtest.fakes.runner import ServerThread
-from loadtest.fakes.scripting import Citation, FakeServer, Step
+from loadtest.fakes.scripting import Citation, FakeServer, Step, ToolCallStep
 
 __all__ = [
     "SAMPLE_DATASET",
@@ -14,6 +14,7 @@ __all__ = [
     "FakeServer",
     "ServerThread",
     "Step",
+    "ToolCallStep",
     "hash_embedding",
     "load_rows",
     "split_tokens",

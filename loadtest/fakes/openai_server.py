@@ -55,6 +55,41 @@ def _content_text(content: Any) -> str:
     return ""
 
 
+def _prompt_tokens(messages: list[Any]) -> int:
+    """Rough prompt size: words of every message's content (tool results included) and of
+    the arguments of the assistant's earlier tool calls."""
+    n = 0
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        n += len(_content_text(m.get("content")).split())
+        for call in m.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                n += len(str(function.get("arguments", "")).split())
+    return n
+
+
+def _missing_tool_call_id(messages: list[Any]) -> Response | None:
+    """The real API's 400 for a `tool` message without the id of the call it answers."""
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and m.get("role") == "tool" and not m.get("tool_call_id"):
+            param = f"messages[{i}].tool_call_id"
+            error = {
+                "message": f"Missing required parameter: '{param}'.",
+                "type": "invalid_request_error",
+                "param": param,
+                "code": "missing_required_parameter",
+            }
+            return JSONResponse({"error": error}, status_code=400)
+    return None
+
+
+def _argument_pieces(arguments: str, size: int = 4) -> list[str]:
+    """Streamed arguments come a few characters at a time, so clients must accumulate."""
+    return [arguments[i : i + size] for i in range(0, len(arguments), size)]
+
+
 def with_citations(text: str, citations: Sequence[Citation]) -> tuple[str, list[dict[str, Any]]]:
     """Append a markdown link per index-less citation, as search models do; build annotations."""
     annotations = []
@@ -114,6 +149,7 @@ class FakeOpenAIServer(FakeServer):
         self.search_citations = list(search_citations)
         self.embedding_dims = embedding_dims
         self._ids = itertools.count(1)
+        self._call_ids = itertools.count(1)
         routes = [
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/v1/embeddings", self._embeddings, methods=["POST"]),
@@ -137,13 +173,27 @@ class FakeOpenAIServer(FakeServer):
         messages, model = body.get("messages"), body.get("model")
         if not isinstance(messages, list) or not messages or not isinstance(model, str):
             return self.error(400, "'model' and a non-empty 'messages' list are required.")
+        if (missing := _missing_tool_call_id(messages)) is not None:
+            return missing
+        calls = self._tool_calls(step)
         text, annotations = self._reply(messages, model, step)
-        tokens = split_tokens(text)
-        n_prompt = sum(len(_content_text(m.get("content")).split()) for m in messages)
+        if calls and step and step.reply is None:
+            text, annotations = "", []  # a reply that only calls tools has no content
+        # What the stream sends after the role delta, one "token" each: the text, then per
+        # call a header (id, name) and its arguments in pieces.
+        pieces: list[dict[str, Any]] = [{"content": t} for t in split_tokens(text)]
+        for i, call in enumerate(calls):
+            function = call["function"]
+            header = {**call, "function": {**function, "arguments": ""}}
+            pieces.append({"tool_calls": [{"index": i, **header}]})
+            for part in _argument_pieces(function["arguments"]):
+                pieces.append({"tool_calls": [{"index": i, "function": {"arguments": part}}]})
+        finish_reason = "tool_calls" if calls else "stop"
+        n_prompt = _prompt_tokens(messages)
         usage = {
             "prompt_tokens": n_prompt,
-            "completion_tokens": len(tokens),
-            "total_tokens": n_prompt + len(tokens),
+            "completion_tokens": len(pieces),
+            "total_tokens": n_prompt + len(pieces),
         }
         latency = _pick(step.latency_ms if step else None, self.latency_ms) / 1000
         tps = _pick(step.tokens_per_second if step else None, self.tokens_per_second)
@@ -155,9 +205,20 @@ class FakeOpenAIServer(FakeServer):
             "system_fingerprint": "fp_fake",
         }
         if not body.get("stream"):
-            await self.sleep(latency + gap * len(tokens))
-            message = {"role": "assistant", "content": text, "annotations": annotations}
-            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+            await self.sleep(latency + gap * len(pieces))
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": None if calls and not text else text,
+                "annotations": annotations,
+            }
+            if calls:
+                message["tool_calls"] = calls
+            choice = {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
             completion = {**head, "object": "chat.completion", "choices": [choice]}
             return JSONResponse({**completion, "usage": usage})
         with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -174,21 +235,34 @@ class FakeOpenAIServer(FakeServer):
         async def events() -> AsyncIterator[bytes]:
             if await self.sleep(latency):
                 raise _StreamBroken
-            yield delta({"role": "assistant", "content": "", "refusal": None})
-            for i, token in enumerate(tokens):
+            # The real API sends content null, not "", when the reply only calls tools.
+            content = None if calls and not text else ""
+            yield delta({"role": "assistant", "content": content, "refusal": None})
+            for i, piece in enumerate(pieces):
                 if i == break_after or (i and await self.sleep(gap)):
                     raise _StreamBroken
-                yield delta({"content": token})
+                yield delta(piece)
             if break_after is not None:  # break_after >= the number of tokens
                 raise _StreamBroken
             if annotations:  # search models send their citations in a delta after the text
                 yield delta({"annotations": annotations})
-            yield delta({}, "stop")
+            yield delta({}, finish_reason)
             if with_usage:  # stream_options.include_usage: a last chunk with no choices
                 yield event([], usage=usage)
             yield b"data: [DONE]\n\n"
 
         return _EventStream(events(), media_type="text/event-stream")
+
+    def _tool_calls(self, step: Step | None) -> list[dict[str, Any]]:
+        """The step's calls as the API writes them (arguments always a JSON string)."""
+        calls: list[dict[str, Any]] = []
+        for call in (step.tool_calls if step else None) or []:
+            args = call.arguments
+            arguments = args if isinstance(args, str) else json.dumps(args, separators=(",", ":"))
+            function = {"name": call.name, "arguments": arguments}
+            call_id = call.id or f"call_fake_{next(self._call_ids)}"
+            calls.append({"id": call_id, "type": "function", "function": function})
+        return calls
 
     def _reply(
         self, messages: list[Any], model: str, step: Step | None

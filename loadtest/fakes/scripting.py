@@ -30,26 +30,44 @@ class Citation(BaseModel):
     end_index: int | None = None
 
 
+class ToolCallStep(BaseModel):
+    """A function call the fake's chat completion makes. A dict `arguments` is sent
+    JSON-encoded; a str is sent verbatim (so a test can send malformed JSON). `id` None
+    means the fake makes one up (`call_fake_<n>`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+    id: str | None = None
+
+
 class Step(BaseModel):
     """One scripted behaviour, used by the first request it matches (FIFO), `times` times.
 
-    `endpoint`/`model`/`stream` narrow which requests match (None = any). Then: `hang`,
-    else `status` (an error in the API's own shape, after `latency_ms`), else a normal
-    answer shaped by `reply`/`citations`/`break_after`/`latency_ms`/`tokens_per_second`
-    where they apply.
+    `endpoint`/`model`/`stream`/`tools` narrow which requests match (None = any; `tools`
+    True = only requests with a non-empty `tools` list the model may call, i.e. not with
+    tool_choice "none"; False = only the others).
+    Then: `hang`, else `status` (an error in the API's own shape, after `latency_ms`),
+    else a normal answer shaped by `reply`/`citations`/`tool_calls`/`break_after`/
+    `latency_ms`/`tokens_per_second` where they apply. With `tool_calls` the chat
+    completion calls those functions (finish_reason "tool_calls"), with `reply` as its
+    content if given, else none.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     endpoint: str | None = None
     model: str | None = None
     stream: bool | None = None  # streamed (chat replies) or not (summaries, intent)
+    tools: bool | None = None  # the request offers tools (function calling) or not
     reply: str | None = None
     citations: list[Citation] | None = None
+    tool_calls: list[ToolCallStep] | None = None
     status: int | None = Field(default=None, ge=400, le=599)
     message: str | None = None
     retry_after: int | None = Field(default=None, ge=0)  # seconds; 429s default to 1
     hang: bool = False
-    break_after: int | None = Field(default=None, ge=0)  # streams: drop after N tokens
+    # Streams: drop after N tokens (text tokens, then each call's header and argument pieces).
+    break_after: int | None = Field(default=None, ge=0)
     latency_ms: float | None = Field(default=None, ge=0)
     tokens_per_second: float | None = Field(default=None, ge=0)
     times: int = Field(default=1, ge=1)
@@ -137,13 +155,16 @@ class FakeServer(ServerThread):
             self._steps.clear()
             self._requests.clear()
 
-    def take(self, endpoint: str, model: str | None, stream: bool = False) -> Step | None:
+    def take(
+        self, endpoint: str, model: str | None, stream: bool = False, has_tools: bool = False
+    ) -> Step | None:
         with self._lock:
             for i, step in enumerate(self._steps):
                 if (
                     step.endpoint in (None, endpoint)
                     and step.model in (None, model)
                     and step.stream in (None, stream)
+                    and step.tools in (None, has_tools)
                 ):
                     if step.times > 1:
                         self._steps[i] = step.model_copy(update={"times": step.times - 1})
@@ -184,6 +205,10 @@ class FakeServer(ServerThread):
             endpoint,
             body.get("model") if isinstance(body.get("model"), str) else None,
             body.get("stream") is True,
+            # Tools offered with tool_choice "none" may not be called: as no tools.
+            isinstance(body.get("tools"), list)
+            and bool(body["tools"])
+            and body.get("tool_choice") != "none",
         )
         if step and step.hang:
             await self._hang(request)

@@ -61,6 +61,10 @@ class SessionRow(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     last_activity_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Set by the escalate_to_human tool: the session waits for a person.
+    escalated_at: Mapped[datetime | None] = mapped_column()
+    escalation_reason: Mapped[str | None] = mapped_column(Text)
+    escalation_key: Mapped[str | None] = mapped_column(String(200))
 
 
 class MessageRow(Base):
@@ -121,4 +125,22 @@ class CompanyRow(Base):
     capabilities: Mapped[str] = mapped_column(Text, server_default="")
     source: Mapped[str] = mapped_column(String(32), server_default="import")
     search: Mapped[str] = mapped_column(TSVECTOR, Computed(COMPANY_SEARCH_DOCUMENT, persisted=True))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class TicketRow(Base):
+    """A support ticket the create_ticket tool opened, once per call (idempotency_key)."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    session_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(String(256))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    priority: Mapped[str] = mapped_column(String(16), server_default="normal")
+    status: Mapped[str] = mapped_column(String(16), server_default="open")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

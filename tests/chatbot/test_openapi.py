@@ -42,6 +42,17 @@ EXPECTED_ERRORS: dict[tuple[str, str], set[int]] = {
         502,
         503,
     },
+    # 400: a body that is not JSON; 404: another's session or a call not waiting; 409:
+    # decided otherwise already, or the turn moved on.
+    ("post", "/v1/sessions/{session_id}/turns/{turn_id}/approvals/{call_id}"): {
+        400,
+        401,
+        404,
+        409,
+        422,
+        502,
+        503,
+    },
     ("get", "/v1/me"): {401},
     ("get", "/health"): set(),
     ("get", "/ready"): {503},

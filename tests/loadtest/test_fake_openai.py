@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import asyncio
 import base64
+import json
 import math
 import operator
 import re
@@ -14,11 +15,17 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletionMessageParam, ChatCompletionUserMessageParam
+from openai.types.chat import (
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageParam,
+    ChatCompletionToolParam,
+    ChatCompletionUserMessageParam,
+)
 
 from loadtest.fakes import FakeOpenAIServer, hash_embedding
 
@@ -358,3 +365,153 @@ def test_cli_process_is_scriptable_and_stops_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+WEATHER_TOOLS: list[ChatCompletionToolParam] = [
+    {
+        "type": "function",
+        "function": {
+            "name": name,
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    for name in ("get_weather", "get_time")
+]
+TWO_CALLS = [
+    {"name": "get_weather", "arguments": {"city": "Paris", "units": "metric"}, "id": "call_w"},
+    {"name": "get_time", "arguments": {"city": "Tokyo, Japan"}},
+]
+
+
+async def test_streamed_tool_calls_accumulate_by_index(
+    server: FakeOpenAIServer, client: openai.AsyncOpenAI
+) -> None:
+    server.script({"tool_calls": TWO_CALLS})
+    stream = await client.chat.completions.create(
+        model="m",
+        messages=USER,
+        tools=WEATHER_TOOLS,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    # Assembled as apps do: the first delta of a call has its id and name, the rest
+    # append to its arguments, all keyed by index.
+    calls: dict[int, dict[str, str]] = {}
+    argument_deltas: dict[int, int] = {}
+    contents, finish, usage, n_deltas = [], None, None, 0
+    async for chunk in stream:
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            finish = choice.finish_reason or finish
+            contents.append(choice.delta.content)
+            n_deltas += bool(choice.delta.content or choice.delta.tool_calls)
+            for part in choice.delta.tool_calls or []:
+                call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
+                call["id"] += part.id or ""
+                if part.function is not None:
+                    call["name"] += part.function.name or ""
+                    call["arguments"] += part.function.arguments or ""
+                    argument_deltas[part.index] = argument_deltas.get(part.index, 0) + bool(
+                        part.function.arguments
+                    )
+    assert finish == "tool_calls"
+    assert set(contents) == {None}  # no text: content is null, as the real API sends it
+    assert [c["name"] for c in calls.values()] == ["get_weather", "get_time"]
+    assert [json.loads(c["arguments"]) for c in calls.values()] == [
+        {"city": "Paris", "units": "metric"},
+        {"city": "Tokyo, Japan"},
+    ]
+    assert calls[0]["id"] == "call_w"
+    assert calls[1]["id"].startswith("call_fake_")
+    assert all(n > 1 for n in argument_deltas.values())
+    assert usage is not None and usage.completion_tokens == n_deltas
+    assert server.requests[0]["body"]["tools"][0]["function"]["name"] == "get_weather"
+
+
+async def test_non_streamed_tool_calls_parse_into_client_types(
+    server: FakeOpenAIServer, client: openai.AsyncOpenAI
+) -> None:
+    bad_json = '{"city": "Par'
+    calls = [TWO_CALLS[0], {"name": "get_time", "arguments": bad_json, "id": "call_t"}]
+    server.script({"tool_calls": calls, "reply": "Checking."})
+    reply = await client.chat.completions.create(model="m", messages=USER, tools=WEATHER_TOOLS)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content == "Checking."
+    assert choice.message.tool_calls is not None
+    first, second = choice.message.tool_calls
+    assert isinstance(first, ChatCompletionMessageFunctionToolCall)
+    assert isinstance(second, ChatCompletionMessageFunctionToolCall)
+    assert (first.id, first.type, first.function.name) == ("call_w", "function", "get_weather")
+    assert json.loads(first.function.arguments) == {"city": "Paris", "units": "metric"}
+    assert second.function.arguments == bad_json  # a str is sent verbatim
+    assert reply.usage is not None and reply.usage.completion_tokens > 1
+
+
+async def test_tool_results_are_accepted_and_counted(
+    server: FakeOpenAIServer, client: openai.AsyncOpenAI
+) -> None:
+    server.script({"tool_calls": [TWO_CALLS[0]]})
+    first = await client.chat.completions.create(model="m", messages=USER, tools=WEATHER_TOOLS)
+    called = first.choices[0].message
+    assert called.tool_calls is not None
+    follow_up: list[ChatCompletionMessageParam] = [
+        *USER,
+        called.model_dump(exclude_none=True),  # type: ignore[list-item]
+        {"role": "tool", "tool_call_id": called.tool_calls[0].id, "content": "sunny and warm"},
+    ]
+    reply = await client.chat.completions.create(model="m", messages=follow_up)
+    assert reply.choices[0].message.content == "Fake reply to: tell me about welding shops"
+    assert reply.choices[0].message.tool_calls is None
+    # 5 user words, the call's one-word JSON arguments, 3 words of the tool result.
+    assert reply.usage is not None and reply.usage.prompt_tokens == 5 + 1 + 3
+
+
+async def test_tools_step_waits_for_a_request_with_tools(
+    server: FakeOpenAIServer, client: openai.AsyncOpenAI
+) -> None:
+    async with httpx.AsyncClient(base_url=server.root_url) as http:
+        steps = [
+            {"tools": True, "tool_calls": [{"name": "get_time"}]},
+            {"tools": False, "reply": "no tools offered"},
+        ]
+        (await http.post("/_fake/script", json={"steps": steps})).raise_for_status()
+    plain = await client.chat.completions.create(model="m", messages=USER)
+    assert plain.choices[0].message.content == "no tools offered"
+    assert [s.tools for s in server.pending] == [True]
+    called = await client.chat.completions.create(model="m", messages=USER, tools=WEATHER_TOOLS)
+    tool_calls = called.choices[0].message.tool_calls
+    assert tool_calls is not None and isinstance(
+        tool_calls[0], ChatCompletionMessageFunctionToolCall
+    )
+    assert (tool_calls[0].function.name, tool_calls[0].function.arguments) == ("get_time", "{}")
+    assert server.pending == []
+    # With tools and no step left, the answer is plain text, as before.
+    text = await client.chat.completions.create(model="m", messages=USER, tools=WEATHER_TOOLS)
+    assert text.choices[0].message.content == "Fake reply to: tell me about welding shops"
+    assert text.choices[0].finish_reason == "stop"
+
+
+async def test_tool_message_without_tool_call_id_is_400(client: openai.AsyncOpenAI) -> None:
+    messages: Any = [*USER, {"role": "tool", "content": "orphan result"}]
+    with pytest.raises(openai.BadRequestError) as err:
+        await client.chat.completions.create(model="m", messages=messages)
+    assert err.value.status_code == 400
+    assert err.value.param == "messages[1].tool_call_id"
+    assert err.value.code == "missing_required_parameter"
+
+
+async def test_tool_call_stream_breaks_mid_arguments(
+    server: FakeOpenAIServer, client: openai.AsyncOpenAI
+) -> None:
+    server.script({"tool_calls": [TWO_CALLS[0]], "break_after": 2})
+    stream = await client.chat.completions.create(
+        model="m", messages=USER, tools=WEATHER_TOOLS, stream=True
+    )
+    arguments = ""
+    with pytest.raises(openai.APIConnectionError):
+        async for chunk in stream:
+            for part in chunk.choices[0].delta.tool_calls or []:
+                if part.function is not None:
+                    arguments += part.function.arguments or ""
+    assert arguments == '{"ci'  # the call's header (token 1), then one piece (token 2)
