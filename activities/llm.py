@@ -172,7 +172,8 @@ class LlmActivities:
         messages, context = assemble(req.parts, s.context_max_tokens, count)
         wire: list[dict[str, Any]] = [m.model_dump() for m in messages]
         wire += req.exchange  # after the user's message: this turn's calls and results
-        offered = self._tools.openai_tools(req.tools) if self._tools is not None else []
+        registry = self._tools
+        offered = registry.openai_tools(req.tools) if registry is not None else []
         out = await self._stream(
             req.turn_id,
             (req.session_id, req.user_id),
@@ -181,11 +182,14 @@ class LlmActivities:
             tool_choice="none" if req.answer_now else None,
             keep_chars=req.streamed_chars,
         )
-        calls = [
-            self._tools.parse_call(c.id or f"call_{req.step}_{i}", c.name, c.arguments)
-            for i, c in enumerate(out.calls)
-            if self._tools is not None
-        ]
+        calls = (
+            [
+                registry.parse_call(c.id or f"call_{req.step}_{i}", c.name, c.arguments)
+                for i, c in enumerate(out.calls)
+            ]
+            if registry is not None
+            else []
+        )
         return ModelStep(
             text=out.text,
             calls=calls,
@@ -219,9 +223,6 @@ class LlmActivities:
         # Beats while the model thinks (a slow first token) as well as while it streams; a
         # reply shorter than HEARTBEAT_SECONDS sends none.
         beating = asyncio.create_task(_heartbeat_every(HEARTBEAT_SECONDS))
-        extra: dict[str, Any] = {"tools": tools} if tools else {}
-        if tools and tool_choice:
-            extra["tool_choice"] = tool_choice
         try:
             stream = await stream_chat(
                 self._client,
@@ -230,7 +231,8 @@ class LlmActivities:
                 max_tokens=s.max_tokens,
                 temperature=s.temperature,
                 top_p=s.top_p,
-                **extra,
+                tools=tools,
+                tool_choice=tool_choice if tools else None,
             )
             async with stream:
                 async for chunk in stream:

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 from activities.company_search import CompanySearch
 from activities.tools.registry import Tool, ToolContext, pydantic_tool
 from activities.web_search import WebSearch
-from shared.tool_calls import MAX_TOOL_CONTENT_CHARS, ToolCallOutput
+from shared.tool_calls import ToolCallOutput
 from shared.tools import SearchCompaniesInput, SearchWebInput
 
 FOREIGN_KEY_VIOLATION = "23503"
@@ -45,10 +45,6 @@ class CreateTicketArgs(BaseModel):
 class EscalateArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=1000, description="why a person should take over")
-
-
-def _clip(content: str) -> str:
-    return content if len(content) <= MAX_TOOL_CONTENT_CHARS else content[:MAX_TOOL_CONTENT_CHARS]
 
 
 _INSERT_TICKET = text(
@@ -83,7 +79,7 @@ def builtin_tools(
         rows = [c.model_dump(exclude={"score"}, exclude_defaults=True) for c in found.companies]
         note = "SAMPLE DATA: fictional demo companies; say so. " if found.sample else ""
         content = note + json.dumps({"companies": rows}, ensure_ascii=False)
-        return ToolCallOutput(content=_clip(content), data=data)
+        return ToolCallOutput(content=content, data=data)
 
     async def search_web(args: SearchWebArgs, ctx: ToolContext) -> ToolCallOutput:
         found = await web.search_web(SearchWebInput(query=args.query))
@@ -92,7 +88,7 @@ def builtin_tools(
             return ToolCallOutput(ok=False, content=found.message, data=data)
         sources = "\n".join(f"[{c.index}] {c.title} {c.url}" for c in found.citations)
         content = f"{found.answer}\nSources (cite as [n]):\n{sources}"
-        return ToolCallOutput(content=_clip(content), data=data)
+        return ToolCallOutput(content=content, data=data)
 
     async def create_ticket(args: CreateTicketArgs, ctx: ToolContext) -> ToolCallOutput:
         # One statement: a retried call (after a crash, a timeout) finds its own row.

@@ -160,16 +160,17 @@ class ToolRegistry:
             call.arguments, call.problem = parsed, f"invalid arguments: {err}"
         return call
 
+    def _stale(self) -> bool:
+        at = self._refreshed_at
+        return bool(self._servers) and (
+            at is None or time.monotonic() - at >= self._refresh_seconds
+        )
+
     async def refresh_if_stale(self) -> None:
-        if not self._servers:
-            return
-        now = time.monotonic()
-        if self._refreshed_at is not None and now - self._refreshed_at < self._refresh_seconds:
+        if not self._stale():
             return
         async with self._refreshing:
-            if self._refreshed_at is None or time.monotonic() - self._refreshed_at >= (
-                self._refresh_seconds
-            ):
+            if self._stale():  # not refreshed by another turn meanwhile
                 await self.refresh()
 
     async def refresh(self) -> None:
