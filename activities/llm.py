@@ -3,7 +3,6 @@ stream as they arrive."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from redis.asyncio import Redis
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import heartbeating
 from activities.prompt import assemble, token_counter
 from activities.tools.registry import ToolRegistry
 from shared.config import Settings
@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 # A provider that refuses the request itself will refuse it again: do not retry these.
 NON_RETRYABLE_STATUS = frozenset({400, 401, 403, 404, 422})
 CANCEL_CHECK_SECONDS = 0.1
-# Well inside the workflow's heartbeat timeout (10 s); more often only costs CPU.
-HEARTBEAT_SECONDS = 1.0
 
 
 def build_openai_client(settings: Settings) -> AsyncOpenAI:
@@ -102,12 +100,6 @@ def provider_error(err: openai.APIError) -> ApplicationError:
             next_retry_delay=_retry_after(err),
         )
     return ApplicationError(f"the model provider failed: {err}", type="LLMUnavailable")
-
-
-async def _heartbeat_every(seconds: float) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        activity.heartbeat()
 
 
 class LlmActivities:
@@ -221,46 +213,45 @@ class LlmActivities:
         next_cancel_check = started + CANCEL_CHECK_SECONDS
         tokens = TokenWriter(self._streams, turn_id, owner)
         # Beats while the model thinks (a slow first token) as well as while it streams; a
-        # reply shorter than HEARTBEAT_SECONDS sends none.
-        beating = asyncio.create_task(_heartbeat_every(HEARTBEAT_SECONDS))
+        # reply shorter than a beat sends none.
         try:
-            stream = await stream_chat(
-                self._client,
-                model=s.openai_chat_model,
-                messages=messages,
-                max_tokens=s.max_tokens,
-                temperature=s.temperature,
-                top_p=s.top_p,
-                tools=tools,
-                tool_choice=tool_choice if tools else None,
-            )
-            async with stream:
-                async for chunk in stream:
-                    if chunk.usage is not None:
-                        out.usage = TokenUsage(
-                            prompt_tokens=chunk.usage.prompt_tokens,
-                            completion_tokens=chunk.usage.completion_tokens,
-                        )
-                    for choice in chunk.choices:
-                        for piece in choice.delta.tool_calls or ():
-                            call = pending.setdefault(piece.index, _PendingCall())
-                            call.add(piece)
-                    text = "".join(c.delta.content or "" for c in chunk.choices)
-                    if text:
-                        if out.first_token_ms is None:
-                            out.first_token_ms = (time.perf_counter() - started) * 1000
-                        parts.append(text)
-                        tokens.add(text)
-                    now = time.perf_counter()
-                    if now >= next_cancel_check:
-                        next_cancel_check = now + CANCEL_CHECK_SECONDS
-                        if await self._cancel_requested(turn_id):
-                            out.cancelled = True
-                            break
+            async with heartbeating():
+                stream = await stream_chat(
+                    self._client,
+                    model=s.openai_chat_model,
+                    messages=messages,
+                    max_tokens=s.max_tokens,
+                    temperature=s.temperature,
+                    top_p=s.top_p,
+                    tools=tools,
+                    tool_choice=tool_choice if tools else None,
+                )
+                async with stream:
+                    async for chunk in stream:
+                        if chunk.usage is not None:
+                            out.usage = TokenUsage(
+                                prompt_tokens=chunk.usage.prompt_tokens,
+                                completion_tokens=chunk.usage.completion_tokens,
+                            )
+                        for choice in chunk.choices:
+                            for piece in choice.delta.tool_calls or ():
+                                call = pending.setdefault(piece.index, _PendingCall())
+                                call.add(piece)
+                        text = "".join(c.delta.content or "" for c in chunk.choices)
+                        if text:
+                            if out.first_token_ms is None:
+                                out.first_token_ms = (time.perf_counter() - started) * 1000
+                            parts.append(text)
+                            tokens.add(text)
+                        now = time.perf_counter()
+                        if now >= next_cancel_check:
+                            next_cancel_check = now + CANCEL_CHECK_SECONDS
+                            if await self._cancel_requested(turn_id):
+                                out.cancelled = True
+                                break
         except openai.APIError as err:
             raise provider_error(err) from err
         finally:
-            beating.cancel()
             await tokens.close()
         out.text = "".join(parts)
         out.calls = [pending[i] for i in sorted(pending)] if not out.cancelled else []

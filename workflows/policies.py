@@ -55,6 +55,9 @@ TOOL_RETRY = RetryPolicy(
     maximum_attempts=3,
     non_retryable_error_types=["CompanySearchRejected", "LLMRequestRejected"],
 )
+# A call_tool activity beats while its tool runs: a worker killed mid-call is noticed
+# within this, not the tool's whole timeout.
+TOOL_HEARTBEAT = timedelta(seconds=10)
 TOOLS_DEADLINE = 3 * TOOL_TIMEOUT + timedelta(seconds=10)
 
 # The longest one turn can hold its session (README: "Limits"): intent, tools, retrieval,

@@ -205,6 +205,7 @@ class ToolTurn:
                     idempotency_key=record.idempotency_key,
                 ),
                 start_to_close_timeout=timedelta(seconds=spec.timeout_seconds),
+                heartbeat_timeout=policies.TOOL_HEARTBEAT,
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(milliseconds=500),
                     maximum_interval=timedelta(seconds=5),

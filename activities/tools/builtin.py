@@ -47,11 +47,18 @@ class EscalateArgs(BaseModel):
     reason: str = Field(min_length=1, max_length=1000, description="why a person should take over")
 
 
-_INSERT_TICKET = text(
+# The call's ticket, opened by this statement or found from an earlier attempt of the call.
+_OPEN_TICKET = text(
     """
-    INSERT INTO tickets (idempotency_key, session_id, user_id, title, description, priority)
-    VALUES (:key, :session_id, :user_id, :title, :description, :priority)
-    ON CONFLICT (idempotency_key) DO NOTHING
+    WITH opened AS (
+        INSERT INTO tickets (idempotency_key, session_id, user_id, title, description, priority)
+        VALUES (:key, :session_id, :user_id, :title, :description, :priority)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id, title, priority
+    )
+    SELECT id, title, priority FROM opened
+    UNION ALL
+    SELECT id, title, priority FROM tickets WHERE idempotency_key = :key
     """
 )
 _FIND_TICKET = text("SELECT id, title, priority FROM tickets WHERE idempotency_key = :key")
@@ -91,7 +98,8 @@ def builtin_tools(
         return ToolCallOutput(content=content, data=data)
 
     async def create_ticket(args: CreateTicketArgs, ctx: ToolContext) -> ToolCallOutput:
-        # One statement: a retried call (after a crash, a timeout) finds its own row.
+        # One statement, committed by itself: once it has run, the ticket exists whatever
+        # happens to this worker, and a retried call (after a crash) finds its own row.
         params = {
             "key": ctx.idempotency_key,
             "session_id": ctx.session_id,
@@ -101,9 +109,11 @@ def builtin_tools(
             "priority": args.priority,
         }
         try:
-            async with engine.begin() as conn:
-                await conn.execute(_INSERT_TICKET, params)
-                row = (await conn.execute(_FIND_TICKET, {"key": ctx.idempotency_key})).one()
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                row = (await conn.execute(_OPEN_TICKET, params)).first()
+                if row is None:  # an attempt running beside this one committed it meanwhile
+                    row = (await conn.execute(_FIND_TICKET, {"key": ctx.idempotency_key})).one()
         except IntegrityError as err:
             if getattr(err.orig, "sqlstate", None) != FOREIGN_KEY_VIOLATION:
                 raise

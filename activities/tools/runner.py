@@ -8,6 +8,7 @@ import logging
 
 from temporalio import activity
 
+from activities.heartbeat import heartbeating
 from activities.tools import mcp
 from activities.tools.registry import ToolContext, ToolRegistry
 from shared.logging import bind
@@ -37,7 +38,8 @@ class ToolActivities:
             idempotency_key=req.idempotency_key,
         )
         try:
-            out = await tool.run(req.call.arguments, ctx)
+            async with heartbeating():  # a worker killed mid-call is noticed in seconds
+                out = await tool.run(req.call.arguments, ctx)
         except mcp.McpUnavailable as err:
             # Not retried (an MCP tool may not be idempotent): the model is told.
             return ToolCallOutput(ok=False, content=str(err))

@@ -5,11 +5,8 @@ tool with side effects runs."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
@@ -18,13 +15,21 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from chatbot.client import Event
 from chatbot.companies import SAMPLE_FILE, import_companies
 from loadtest.fakes import FakeOpenAIServer, Step, ToolCallStep
 from shared.config import Settings
-from shared.db.engine import create_engine, engine_from_settings
+from shared.db.engine import engine_from_settings
 from shared.models import workflow_id
-from tests.chatbot.api_support import sse_events
+from tests.workflows.tool_support import (
+    answer,
+    calls,
+    decide,
+    enable_tool_calling,
+    model_requests,
+    start_turn,
+    tickets,
+    until,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,9 +38,7 @@ pytestmark = pytest.mark.timeout(120)
 def _tool_calling(settings: Settings, request: pytest.FixtureRequest) -> None:
     """Before the worker and the gateway are built from these settings."""
     marker = request.node.get_closest_marker("approval_timeout")
-    settings.tool_calling = "on"
-    settings.tool_max_steps = 3
-    settings.approval_timeout_seconds = marker.args[0] if marker else 60
+    enable_tool_calling(settings, approval_timeout=marker.args[0] if marker else 60)
 
 
 @pytest.fixture
@@ -43,76 +46,6 @@ async def sample_companies(settings: Settings) -> None:
     engine = engine_from_settings(settings)
     await import_companies(engine, SAMPLE_FILE, embedder=None, source="sample")
     await engine.dispose()
-
-
-def calls(*steps: ToolCallStep) -> Step:
-    return Step(endpoint="chat", tools=True, stream=True, tool_calls=list(steps))
-
-
-def answer(reply: str) -> Step:
-    return Step(endpoint="chat", stream=True, reply=reply)
-
-
-def model_requests(llm: FakeOpenAIServer) -> list[dict[str, Any]]:
-    """The bodies of the turn's model rounds (not the search model's)."""
-    return [
-        r["body"]
-        for r in llm.requests
-        if r["endpoint"] == "chat" and "search" not in r["body"]["model"]
-    ]
-
-
-async def start_turn(client: httpx.AsyncClient, session: str, message: str) -> str:
-    resp = await client.post(f"/sessions/{session}/messages?wait=false", json={"text": message})
-    assert resp.status_code == 202, resp.text
-    return str(resp.json()["turn_id"])
-
-
-async def events(client: httpx.AsyncClient, turn_id: str) -> AsyncIterator[Event]:
-    async with client.stream(
-        "GET", f"/turns/{turn_id}/events", headers={"Accept": "text/event-stream"}
-    ) as resp:
-        assert resp.status_code == 200
-        async for event in sse_events(resp):
-            yield event
-
-
-async def until(client: httpx.AsyncClient, turn_id: str, kind: str) -> list[Event]:
-    """The turn's events up to and including the first of `kind` (or its end)."""
-    seen: list[Event] = []
-    async with asyncio.timeout(60):
-        async for event in events(client, turn_id):
-            seen.append(event)
-            if event.type in (kind, "final", "error"):
-                break
-    return seen
-
-
-def decide(
-    client: httpx.AsyncClient,
-    session: str,
-    turn_id: str,
-    call_id: str,
-    decision: str,
-    note: str = "",
-) -> Any:
-    return client.post(
-        f"/sessions/{session}/turns/{turn_id}/approvals/{call_id}",
-        json={"decision": decision, "note": note},
-    )
-
-
-async def tickets(settings: Settings, session: str) -> list[Any]:
-    engine = create_engine(settings.database_url.get_secret_value(), pool_size=1, max_overflow=0)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                text("SELECT title, idempotency_key FROM tickets WHERE session_id = :s"),
-                {"s": session},
-            )
-            return list(rows)
-    finally:
-        await engine.dispose()
 
 
 async def test_two_calls_run_in_parallel_and_their_results_reach_the_model(
