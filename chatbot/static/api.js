@@ -172,6 +172,15 @@ export class Api {
   }
 
   /**
+   * Approve or deny a tool call the turn waits on (its `approval_required` event). The
+   * same decision again answers as recorded; 409 when the turn has moved on.
+   */
+  decideApproval(sessionId, turnId, callId, decision, note = "") {
+    const path = `/sessions/${enc(sessionId)}/turns/${enc(turnId)}/approvals/${enc(callId)}`;
+    return this.json("POST", path, { body: { decision, note } });
+  }
+
+  /**
    * Send `text` to a session and follow the reply until its `final` or `error` event.
    * `on.turn(turnId)` as soon as the turn exists; `on.event({id, type, data})` for each
    * event; `on.reconnecting(attempt)` / `on.reconnected()` around a resume. Rejects with

@@ -264,12 +264,17 @@ async function send() {
   ui.input.value = "";
   autosize();
   const mine = userMessage(text);
-  const view = new AssistantMessage({ onChange: scrollToEnd });
+  const turn = { sessionId: null, turnId: null, abort: new AbortController(), view: null };
+  const view = new AssistantMessage({
+    onChange: scrollToEnd,
+    decide: (callId, decision, note) =>
+      api.decideApproval(turn.sessionId, turn.turnId, callId, decision, note),
+  });
+  turn.view = view;
   ui.list.append(mine);
   updateEmptyHint();
   state.pinned = true;
   scrollToEnd();
-  const turn = { sessionId: null, turnId: null, abort: new AbortController(), view };
   state.turn = turn;
   updateComposer();
   const started = performance.now();
@@ -319,12 +324,20 @@ async function send() {
   }
 }
 
+const TOOL_EVENTS = new Set(["tool_call", "approval_required", "approval_decided", "tool_result"]);
+
 function onTurnEvent(view, event, started) {
   const { type, data } = event;
   if (type === "token") view.append(str(data.text));
+  else if (TOOL_EVENTS.has(type)) onToolEvent(view, type, data.call);
   else if (type === "restart") {
-    view.restart();
-    setStatus("The model was asked again; the reply starts over.");
+    const keep = Number(data.keep_chars) || 0;
+    view.restart(keep);
+    setStatus(
+      keep > 0
+        ? "The model was asked again; its last step starts over."
+        : "The model was asked again; the reply starts over.",
+    );
   } else if (type === "final") {
     const result = data.result ?? {};
     view.finish(result, performance.now() - started);
@@ -335,6 +348,16 @@ function onTurnEvent(view, event, started) {
         ? "The model provider rejected the request"
         : "The reply failed";
     view.fail(`${prefix}: ${str(data.error) || "no details given"}`);
+    setStatus("");
+  }
+}
+
+/** A call of a tool-calling turn: shown on the reply; a wait for approval is announced. */
+function onToolEvent(view, type, call) {
+  view.toolCall(call);
+  if (type === "approval_required") {
+    setStatus(`Waiting for your approval to run ${str(call?.name) || "a tool"}.`);
+  } else if (type === "approval_decided" && !view.tools.waiting) {
     setStatus("");
   }
 }

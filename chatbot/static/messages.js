@@ -1,9 +1,11 @@
 // How a conversation looks: user and assistant messages; on a reply, its intent badge,
-// status, timings on hover, company cards and numbered web citations. Everything that
-// comes from a person or a model is inserted as text, never as HTML.
+// status, timings on hover, its tool calls (tools.js), company cards and numbered web
+// citations. Everything that comes from a person or a model is inserted as text, never
+// as HTML.
 
 import { el, externalLink, safeHref, str } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
+import { ToolCalls } from "./tools.js";
 
 const INTENTS = {
   chat: "chat",
@@ -29,6 +31,7 @@ export function historyMessages(items) {
         status: item.status,
         intent: item.intent,
         tool_results: data.tool_results,
+        tool_calls: data.tool_calls,
         citations: data.citations,
         timings_ms: data.timings_ms,
         error: data.error,
@@ -39,13 +42,25 @@ export function historyMessages(items) {
   });
 }
 
-/** A reply, from its first token to its final event (or straight from history). */
+/** The first `count` characters of `text`, counted as Python counts them (code points). */
+export function keepChars(text, count) {
+  const n = Number.isInteger(count) && count > 0 ? count : 0;
+  if (n === 0) return "";
+  if (n >= text.length) return text; // never more code points than UTF-16 units
+  return Array.from(text).slice(0, n).join("");
+}
+
+/**
+ * A reply, from its first token to its final event (or straight from history).
+ * `decide(callId, decision, note)` posts a decision on a call the turn waits on.
+ */
 export class AssistantMessage {
-  constructor({ onChange } = {}) {
+  constructor({ onChange, decide } = {}) {
     this.onChange = onChange ?? (() => {});
     this.text = "";
     this.frame = 0;
     this.meta = el("div", { class: "meta" });
+    this.tools = new ToolCalls({ decide, onChange: () => this.onChange() });
     const typing = el("span", { class: "typing", "aria-label": "writing" }, el("i"), el("i"), el("i"));
     this.body = el("div", { class: "bubble markdown" }, typing);
     this.extras = el("div", { class: "extras" });
@@ -53,9 +68,15 @@ export class AssistantMessage {
       "li",
       { class: "msg assistant", dataset: { state: "waiting" } },
       this.meta,
+      this.tools.node,
       this.body,
       this.extras,
     );
+  }
+
+  /** A `tool_call`, `approval_required`, `approval_decided` or `tool_result` event's call. */
+  toolCall(record) {
+    this.tools.update(record);
   }
 
   append(text) {
@@ -65,9 +86,12 @@ export class AssistantMessage {
     this.frame ||= requestAnimationFrame(() => this.render());
   }
 
-  /** The model call was retried: what it streamed so far is void. */
-  restart() {
-    this.text = "";
+  /**
+   * A model call was retried: what it streamed is void, except the first `keep` chars
+   * (what earlier steps of a tool-calling turn streamed; 0 or absent: everything goes).
+   */
+  restart(keep = 0) {
+    this.text = keepChars(this.text, keep);
     this.render();
   }
 
@@ -95,6 +119,7 @@ export class AssistantMessage {
     if (!this.text && status === "cancelled") {
       this.body.replaceChildren(el("p", { class: "muted", text: "Stopped before any text." }));
     }
+    this.tools.all(result.tool_calls);
     fill(this.extras, ...toolResults(result.tool_results), citations(sources(result)));
     if (status === "failed") {
       this.fail(result.error ? `The reply failed: ${str(result.error)}` : "The reply failed.");

@@ -1,9 +1,15 @@
-"""The page's own modules, run in the browser: the markdown renderer and the SSE parser."""
+"""The page's own modules, run in the browser: the markdown renderer, the SSE parser, a
+reply's restart and the tool calls' approval cards."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Page, expect
+
+from shared.config import Settings
+from tests.ui.support import open_signed_in
 
 RENDER = """async (cases) => {
   const { renderMarkdown } = await import("/static/markdown.js");
@@ -112,4 +118,133 @@ async def test_sse_parser_yields_each_event_once(
         {"id": "1-0", "type": "token", "data": {"text": "Hel"}},
         {"id": "1-1", "type": "token", "data": {"text": "lo"}},
         {"id": "1-2", "type": "final", "data": {"result": {"reply": "Hello"}}},
+    ]
+
+
+RESTART = """async (cases) => {
+  const { AssistantMessage } = await import("/static/messages.js");
+  return cases.map(([streamed, keep]) => {
+    const view = new AssistantMessage();
+    view.append(streamed);
+    view.restart(keep);
+    return [view.text, view.body.textContent];
+  });
+}"""
+
+
+RESTARTS = [
+    ("Step one said this. Step two was cut", 20, "Step one said this. "),
+    # keep_chars counts code points, as Python's len() does: an emoji is one.
+    ("a\U0001f600b and more", 2, "a\U0001f600"),
+    ("all of it goes", 0, ""),
+    ("an older event has no keep_chars", None, ""),
+    ("short", 50, "short"),
+]
+
+
+async def test_a_restart_keeps_the_first_keep_chars_of_the_reply(page: Page, gateway: str) -> None:
+    await page.goto(gateway)
+    results = await page.evaluate(RESTART, [[streamed, keep] for streamed, keep, _ in RESTARTS])
+    for (streamed, keep, kept), (text, shown) in zip(RESTARTS, results, strict=True):
+        assert text == kept, f"{streamed!r} keeping {keep}"
+        assert shown == kept.rstrip(), f"{streamed!r} keeping {keep}"  # no trailing blanks
+
+
+# Three calls wait for approval; the page's decide() answers each differently.
+MOUNT_CALLS = """async (hostile) => {
+  const { ToolCalls } = await import("/static/tools.js");
+  const { ApiError } = await import("/static/api.js");
+  const answers = {
+    c1: (decision, note) => ({ turn_id: "t", call_id: "c1", decision, note, repeated: false }),
+    c2: () => { throw new ApiError(409, "conflict", "the turn has moved on"); },
+    c3: () => { throw new ApiError(503, "unavailable", "Temporal is not reachable"); },
+  };
+  window.__decided = [];
+  const calls = new ToolCalls({
+    decide: async (id, decision, note) => {
+      window.__decided.push([id, decision, note]);
+      return answers[id](decision, note);
+    },
+  });
+  window.__calls = calls;
+  const li = document.createElement("li");
+  li.append(calls.node);
+  document.getElementById("message-list").append(li);
+  ["c1", "c2", "c3"].forEach((id, index) => {
+    const record = {
+      id, index, step: 0, name: "create_ticket", idempotency_key: `t:${index}`,
+      arguments: { title: hostile, n: index }, needs_approval: true, status: "pending",
+    };
+    calls.update(record);
+    calls.update({ ...record, status: "awaiting_approval" });
+  });
+}"""
+
+UPDATE_CALL = """(record) => window.__calls.update({
+  index: 0, step: 0, name: "create_ticket", arguments: {}, needs_approval: true, ...record,
+})"""
+
+
+async def test_approval_cards_escape_arguments_and_show_each_answer_to_a_decision(
+    page: Page, gateway: str, settings: Settings
+) -> None:
+    await open_signed_in(page, gateway, settings, "cards")
+    hostile = '<img src=x onerror="window.__xss = 1">'
+    await page.evaluate(MOUNT_CALLS, hostile)
+    rows = page.locator(".tool-call")
+    await expect(rows).to_have_count(3)  # each call once, though each came twice
+    first, second, third = rows.nth(0), rows.nth(1), rows.nth(2)
+    args = first.locator(".approval-args")
+    await expect(args).to_have_text(json.dumps({"title": hostile, "n": 0}, indent=2))
+    await expect(first.locator(".tool-args")).to_have_text(f"title: {json.dumps(hostile)}, n: 0")
+    await expect(page.locator("#message-list img")).to_have_count(0)
+    assert await page.evaluate("window.__xss") is None
+
+    # Decided: the answer is shown; the event that follows adds who decided.
+    await first.get_by_label("Note").fill("  ok  ")
+    await first.get_by_role("button", name="Approve create_ticket").click()
+    await expect(first.locator(".approval-message")).to_have_text("Approved: \u201cok\u201d")
+    await expect(first.get_by_role("button")).to_have_count(0)
+    approval = {"decision": "approve", "note": "ok", "decided_by": "alice", "timed_out": False}
+    await page.evaluate(UPDATE_CALL, {"id": "c1", "status": "pending", "approval": approval})
+    await expect(first.locator(".approval-message")).to_have_text(
+        "Approved by alice: \u201cok\u201d"
+    )
+    await page.evaluate(
+        UPDATE_CALL,
+        {"id": "c1", "status": "ok", "approval": approval, "content": "Ticket #7 opened", "ms": 12},
+    )
+    await expect(first.locator(".tool-status")).to_have_text("done")
+    await expect(first.locator(".tool-summary")).to_have_text("Ticket #7 opened (12 ms)")
+
+    # 409: the turn has moved on; trying again cannot help, so the buttons stay off.
+    await second.get_by_role("button", name="Deny create_ticket").click()
+    await expect(second.locator(".approval-message")).to_have_text(
+        "This turn has moved on; your decision was not recorded."
+    )
+    await expect(second.get_by_role("button", name="Approve create_ticket")).to_be_disabled()
+    await expect(second.get_by_role("button", name="Deny create_ticket")).to_be_disabled()
+    timed_out = {"decision": "deny", "note": "no decision within 1 min", "timed_out": True}
+    await page.evaluate(UPDATE_CALL, {"id": "c2", "status": "timed_out", "approval": timed_out})
+    await expect(second.locator(".approval-message")).to_have_text(
+        "Nobody decided in time (no decision within 1 min), so the call was not made."
+    )
+    await expect(second.locator(".tool-status")).to_have_text("timed out")
+
+    # Any other error: its text, and the buttons back for another try.
+    await third.get_by_role("button", name="Approve create_ticket").click()
+    await expect(third.locator(".approval-message")).to_have_text(
+        "The service is unavailable right now: Temporal is not reachable."
+    )
+    await expect(third.get_by_role("button", name="Approve create_ticket")).to_be_enabled()
+    await expect(third.get_by_label("Note")).to_be_enabled()
+    await page.evaluate(UPDATE_CALL, {"id": "c3", "status": "cancelled"})
+    await expect(third.locator(".approval-message")).to_have_text(
+        "The turn was cancelled before anyone decided; the call was not made."
+    )
+    await expect(third.get_by_role("button")).to_have_count(0)
+    assert await page.evaluate("window.__decided") == [
+        ["c1", "approve", "ok"],
+        ["c2", "deny", ""],
+        ["c3", "approve", ""],
     ]
