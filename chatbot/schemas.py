@@ -92,10 +92,27 @@ class MessagePage(BaseModel):
     next_before: int | None = Field(description="Pass as `before` for the previous page")
 
 
+class PendingApproval(BaseModel):
+    """A tool call a running turn waits on a person's decision for."""
+
+    turn_id: str
+    call: dict[str, Any] = Field(description="The call: id, name, arguments, as in its events")
+    decide_url: str = Field(description='POST `{"decision": "approve"|"deny"}` here')
+
+
+class ApprovalPage(BaseModel):
+    items: list[PendingApproval]
+
+
 class TurnAccepted(BaseModel):
     turn_id: str
     session_id: str
     events_url: str
+    pending_approvals: list[PendingApproval] = Field(
+        default_factory=list,
+        description="What the turn waits on, when a waiting request answers 202 because "
+        "a tool call needs approval",
+    )
 
 
 class ErrorDetail(BaseModel):

@@ -8,19 +8,21 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowFailureError,
     WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateHandle,
     WorkflowUpdateRPCTimeoutOrCancelledError,
     WorkflowUpdateStage,
 )
 from temporalio.common import (
+    QueryRejectCondition,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -169,6 +171,26 @@ class Turns:
         return await temporal_call(
             handle.execute_update(ChatSessionWorkflow.decide_approval, decision)
         )
+
+    async def pending_approvals(
+        self, *, session_id: str
+    ) -> tuple[str | None, list[dict[str, Any]]]:
+        """The running turn and the tool calls it waits on a decision for (none when the
+        session's workflow is not running)."""
+        handle = self._client.get_workflow_handle(workflow_id(session_id))
+        try:
+            state = await handle.query(
+                ChatSessionWorkflow.state, reject_condition=QueryRejectCondition.NOT_OPEN
+            )
+        except WorkflowQueryRejectedError:
+            return None, []
+        except WorkflowQueryFailedError as err:
+            raise Unavailable(f"the session did not answer: {err}", retry_after=2) from err
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None, []
+            raise api_error(err) from err
+        return state.running_turn_id, list(state.pending_approvals)
 
     async def end(self, *, session_id: str) -> None:
         """End the session's workflow gracefully, if it is running."""

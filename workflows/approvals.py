@@ -7,7 +7,7 @@ Deterministic."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -80,12 +80,16 @@ class Approvals:
         record: dict[str, object],
         deadline: timedelta,
         cancelled: Callable[[], bool],
+        announce: Callable[[], Awaitable[None]],
     ) -> Approval | None:
         """The decision; None when the turn was cancelled. No decision in time is a denial
-        (recorded, so a late decision is told the call was decided)."""
+        (recorded, so a late decision is told the call was decided). The call is pending
+        before `announce` tells anyone it waits: a decision sent the moment the request is
+        seen finds it, rather than a 404."""
         key = (turn_id, call_id)
         self._pending[key] = record
         try:
+            await announce()
             await workflow.wait_condition(
                 lambda: key in self._decided or cancelled(), timeout=deadline
             )

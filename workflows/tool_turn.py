@@ -160,13 +160,13 @@ class ToolTurn:
 
     async def _approved(self, record: ToolCallRecord) -> bool:
         record.status = "awaiting_approval"
-        await self._event("approval_required", record)
         approval = await self.approvals.wait(
             self.turn_id,
             record.id,
             record.model_dump(mode="json"),
             self.approval_timeout,
             self.cancelled,
+            announce=lambda: self._event("approval_required", record),
         )
         if approval is None:
             record.status = "cancelled"

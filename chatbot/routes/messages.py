@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic.json_schema import SkipJsonSchema
 
 from chatbot import idempotency, metrics, repository
+from chatbot.approvals import result_or_pause
 from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
 from chatbot.ratelimit import enforce
@@ -19,6 +20,7 @@ from chatbot.resources import Resources
 from chatbot.schemas import (
     MessageCreate,
     MessagePage,
+    PendingApproval,
     Seq,
     SessionId,
     TurnAccepted,
@@ -39,7 +41,11 @@ router = APIRouter(
     response_model=TurnResult,
     responses={
         **error_responses(400, 401, 404, 409, 413, 422, 429, 502, 503),
-        202: {"model": TurnAccepted, "description": "`?wait=false`: accepted, not answered yet"},
+        202: {
+            "model": TurnAccepted,
+            "description": "`?wait=false`: accepted, not answered yet; or a waiting JSON "
+            "request whose turn paused for a tool call's approval (`pending_approvals`)",
+        },
         200: {
             "description": "The turn's result; with `Accept: text/event-stream`, SSE frames "
             "`token`, `restart`, `final`, `error`, each with an id",
@@ -91,9 +97,16 @@ async def send_message(
             text=body.text,
         )
     turns = Turns(await res.temporal(), res.settings)
+    # A tool-calling turn may pause for a person: a waiting JSON request then answers 202
+    # with what it waits on, so it is sent to be accepted, and the result awaited after.
+    waits_here = wait and not wants_sse
+    pausable = waits_here and res.settings.tool_calling_enabled
     try:
         turn_id, handle = await turns.send(
-            session_id=session_id, user_id=user, message=body, until_done=wait and not wants_sse
+            session_id=session_id,
+            user_id=user,
+            message=body,
+            until_done=waits_here and not pausable,
         )
     except DuplicateMessage:
         stored = await repository.find_turn(
@@ -106,7 +119,13 @@ async def send_message(
         return _answer(request, res, user, stored.turn_id, session_id, wait, wants_sse, stored)
     bind(turn_id=turn_id)
     await record_owner(res, turn_id, session_id, user)
-    if wait and not wants_sse:
+    if pausable:
+        outcome = await result_or_pause(request, res, session_id, turn_id, handle)
+        if not isinstance(outcome, TurnResult):
+            return _accepted(request, turn_id, session_id, outcome)
+        metrics.record_turn(outcome.status, outcome.timings_ms, time.perf_counter() - started)
+        return outcome
+    if waits_here:
         result = await temporal_call(handle.result())
         metrics.record_turn(result.status, result.timings_ms, time.perf_counter() - started)
         return result
@@ -125,12 +144,7 @@ def _answer(
 ) -> TurnResult | JSONResponse | StreamingResponse:
     """A turn's answer in the shape the request asked for: 202, SSE, or the result."""
     if not wait:
-        accepted = TurnAccepted(
-            turn_id=turn_id,
-            session_id=session_id,
-            events_url=str(request.url_for("turn_events", turn_id=turn_id)),
-        )
-        return JSONResponse(accepted.model_dump(), status.HTTP_202_ACCEPTED)
+        return _accepted(request, turn_id, session_id, [])
     if wants_sse:
         return StreamingResponse(
             relay_sse(res, user, turn_id, "0-0"),
@@ -140,6 +154,18 @@ def _answer(
     if stored is None:
         raise RuntimeError("a JSON answer that waits is given its result")
     return stored
+
+
+def _accepted(
+    request: Request, turn_id: str, session_id: str, pending: list[PendingApproval]
+) -> JSONResponse:
+    accepted = TurnAccepted(
+        turn_id=turn_id,
+        session_id=session_id,
+        events_url=str(request.url_for("turn_events", turn_id=turn_id)),
+        pending_approvals=pending,
+    )
+    return JSONResponse(accepted.model_dump(), status.HTTP_202_ACCEPTED)
 
 
 async def _stored_turn(

@@ -6,17 +6,24 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Path, status
+from fastapi import APIRouter, Header, Path, Request, status
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from chatbot import repository
+from chatbot.approvals import pending_approvals
 from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
 from chatbot.errors import BadRequest, NotFound, Unavailable
 from chatbot.resources import Resources
-from chatbot.schemas import STREAM_ID_PATTERN, SessionId, StreamId, error_responses
+from chatbot.schemas import (
+    STREAM_ID_PATTERN,
+    ApprovalPage,
+    SessionId,
+    StreamId,
+    error_responses,
+)
 from chatbot.sse import relay_sse
 from chatbot.turns import Turns
 from shared.models import StorableText
@@ -154,3 +161,18 @@ async def decide_approval(
     return await Turns(await res.temporal(), res.settings).decide(
         session_id=session_id, decision=decision
     )
+
+
+@router.get(
+    "/sessions/{session_id}/approvals",
+    response_model=ApprovalPage,
+    responses=error_responses(401, 404, 422, 503),
+)
+async def list_approvals(
+    session_id: SessionId, request: Request, user: CurrentUser, res: ResourcesDep
+) -> ApprovalPage:
+    """The tool calls the session's running turn waits on a person's decision for (an
+    `approval_required` event each): what a page reloaded or a script that sent with
+    `?wait=false` decides on."""
+    await repository.get_session(res.engine, session_id=session_id, user_id=user)
+    return ApprovalPage(items=await pending_approvals(request, res, session_id))

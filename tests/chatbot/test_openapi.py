@@ -53,6 +53,7 @@ EXPECTED_ERRORS: dict[tuple[str, str], set[int]] = {
         502,
         503,
     },
+    ("get", "/v1/sessions/{session_id}/approvals"): {401, 404, 422, 503},
     ("get", "/v1/me"): {401},
     ("get", "/health"): set(),
     ("get", "/ready"): {503},

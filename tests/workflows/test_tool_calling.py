@@ -238,13 +238,15 @@ async def test_no_decision_in_time_is_a_denial(
         answer("Nobody approved it."),
     )
     resp = await alice.post("/sessions/ap3/messages", json={"text": "Open a ticket"})
-    assert resp.status_code == 200, resp.text
-    [call] = resp.json()["tool_calls"]
+    assert resp.status_code == 202, resp.text  # it waits on a decision
+    turn_id = resp.json()["turn_id"]
+    result = (await until(alice, turn_id, "final"))[-1].data["result"]
+    [call] = result["tool_calls"]
     assert call["status"] == "timed_out" and call["approval"]["timed_out"] is True
     assert await tickets(settings, "ap3") == []
     told = [m["content"] for m in model_requests(llm)[1]["messages"] if m["role"] == "tool"]
     assert "Nobody approved" in told[0]
-    late = await decide(alice, "ap3", resp.json()["turn_id"], "call_x", "approve")
+    late = await decide(alice, "ap3", turn_id, "call_x", "approve")
     assert late.status_code == 409
 
 
@@ -291,3 +293,59 @@ async def test_cancel_ends_the_wait(
     assert await tickets(settings, "ap5") == []
     assert len(model_requests(llm)) == 1  # the model was not asked again
     assert json.dumps(result)  # the stored result serializes
+
+
+async def test_a_waiting_json_request_answers_202_with_what_the_turn_waits_on(
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    bob: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+    settings: Settings,
+) -> None:
+    ticket = {"title": "Badge lost", "priority": "low"}
+    llm.script(
+        calls(ToolCallStep(id="call_j1", name="create_ticket", arguments=ticket)),
+        answer("Done: ticket opened."),
+    )
+    body = {"text": "I lost my badge, open a ticket", "client_message_id": "json-1"}
+    # A script waiting for the turn's JSON result is not held until someone decides.
+    resp = await alice.post("/sessions/js1/messages", json=body)
+    assert resp.status_code == 202, resp.text
+    accepted = resp.json()
+    turn_id = accepted["turn_id"]
+    [pending] = accepted["pending_approvals"]
+    assert pending["turn_id"] == turn_id
+    assert pending["call"]["id"] == "call_j1"
+    assert pending["call"]["arguments"] == {**ticket, "description": ""}
+    assert pending["decide_url"].endswith(f"/v1/sessions/js1/turns/{turn_id}/approvals/call_j1")
+    # The same list for whoever comes later (a reloaded page); only for the owner.
+    listed = await alice.get("/sessions/js1/approvals")
+    assert listed.status_code == 200 and listed.json()["items"] == [pending]
+    assert (await bob.get("/sessions/js1/approvals")).status_code == 404
+    # The same request again while it waits: the same answer, still one turn.
+    again = await alice.post("/sessions/js1/messages", json=body)
+    assert again.status_code == 202 and again.json()["pending_approvals"] == [pending]
+
+    decided = await alice.post(pending["decide_url"], json={"decision": "approve"})
+    assert decided.status_code == 200, decided.text
+    # Decided: the retried request now waits for the result, as any JSON request does.
+    done = await alice.post("/sessions/js1/messages", json=body)
+    assert done.status_code == 200, done.text
+    assert done.json()["reply"] == "Done: ticket opened."
+    assert done.json()["turn_id"] == turn_id
+    assert len(await tickets(settings, "js1")) == 1
+    assert (await alice.get("/sessions/js1/approvals")).json()["items"] == []
+    assert (await alice.get("/sessions/nobody-here/approvals")).status_code == 404
+
+
+async def test_a_json_request_whose_turn_needs_no_approval_gets_its_result(
+    worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
+) -> None:
+    llm.script(
+        calls(ToolCallStep(name="search_web", arguments={"query": "Lisbon weather"})),
+        answer("Sunny."),
+    )
+    resp = await alice.post("/sessions/js2/messages", json={"text": "Weather in Lisbon?"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["reply"] == "Sunny."
+    assert (await alice.get("/sessions/js2/approvals")).json() == {"items": []}
