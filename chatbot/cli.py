@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from chatbot.client import ClientConfig
+from chatbot.client import APPROVE_MODES, ClientConfig
 from chatbot.embedded.process import EmbeddedError
 from shared.config import ConfigError, Settings, get_settings, load_settings_without_dev_stack
 
@@ -98,12 +98,15 @@ def _client_config(args: argparse.Namespace) -> ClientConfig:
 def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     from chatbot.client import run_send
 
+    if not args.text.strip():
+        raise UsageError("TEXT must not be empty: it is the message to send")
     return run_send(
         _client_config(args),
         args.session,
         args.text,
         args.client_message_id,
         as_json=args.json,
+        approve=args.approve,
     )
 
 
@@ -147,6 +150,13 @@ def _cmd_ops(args: argparse.Namespace, settings: Settings) -> int:
     from chatbot.ops import run
 
     return run(args, settings)
+
+
+APPROVAL_ANSWERS = (
+    "A tool call that needs approval is shown with its arguments and asked about: "
+    "`Approve <tool>? [y/N]`; y or yes approves, anything else (an empty line too) "
+    "denies, and a note for the model may follow a colon, as in `n: not that one`."
+)
 
 
 def _positive_days(value: str) -> float:
@@ -194,17 +204,36 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl-days", type=_positive_days, default=30.0)
     token.set_defaults(func=_cmd_token)
 
-    send = sub.add_parser("send", help="send one message and print the reply as it streams")
+    send = sub.add_parser(
+        "send",
+        help="send one message and print the reply as it streams",
+        description="Send one message and print the reply as it streams; tool calls and "
+        "approvals (TOOL_CALLING=on) are shown on stderr. " + APPROVAL_ANSWERS,
+    )
     send.add_argument("session", help="session id (created on first use)")
     send.add_argument("text")
     send.add_argument("--client-message-id", help="idempotency key: a retry gets the same turn")
     send.add_argument(
         "--json", action="store_true", help="print only the turn's result as JSON (for scripts)"
     )
+    send.add_argument(
+        "--approve",
+        choices=APPROVE_MODES,
+        default="ask",
+        help="tool calls that need approval: ask (the default) asks when stdin is a terminal; "
+        "otherwise the request is printed with how to decide it elsewhere (the page, the "
+        "API), and the turn waits for that decision or its timeout. all / none: approve / "
+        "deny every call without asking",
+    )
     _add_client_options(send)
     send.set_defaults(func=_cmd_send, needs_server_settings=False)
 
-    chat = sub.add_parser("chat", help="an interactive chat in the terminal")
+    chat = sub.add_parser(
+        "chat",
+        help="an interactive chat in the terminal",
+        description="An interactive chat: each line is a message, /quit or Ctrl-D leaves. "
+        + APPROVAL_ANSWERS,
+    )
     chat.add_argument("session", nargs="?", help="session id (default: a new one)")
     _add_client_options(chat)
     chat.set_defaults(func=_cmd_chat, needs_server_settings=False)

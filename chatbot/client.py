@@ -1,5 +1,7 @@
 """The command-line client: `chatbot send` and `chatbot chat` talk to a gateway over the
-public /v1 API, streaming replies as Server-Sent Events."""
+public /v1 API, streaming replies as Server-Sent Events. A tool call that waits for
+approval (TOOL_CALLING=on) is put to the person at the terminal, or decided by
+`--approve`, and the decision is posted while the turn goes on streaming."""
 
 from __future__ import annotations
 
@@ -8,18 +10,27 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO, get_args
+from urllib.parse import quote
 
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chatbot.turn_view import describe
+from shared.tool_calls import Decision
 
 # Tries to follow a turn again after its stream broke, each after the wait the server
 # asked for (a resumable error's retry_after) or a growing one.
 RESUME_ATTEMPTS = 8
+
+# `--approve`: ask the person at the terminal, or approve / deny every call unasked.
+ApproveMode = Literal["ask", "all", "none"]
+APPROVE_MODES: tuple[ApproveMode, ...] = get_args(ApproveMode)
+MAX_NOTE_CHARS = 2000  # what the API takes as a decision's note
+CALL_EVENTS = ("tool_call", "approval_required", "approval_decided", "tool_result")
+NOTE_LINE_CHARS = 160  # a tool line's length on the terminal
 
 
 class ClientConfig(BaseSettings):
@@ -75,26 +86,99 @@ def _error_message(resp: httpx.Response) -> str:
         return f"{resp.status_code}: {resp.text[:300]}"
 
 
+def parse_answer(line: str) -> tuple[Decision, str]:
+    """A person's answer to `Approve <tool>? [y/N]`: `y` or `yes` approves, anything else
+    (an empty line too) denies; a note for the model may follow a colon (`n: not today`)."""
+    answer, _, note = line.partition(":")
+    decision: Decision = "approve" if answer.strip().lower() in ("y", "yes") else "deny"
+    return decision, note.strip()[:MAX_NOTE_CHARS]
+
+
+class Approver:
+    """Decides the tool calls a turn waits on. `ask` puts each to the person who answers
+    on `answers` (a terminal, or chat's input); with nobody there (`answers` None) it says
+    how to decide elsewhere and leaves the call waiting for the page, the API or the
+    approval timeout. `all` and `none` approve or deny every call without asking."""
+
+    def __init__(self, mode: ApproveMode, answers: TextIO | None, notes: TextIO) -> None:
+        self.mode = mode
+        self.answers = answers
+        self.notes = notes
+
+    def decide(self, call: dict[str, Any], where: str) -> tuple[Decision, str] | None:
+        """The decision on `call` (an approval_required event's), or None to leave it to
+        someone else; `where` is the URL a decision is posted to."""
+        name = str(call.get("name") or "a tool")
+        arguments = json.dumps(call.get("arguments") or {}, ensure_ascii=False, indent=2)
+        self._write(f"[approval] {name} waits for approval to run with:\n{arguments}\n")
+        if self.mode == "all":
+            return "approve", ""
+        if self.mode == "none":
+            return "deny", ""
+        if self.answers is None:
+            self._write(
+                "[approval] nobody to ask here (stdin is not a terminal): approve or deny it "
+                f'on the page, or POST {where} {{"decision": "approve"}} (or "deny"); '
+                "--approve all|none decides from here. Without a decision in time the call "
+                "is denied.\n"
+            )
+            return None
+        self._write(f"Approve {name}? [y/N] ")
+        line = self.answers.readline()
+        if not line:  # the input ended: nobody said yes
+            self._write("\n")
+        return parse_answer(line)
+
+    def _write(self, text: str) -> None:
+        self.notes.write(text)
+        self.notes.flush()
+
+
 class ChatClient:
-    def __init__(self, url: str, token: str | None, *, timeout: float = 300) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float = 300,
+        approver: Approver | None = None,
+        notes: TextIO | None = None,
+    ) -> None:
+        """`notes`: where tool calls and approvals are shown (stderr by default), apart
+        from the reply; `approver`: who decides the calls that need approval (by default
+        nobody here: they are shown and left to the page or the API)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._url = url.rstrip("/")
         self._http = httpx.Client(base_url=f"{self._url}/v1", headers=headers, timeout=timeout)
+        self._notes = notes if notes is not None else sys.stderr
+        self._approver = approver or Approver("ask", None, self._notes)
 
     def close(self) -> None:
         self._http.close()
 
     def send(
-        self, session_id: str, text: str, out: TextIO, *, client_message_id: str | None = None
+        self,
+        session_id: str,
+        text: str,
+        out: TextIO,
+        *,
+        client_message_id: str | None = None,
+        line_open: bool = False,
     ) -> dict[str, Any]:
         """Send one message, write the reply to `out` as it streams, then what the tools
-        found and the turn's intent and timings (as the page shows them); return the result."""
-        result = self._send(session_id, text, out, client_message_id)
+        found and the turn's intent and timings (as the page shows them); return the result.
+        `line_open`: `out`'s line is already begun (chat's `bot> `)."""
+        result = self._send(session_id, text, out, client_message_id, line_open)
         out.write("".join(f"{line}\n" for line in describe(result)))
         return result
 
     def _send(
-        self, session_id: str, text: str, out: TextIO, client_message_id: str | None
+        self,
+        session_id: str,
+        text: str,
+        out: TextIO,
+        client_message_id: str | None,
+        line_open: bool,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"text": text}
         if client_message_id:
@@ -114,7 +198,12 @@ class ChatClient:
                     out.write(result["reply"] + "\n")
                     return result
                 turn_id = resp.headers.get("x-turn-id", "")
-                relay = _Relay(out)
+                relay = Relay(
+                    out,
+                    self._notes,
+                    on_approval=lambda call: self._decide(session_id, turn_id, call),
+                    line_open=line_open,
+                )
                 done = relay.follow(_events(resp.iter_lines()))
         except httpx.TransportError as err:
             raise ClientError(
@@ -123,7 +212,7 @@ class ChatClient:
             ) from None
         return done if done is not None else self._resume(turn_id, relay)
 
-    def _resume(self, turn_id: str, relay: _Relay) -> dict[str, Any]:
+    def _resume(self, turn_id: str, relay: Relay) -> dict[str, Any]:
         """Follow the turn again after its stream broke (the turn goes on server-side)."""
         for attempt in range(RESUME_ATTEMPTS):
             time.sleep(max(relay.wait_seconds, 0.5 * attempt))  # as the server asked
@@ -148,15 +237,52 @@ class ChatClient:
             "will be in the session's history (GET /v1/sessions/SESSION/messages)"
         )
 
+    def _decide(self, session_id: str, turn_id: str, call: dict[str, Any]) -> None:
+        """Have the approver decide a call the turn waits on, and post the decision; the
+        turn's own events then show how it went (approval_decided, tool_result)."""
+        call_id = quote(str(call.get("id") or ""), safe="")
+        path = f"/sessions/{session_id}/turns/{turn_id}/approvals/{call_id}"
+        choice = self._approver.decide(call, where=f"{self._url}/v1{path}")
+        if choice is None:
+            return
+        decision, note = choice
+        try:
+            resp = self._http.post(path, json={"decision": decision, "note": note})
+        except httpx.TransportError as err:
+            self._note(f"[approval] the decision was not sent ({err}); decide on the page")
+            return
+        if resp.status_code == httpx.codes.CONFLICT:
+            self._note("[approval] the turn has moved on: the call was decided or timed out first")
+        elif resp.status_code >= httpx.codes.BAD_REQUEST:
+            self._note(f"[approval] the decision was refused: {_error_message(resp)}")
 
-class _Relay:
-    """Writes a turn's events to `out`, remembering where the stream got to."""
+    def _note(self, line: str) -> None:
+        self._notes.write(line + "\n")
+        self._notes.flush()
 
-    def __init__(self, out: TextIO) -> None:
+
+class Relay:
+    """Writes a turn's events to `out` (the reply) and `notes` (its tool calls, one line
+    each), remembering where the stream got to; `on_approval` is handed each call that
+    waits for a decision, once."""
+
+    def __init__(
+        self,
+        out: TextIO,
+        notes: TextIO | None = None,
+        *,
+        on_approval: Callable[[dict[str, Any]], None] | None = None,
+        line_open: bool = False,
+    ) -> None:
         self.out = out
+        self.notes = notes if notes is not None else sys.stderr
+        self.on_approval = on_approval
         self.last_id: str | None = None
         self.wait_seconds = 0.0
         self.streamed = False  # a token was written (a fixed reply comes in `final` only)
+        self.text = ""  # the reply streamed so far, as a restart leaves it
+        self._line_open = line_open  # `out`'s last line is unfinished
+        self._asked: set[str] = set()
 
     def follow(self, events: Iterator[Event]) -> dict[str, Any] | None:
         """The turn's result, or None when the stream broke before its end."""
@@ -177,12 +303,12 @@ class _Relay:
     def _one(self, event: Event) -> dict[str, Any] | None:
         out = self.out
         if event.type == "token":
-            out.write(event.data["text"])
-            out.flush()
+            self._write(str(event.data["text"]))
             self.streamed = True
         elif event.type == "restart":
-            out.write("\n[the generation restarted after a failure]\n")
-            self.streamed = False
+            self._restart(event.data.get("keep_chars"))
+        elif event.type in CALL_EVENTS:
+            self._call(event.type, event.data.get("call") or {})
         elif event.type == "final":
             result: dict[str, Any] = event.data["result"]
             out.write("\n" if self.streamed else f"{result.get('reply') or ''}\n")
@@ -194,13 +320,87 @@ class _Relay:
             raise ClientError(f"{event.data.get('error_type')}: {event.data.get('error')}")
         return None
 
+    def _restart(self, keep_chars: Any) -> None:
+        """The model was asked again: what it streamed past the first `keep_chars` (what
+        earlier steps of a tool-calling turn said) is void, and is printed anew below."""
+        keep = keep_chars if isinstance(keep_chars, int) and keep_chars > 0 else 0
+        if len(self.text) <= keep:
+            return  # nothing printed is lost
+        kept, self.text = self.text[:keep], ""
+        self.out.write("\n[the generation restarted after a failure]\n")
+        self._line_open = False
+        self._write(kept)
+        self.streamed = bool(kept)
+
+    def _call(self, kind: str, call: dict[str, Any]) -> None:
+        if kind == "approval_required" and self.on_approval is not None:
+            call_id = str(call.get("id") or "")
+            if call_id not in self._asked:
+                self._asked.add(call_id)
+                self._end_line()
+                self.on_approval(call)
+            return
+        self._end_line()
+        self.notes.write(call_line(kind, call)[:NOTE_LINE_CHARS] + "\n")
+        self.notes.flush()
+
+    def _write(self, text: str) -> None:
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self.text += text
+            self._line_open = not text.endswith("\n")
+
+    def _end_line(self) -> None:
+        """Notes start on a line of their own where `out` and `notes` share a terminal."""
+        if self._line_open:
+            self.out.write("\n")
+            self.out.flush()
+            self._line_open = False
+
+
+def call_line(kind: str, call: dict[str, Any]) -> str:
+    """A tool-calling event as one line: the call asked for, its decision, its result."""
+    name = str(call.get("name") or "?")
+    if kind == "tool_call":
+        arguments = json.dumps(call.get("arguments") or {}, ensure_ascii=False)
+        return f"[tool call] {name} {arguments}"
+    if kind == "approval_required":
+        return f"[approval] {name} waits for approval"
+    if kind == "approval_decided":
+        approval = call.get("approval") or {}
+        if approval.get("timed_out"):
+            return f"[approval] {name}: nobody decided in time, denied"
+        verb = "approved" if approval.get("decision") == "approve" else "denied"
+        by = f" by {approval['decided_by']}" if approval.get("decided_by") else ""
+        note = f": {approval['note']}" if approval.get("note") else ""
+        return f"[approval] {name}: {verb}{by}{note}"
+    status = str(call.get("status") or "?")
+    ms = call.get("ms")
+    took = f", {round(ms)} ms" if isinstance(ms, int | float) else ""
+    content = " ".join(str(call.get("content") or "").split())
+    if status in ("ok", "error"):
+        return f"[tool result] {name}: {status}{took}: {content}"
+    return f"[tool result] {name}: not run ({status.replace('_', ' ')})"
+
 
 def run_send(
-    config: ClientConfig, session_id: str, text: str, cmid: str | None, *, as_json: bool = False
+    config: ClientConfig,
+    session_id: str,
+    text: str,
+    cmid: str | None,
+    *,
+    as_json: bool = False,
+    approve: ApproveMode = "ask",
 ) -> int:
     """`as_json`: print only the TurnResult, for scripts (the stream is followed all the
-    same, so a broken one is resumed)."""
-    client = ChatClient(config.url, config.token)
+    same, so a broken one is resumed). `approve`: see Approver; `ask` asks only when
+    stdin is a terminal."""
+    answers = (
+        sys.stdin if approve == "ask" and sys.stdin is not None and sys.stdin.isatty() else None
+    )
+    approver = Approver(approve, answers, sys.stderr)
+    client = ChatClient(config.url, config.token, approver=approver)
     try:
         result = client.send(
             session_id, text, io.StringIO() if as_json else sys.stdout, client_message_id=cmid
@@ -216,8 +416,10 @@ def run_send(
 
 
 def run_chat(config: ClientConfig, session_id: str | None) -> int:
+    """An interactive loop: each line is a message; a tool call that needs approval is
+    asked about on the same input, terminal or not."""
     session_id = session_id or f"chat-{uuid.uuid4().hex[:8]}"
-    client = ChatClient(config.url, config.token)
+    client = ChatClient(config.url, config.token, approver=Approver("ask", sys.stdin, sys.stderr))
     sys.stdout.write(f"Session {session_id}. Ctrl-D or /quit to leave.\n")
     try:
         while True:
@@ -232,7 +434,7 @@ def run_chat(config: ClientConfig, session_id: str | None) -> int:
                 continue
             sys.stdout.write("bot> ")
             try:
-                client.send(session_id, text, sys.stdout)
+                client.send(session_id, text, sys.stdout, line_open=True)
             except ClientError as err:
                 sys.stderr.write(f"error: {err}\n")
     finally:

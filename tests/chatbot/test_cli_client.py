@@ -1,18 +1,27 @@
-"""`chatbot send`, `chatbot chat` and `chatbot token` as a person runs them."""
+"""`chatbot send`, `chatbot chat` and `chatbot token` as a person runs them; the
+client's relay of a turn's events (restarts, tool calls) fed the frames a gateway sends.
+Tool-calling turns through the CLI: test_cli_approvals.py."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import sys
+from typing import Any
 
+import pytest
 from temporalio.worker import Worker
 
 from chatbot.auth import user_from_token
+from chatbot.cli import main
+from chatbot.client import Event, Relay, SseParser, call_line, parse_answer
+from chatbot.sse import sse_frame
 from chatbot.turn_view import describe
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
+from shared.streams import StreamEvent
 from tests.chatbot.api_support import auth
 from tests.support import free_port
 from tests.workflows.test_tools import sample_companies
@@ -184,3 +193,121 @@ def test_notices_sources_and_failures_are_spelled_out() -> None:
         "The reply failed: the model provider is unreachable",
         "[companies + web · failed · 1.5 s, first token 310 ms]",
     ]
+
+
+def test_send_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, said in [
+        (["send", "s", "hi", "--approve", "maybe"], "argument --approve: invalid choice: 'maybe'"),
+        (["send", "s", "   "], "error: TEXT must not be empty"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and said in captured.err
+
+
+def test_answers() -> None:
+    assert parse_answer("y\n") == ("approve", "")
+    assert parse_answer(" YES : go ahead\n") == ("approve", "go ahead")
+    assert parse_answer("\n") == ("deny", "")
+    assert parse_answer("") == ("deny", "")  # the input ended
+    assert parse_answer("sure") == ("deny", "")
+    assert parse_answer("n: wrong priority") == ("deny", "wrong priority")
+
+
+def _frames(*events: tuple[str, dict[str, Any]]) -> list[Event]:
+    """Events as the gateway frames them and the CLI parses them."""
+    parser, out = SseParser(), []
+    for i, (kind, data) in enumerate(events, 1):
+        for line in sse_frame(StreamEvent(f"1-{i}", kind, data)).split("\n"):
+            if (event := parser.feed(line)) is not None:
+                out.append(event)
+    return out
+
+
+def _final(reply: str) -> tuple[str, dict[str, Any]]:
+    return "final", {"result": {"reply": reply, "status": "complete"}}
+
+
+def test_a_restart_keeps_what_earlier_steps_streamed() -> None:
+    out, notes = io.StringIO(), io.StringIO()
+    relay = Relay(out, notes)
+    result = relay.follow(
+        iter(
+            _frames(
+                ("token", {"text": "Let me check. "}),
+                ("token", {"text": "It is"}),
+                ("restart", {"attempt": 2, "keep_chars": 14}),
+                ("token", {"text": "It is done."}),
+                _final("Let me check. It is done."),
+            )
+        )
+    )
+    assert result is not None and relay.text == "Let me check. It is done."
+    assert out.getvalue() == (
+        "Let me check. It is\n[the generation restarted after a failure]\n"
+        "Let me check. It is done.\n"
+    )
+
+
+def test_a_restart_that_lost_nothing_prints_nothing_and_one_without_keep_starts_over() -> None:
+    out = io.StringIO()
+    relay = Relay(out, io.StringIO())
+    relay.follow(
+        iter(
+            _frames(
+                ("token", {"text": "Step one. "}),
+                ("restart", {"attempt": 2, "keep_chars": 10}),  # nothing past the kept text
+                ("token", {"text": "Done."}),
+                _final("Step one. Done."),
+            )
+        )
+    )
+    assert out.getvalue() == "Step one. Done.\n"
+
+    out = io.StringIO()
+    relay = Relay(out, io.StringIO())
+    relay.follow(
+        iter(
+            _frames(
+                ("token", {"text": "Hal"}),
+                ("restart", {"attempt": 2}),  # the router's reply: all of it is void
+                _final("Hello."),  # a fixed reply, in `final` only
+            )
+        )
+    )
+    assert out.getvalue() == "Hal\n[the generation restarted after a failure]\nHello.\n"
+
+
+def test_tool_events_are_lines_apart_from_the_reply_and_each_call_is_asked_once() -> None:
+    call = {"id": "c1", "name": "create_ticket", "arguments": {"title": "t"}, "status": "pending"}
+    asked: list[dict[str, Any]] = []
+    out, notes = io.StringIO(), io.StringIO()
+    relay = Relay(out, notes, on_approval=asked.append)
+    decided = {**call, "approval": {"decision": "approve", "decided_by": "ann", "note": ""}}
+    done = {**decided, "status": "ok", "content": "Ticket #7\nopened", "ms": 12.4}
+    relay.follow(
+        iter(
+            _frames(
+                ("token", {"text": "Opening it."}),
+                ("tool_call", {"call": call}),
+                ("approval_required", {"call": {**call, "status": "awaiting_approval"}}),
+                ("approval_required", {"call": {**call, "status": "awaiting_approval"}}),
+                ("approval_decided", {"call": decided}),
+                ("tool_result", {"call": done}),
+                ("token", {"text": "Done."}),
+                _final("Opening it.Done."),
+            )
+        )
+    )
+    assert [c["id"] for c in asked] == ["c1"]
+    assert out.getvalue() == "Opening it.\nDone.\n"  # the notes start on a line of their own
+    assert notes.getvalue().splitlines() == [
+        '[tool call] create_ticket {"title": "t"}',
+        "[approval] create_ticket: approved by ann",
+        "[tool result] create_ticket: ok, 12 ms: Ticket #7 opened",
+    ]
+    timed_out = {**call, "approval": {"decision": "deny", "timed_out": True}}
+    assert call_line("approval_decided", timed_out).endswith("nobody decided in time, denied")
+    assert call_line("tool_result", {**call, "status": "timed_out"}).endswith("(timed out)")
