@@ -171,7 +171,13 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help="bearer token (default: CHATBOT_TOKEN)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; with `only`, the options of that command alone are built: the
+    others' come from modules that import the whole stack (seconds, for a `chatbot send`)."""
+
+    def wanted(command: str) -> bool:
+        return only is None or only == command
+
     parser = argparse.ArgumentParser(
         prog="chatbot", description="Temporal-orchestrated chat backend."
     )
@@ -239,45 +245,51 @@ def build_parser() -> argparse.ArgumentParser:
     chat.set_defaults(func=_cmd_chat, needs_server_settings=False)
 
     bench = sub.add_parser("bench", help="benchmark the service against the raw Temporal floor")
-    from loadtest.bench.cli import add_arguments as add_bench_arguments
+    if wanted("bench"):
+        from loadtest.bench.cli import add_arguments as add_bench_arguments
 
-    add_bench_arguments(bench)
+        add_bench_arguments(bench)
     bench.set_defaults(func=_cmd_bench)
 
     chaos = sub.add_parser(
         "chaos", help="the fault suite: kill and slow each piece under load, check every turn"
     )
-    from loadtest.chaos.cli import add_arguments as add_chaos_arguments
+    if wanted("chaos"):
+        from loadtest.chaos.cli import add_arguments as add_chaos_arguments
 
-    add_chaos_arguments(chaos)
+        add_chaos_arguments(chaos)
     chaos.set_defaults(func=_cmd_chaos, needs_server_settings=False)
 
     answers = sub.add_parser(
         "eval-answers", help="score the local models' replies on fixed prompts, with speed"
     )
-    from loadtest.answers.cli import add_arguments as add_answers_arguments
+    if wanted("eval-answers"):
+        from loadtest.answers.cli import add_arguments as add_answers_arguments
 
-    add_answers_arguments(answers)
+        add_answers_arguments(answers)
     answers.set_defaults(func=_cmd_eval_answers, needs_server_settings=False)
 
     route = sub.add_parser(
         "route", help="route messages to intents (JSON lines), or --eval a labelled set"
     )
-    from activities.intent.cli import add_arguments as add_route_arguments
+    if wanted("route"):
+        from activities.intent.cli import add_arguments as add_route_arguments
 
-    add_route_arguments(route)
+        add_route_arguments(route)
     route.set_defaults(func=_cmd_route)
 
     companies = sub.add_parser("companies", help="company data for company search")
-    from chatbot.companies import add_arguments as add_companies_arguments
+    if wanted("companies"):
+        from chatbot.companies import add_arguments as add_companies_arguments
 
-    add_companies_arguments(companies)
+        add_companies_arguments(companies)
     companies.set_defaults(func=_cmd_companies)
 
     ops = sub.add_parser("ops", help="operate sessions: list, show, end")
-    from chatbot.ops import add_arguments as add_ops_arguments
+    if wanted("ops"):
+        from chatbot.ops import add_arguments as add_ops_arguments
 
-    add_ops_arguments(ops)
+        add_ops_arguments(ops)
     ops.set_defaults(func=_cmd_ops)
 
     db = sub.add_parser("db", help="database schema migrations")
@@ -288,7 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    # `chatbot --help` lists the commands: none of their options are needed.
+    command = given[0] if given and not given[0].startswith("-") else ""
+    args = build_parser(only=command).parse_args(given)
     try:
         # Client commands run against a remote gateway: the server's settings do not apply.
         needs = getattr(args, "needs_server_settings", True)

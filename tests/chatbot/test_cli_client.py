@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import os
+import subprocess
 import sys
 from typing import Any
 
@@ -311,3 +312,19 @@ def test_tool_events_are_lines_apart_from_the_reply_and_each_call_is_asked_once(
     timed_out = {**call, "approval": {"decision": "deny", "timed_out": True}}
     assert call_line("approval_decided", timed_out).endswith("nobody decided in time, denied")
     assert call_line("tool_result", {**call, "status": "timed_out"}).endswith("(timed out)")
+
+
+def test_client_commands_start_without_importing_the_server_stack() -> None:
+    """`chatbot send` and `chat` are what users run most: their start-up must not load the
+    model client, the MCP SDK or the embedded stack that other commands' options bring."""
+    code = (
+        "import sys\n"
+        "from chatbot.cli import build_parser\n"
+        "build_parser(only='send').parse_args(['send', 's', 'hi'])\n"
+        "heavy = {'mcp', 'openai', 'chatbot.dev', 'loadtest.chaos.faults'} & set(sys.modules)\n"
+        "print(sorted(heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout
