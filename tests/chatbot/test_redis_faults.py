@@ -18,12 +18,21 @@ from temporalio.worker import Worker
 
 from chatbot.embedded import redis as embedded_redis
 from chatbot.embedded.process import ManagedProcess
-from loadtest.fakes import FakeOpenAIServer
+from loadtest.fakes import FakeOpenAIServer, ToolCallStep
 from shared.config import Settings
 from shared.streams import owner_key
 from tests.chatbot.api_support import sse_events
 from tests.chatbot.test_api import _reply_calls, _rows
 from tests.support import assert_eventually, free_port
+from tests.workflows.tool_support import (
+    answer,
+    calls,
+    decide,
+    enable_tool_calling,
+    start_turn,
+    tickets,
+    until,
+)
 
 
 class OwnRedis:
@@ -172,3 +181,45 @@ async def test_a_turn_unknown_just_after_a_redis_restart_is_retry_shortly_not_40
         await resp.aread()
     assert resp.status_code == 503, resp.text
     assert int(resp.headers["retry-after"]) >= 1
+
+
+@pytest.fixture
+def _tool_calling(settings: Settings) -> None:
+    """Requested before the worker and the gateway, which are built from these settings."""
+    enable_tool_calling(settings)
+
+
+async def test_a_pending_approval_survives_redis_losing_its_stream(
+    _tool_calling: None,
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+    own_redis: OwnRedis,
+    settings: Settings,
+) -> None:
+    llm.script(
+        calls(ToolCallStep(id="call_r1", name="create_ticket", arguments={"title": "VPN down"})),
+        answer("Ticket opened."),
+    )
+    sid = _sid("appr")
+    turn_id = await start_turn(alice, sid, "The VPN is down, open a ticket")
+    asked = (await until(alice, turn_id, "approval_required"))[-1]
+    assert asked.type == "approval_required", asked
+    own_redis.kill()
+    own_redis.start()  # empty: the turn's stream and its approval_required event are gone
+
+    # What waits is workflow state, not the stream: it is still listed and decidable.
+    listed = await alice.get(f"/sessions/{sid}/approvals")
+    assert listed.status_code == 200, listed.text
+    assert [p["call"]["id"] for p in listed.json()["items"]] == ["call_r1"]
+    resp = await decide(alice, sid, turn_id, "call_r1", "approve")
+    assert resp.status_code == 200, resp.text
+
+    async def finished() -> list[str]:
+        async with alice.stream("GET", f"/turns/{turn_id}/events") as again:
+            assert again.status_code == 200, await again.aread()  # 503 until the owner is back
+            return [e.type async for e in sse_events(again)]
+
+    kinds = await assert_eventually(finished, within=60, interval=0.5)
+    assert kinds[-1] == "final", kinds
+    assert len(await tickets(settings, sid)) == 1
