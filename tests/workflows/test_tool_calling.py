@@ -349,3 +349,25 @@ async def test_a_json_request_whose_turn_needs_no_approval_gets_its_result(
     assert resp.status_code == 200, resp.text
     assert resp.json()["reply"] == "Sunny."
     assert (await alice.get("/sessions/js2/approvals")).json() == {"items": []}
+
+
+async def test_a_tool_round_slower_to_its_first_token_than_the_heartbeat_timeout_is_not_retried(
+    worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
+) -> None:
+    # 12 s before anything streams, longer than the 10 s heartbeat timeout: the activity
+    # beats while it waits, so the round is not taken for a dead worker and sent again.
+    slow = calls(ToolCallStep(name="search_web", arguments={"query": "Lisbon weather"}))
+    slow = slow.model_copy(update={"latency_ms": 12_000})
+    llm.script(
+        slow,
+        Step(endpoint="chat", model="gpt-4o-search-preview", reply="Sunny, 24 C."),
+        answer("Sunny in Lisbon."),
+    )
+    turn_id = await start_turn(alice, "slow1", "Weather in Lisbon?")
+    seen = await until(alice, turn_id, "final", within=90)
+    assert seen[-1].type == "final", seen[-1]
+    result = seen[-1].data["result"]
+    assert result["reply"] == "Sunny in Lisbon."
+    assert [(c["name"], c["status"]) for c in result["tool_calls"]] == [("search_web", "ok")]
+    assert "restart" not in [e.type for e in seen]
+    assert len(model_requests(llm)) == 2  # the slow round once, then the answer
