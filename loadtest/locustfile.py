@@ -5,8 +5,11 @@
 Scenarios (`--scenario`, or CHATBOT_SCENARIO): baseline, sequential, concurrent, high,
 sustained, scale, llm1s, llm1s-direct, and the streaming variants (baseline-stream,
 sequential-stream, concurrent-stream, high-stream) that measure the time to first token
-over SSE, with sequential-stream-direct as their direct-path counterpart. Their sizes are
-in `loadtest/scenarios/catalog.py`, and each can be overridden (`--scenario-users`, ...).
+over SSE, with sequential-stream-direct as their direct-path counterpart, and
+tools-sequential and tools, the same as sequential-stream and high-stream for a gateway
+with TOOL_CALLING on (`chatbot bench` has its fake model call two searches each turn;
+each record keeps the turn's calls). Their sizes are in `loadtest/scenarios/catalog.py`,
+and each can be overridden (`--scenario-users`, ...).
 The scenario sets the user count and ends the run when every user has played its part, so
 `-u`, `-r` and `-t` are not needed.
 

@@ -37,6 +37,8 @@ def analyse_scenario(
         "summary": scenario.summary,
         "target": scenario.target,
         "streaming": scenario.streaming,
+        "tool_calling": scenario.tool_calling,
+        "counterpart": scenario.counterpart,
         "users": scenario.users,
         "messages_per_session": scenario.messages,
         "rounds": scenario.rounds,
@@ -65,9 +67,37 @@ def analyse_scenario(
         "accepted_ms": summary([float(m["accepted_ms"]) for m in ok if "accepted_ms" in m]),
         # What the service adds to the fake LLM's own time, and to its time to first token.
         "overhead_ms": summary([v - llm.own_ms for v in e2e]),
-        "ttft_overhead_ms": summary([v - llm.latency_ms for v in ttft]),
+        "ttft_overhead_ms": summary([v - llm.first_token_ms for v in ttft]),
         "steps_ms": steps,
         "errors": dict(errors.most_common(10)),
+        **({"tool_calls": tool_call_figures(ok, len(llm.tool_calls))} if llm.tool_calls else {}),
+    }
+
+
+def tool_call_figures(ok: Sequence[dict[str, Any]], expected: int) -> dict[str, Any]:
+    """What the completed tool-calling turns called: how many calls each made (every one
+    should make `expected`, each ok), and how long each tool's activity took."""
+    turns = [m.get("tool_calls") or [] for m in ok]
+    calls = [c for made in turns for c in made]
+    by_tool = {}
+    for name in sorted({str(c.get("name")) for c in calls}):
+        mine = [c for c in calls if str(c.get("name")) == name]
+        by_tool[name] = {
+            "calls": len(mine),
+            "ok": sum(1 for c in mine if c.get("status") == "ok"),
+            "ms": summary([float(c["ms"]) for c in mine if c.get("ms") is not None]),
+        }
+    return {
+        "expected_per_turn": expected,
+        "turns": len(turns),
+        # JSON keys: the number of calls a turn made, as text.
+        "calls_per_turn": {str(n): k for n, k in sorted(Counter(map(len, turns)).items())},
+        "turns_not_as_expected": sum(
+            1
+            for made in turns
+            if len(made) != expected or any(c.get("status") != "ok" for c in made)
+        ),
+        "by_tool": by_tool,
     }
 
 
@@ -210,4 +240,49 @@ def evaluate_targets(
             basis="TTFT p50 <= the LLM's own TTFT + 2 x floor p50",
         )
     )
+    # Tool-calling turns, where they ran: each made the calls the fake model asked for.
+    tools = [s for s in scenarios.values() if "tool_calls" in s]
+    if tools:
+        wrong = sum(s["tool_calls"]["turns_not_as_expected"] + s["sent"] - s["ok"] for s in tools)
+        expected = tools[0]["tool_calls"]["expected_per_turn"]
+        targets.append(
+            Target(
+                "tool_calls",
+                f"tool-calling turns ({', '.join(s['name'] for s in tools)}) that failed or "
+                f"did not make exactly {expected} calls, each ok",
+                float(wrong),
+                0.0,
+                unit="turns",
+                basis="the fake model asks for the calls in each turn's first round",
+            )
+        )
     return targets
+
+
+def tool_turn_ratios(
+    floor: dict[str, Any] | None, scenarios: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each tool-calling scenario's figures as the targets put the chat path's: overhead
+    against the floor, time to first token beyond the fake's own, and against the chat
+    scenario of the same shape (what the loop of rounds and calls adds)."""
+    floor_p50 = floor["update_ms"]["p50"] if floor else None
+    floor_p99 = floor["update_ms"]["p99"] if floor else None
+    rows = []
+    for s in scenarios.values():
+        if "tool_calls" not in s:
+            continue
+        chat = scenarios.get(s.get("counterpart") or "") or {}
+        over, chat_over = s["overhead_ms"], chat.get("overhead_ms") or {}
+        rows.append(
+            {
+                "name": s["name"],
+                "counterpart": chat.get("name"),
+                "overhead_p50_vs_floor": _ratio(over["p50"], floor_p50),
+                "overhead_p99_vs_floor": _ratio(over["p99"], floor_p99),
+                "ttft_overhead_p50_vs_floor": _ratio(s["ttft_overhead_ms"]["p50"], floor_p50),
+                "overhead_p50_vs_chat": _ratio(over["p50"], chat_over.get("p50")),
+                "overhead_p99_vs_chat": _ratio(over["p99"], chat_over.get("p99")),
+                "turns_per_s_vs_chat": _ratio(s["turns_per_s"], chat.get("turns_per_s")),
+            }
+        )
+    return rows

@@ -3,6 +3,7 @@
 chatbot bench                      # every scenario, a few minutes
 chatbot bench --smoke              # a few seconds per scenario: does it all work?
 chatbot bench --scenarios high,llm1s,llm1s-direct --set MAX_CONCURRENT_ACTIVITIES=50
+chatbot bench --scenarios tools-sequential,tools   # tool-calling turns, two calls each
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from loadtest.scenarios.catalog import SCENARIOS, Scenario, get_scenario
 # moved `high` from 14 to 21 turns/s and `llm1s` overhead p50 from 432 to 259 ms.
 TUNED_WORKERS = 2
 TUNED_SETTINGS = {"MAX_CONCURRENT_ACTIVITIES": "100", "MAX_CONCURRENT_ACTIVITY_TASKS": "100"}
+# The chat scenarios measure the router's path (intent -> searches -> reply), as every
+# report before tool calling did: the fake's API key would otherwise turn TOOL_CALLING
+# (auto) on. The tool-calling scenarios have a gateway of their own with it on;
+# `--set TOOL_CALLING=on` sends the chat scenarios through the model's loop as well.
+CHAT_PATH_SETTINGS = {"TOOL_CALLING": "off"}
 
 # The order scenarios run in: light ones first; scale last, as it leaves 1000 sessions open.
 RUN_ORDER = (
@@ -35,6 +41,8 @@ RUN_ORDER = (
     "high-stream",
     "llm1s",
     "llm1s-direct",
+    "tools-sequential",
+    "tools",
     "sustained",
     "scale",
 )
@@ -87,8 +95,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="env",
         metavar="NAME=VALUE",
         help="a setting for the worker and gateway, e.g. MAX_CONCURRENT_ACTIVITIES=50 "
-        f"(the bench sets {', '.join(f'{k}={v}' for k, v in TUNED_SETTINGS.items())} "
-        "unless told otherwise)",
+        "(the bench sets "
+        f"{', '.join(f'{k}={v}' for k, v in {**TUNED_SETTINGS, **CHAT_PATH_SETTINGS}.items())} "
+        "unless told otherwise; the tool-calling scenarios' gateway has TOOL_CALLING=on)",
     )
     add(
         "--workers",
@@ -156,7 +165,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         temporal_config=tuple(
             f"{k}={v}" for k, v in _pairs(args.temporal_config, "--temporal-config")
         ),
-        extra_env={**TUNED_SETTINGS, **dict(_pairs(args.env, "--set"))},
+        extra_env={**TUNED_SETTINGS, **CHAT_PATH_SETTINGS, **dict(_pairs(args.env, "--set"))},
         workers=args.workers,
     )
 

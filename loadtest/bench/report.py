@@ -183,6 +183,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         ]
         out.append(f"| {' | '.join(row)} |")
     out += ["", "Step columns are the workflow's own timings (p50).", ""]
+    out += tool_turn_lines(scenarios, results.get("tool_turns") or [])
     out += cpu_per_turn_table(scenarios)
     out += ["", "## Integrity", ""]
     out += [
@@ -253,6 +254,85 @@ def context_lines(
     return lines
 
 
+def _ratio_cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def tool_turn_lines(
+    scenarios: dict[str, dict[str, Any]], ratios: list[dict[str, Any]]
+) -> list[str]:
+    """The tool-calling scenarios: their calls, latencies, ratios and each tool's time."""
+    tools = [s for s in scenarios.values() if "tool_calls" in s]
+    if not tools:
+        return []
+    llm = tools[0]["llm"]
+    lines = [
+        "## Tool-calling turns",
+        "",
+        "Through a second gateway with `TOOL_CALLING=on` on the same workers: the fake model "
+        f"asks for {' and '.join(f'`{n}`' for n in llm.get('tool_calls', []))} in a turn's "
+        "first round, the calls run in parallel as activities, and the round carrying their "
+        f"results streams the reply. The fake's own time per turn is {llm['own_ms']:.0f} ms "
+        f"(its first reply token at {llm.get('first_token_ms', 0):.0f} ms, the web search's "
+        "model call included); overhead is end-to-end minus that.",
+        "",
+        "| scenario | turns ok/sent | calls per turn | turns not as expected | e2e p50 | p95 "
+        "| p99 | TTFT p50 | p95 | p99 | overhead p50 | overhead p99 | turns/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in tools:
+        calls, e2e, ttft, over = s["tool_calls"], s["e2e_ms"], s["ttft_ms"], s["overhead_ms"]
+        per_turn = ", ".join(f"{n}: {k}" for n, k in calls["calls_per_turn"].items()) or "-"
+        row = [
+            s["name"],
+            f"{s['ok']}/{s['sent']}",
+            per_turn,
+            str(calls["turns_not_as_expected"]),
+            *(_num(e2e[q]) for q in ("p50", "p95", "p99")),
+            *(_num(ttft[q]) for q in ("p50", "p95", "p99")),
+            _num(over["p50"]),
+            _num(over["p99"]),
+            _num(s["turns_per_s"]),
+        ]
+        lines.append(f"| {' | '.join(row)} |")
+    lines += [
+        "",
+        "Ratios as the targets put the chat path's, and against the chat scenario of the "
+        "same shape (what the rounds and calls add):",
+        "",
+        "| scenario | overhead p50 / floor p50 | overhead p99 / floor p99 "
+        "| (TTFT p50 - fake's own) / floor p50 | chat scenario | overhead p50 / chat's "
+        "| overhead p99 / chat's | turns/s / chat's |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in ratios:
+        row = [
+            r["name"],
+            _ratio_cell(r["overhead_p50_vs_floor"]),
+            _ratio_cell(r["overhead_p99_vs_floor"]),
+            _ratio_cell(r["ttft_overhead_p50_vs_floor"]),
+            r["counterpart"] or "not run",
+            _ratio_cell(r["overhead_p50_vs_chat"]),
+            _ratio_cell(r["overhead_p99_vs_chat"]),
+            _ratio_cell(r["turns_per_s_vs_chat"]),
+        ]
+        lines.append(f"| {' | '.join(row)} |")
+    lines += [
+        "",
+        "Each tool's activity as the workflow timed it (scheduled to result, ms):",
+        "",
+        "| scenario | tool | calls | ok | p50 | p95 | p99 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in tools:
+        for name, t in s["tool_calls"]["by_tool"].items():
+            ms = t["ms"]
+            cells = [s["name"], name, str(t["calls"]), str(t["ok"])]
+            cells += [_num(ms[q]) for q in ("p50", "p95", "p99")]
+            lines.append(f"| {' | '.join(cells)} |")
+    return [*lines, ""]
+
+
 def cpu_per_turn_table(scenarios: dict[str, dict[str, Any]]) -> list[str]:
     """CPU milliseconds per completed turn, per process: what a turn costs, whatever else
     the machine is doing (latencies suffer from contention, CPU time much less)."""
@@ -300,6 +380,15 @@ def console_summary(results: dict[str, Any], out_dir: Path) -> str:
     ]
     lines += missed_lines(results["targets"])
     lines += ["", *scenario_table(results["scenarios"])]
+    for s in results["scenarios"].values():
+        if "tool_calls" in s:
+            calls = s["tool_calls"]
+            made = calls["calls_per_turn"].items()
+            per_turn = ", ".join(f"{k} turns made {n} calls" for n, k in made) or "no turns"
+            lines.append(
+                f"{s['name']}: {per_turn}; {calls['turns_not_as_expected']} did not make "
+                f"exactly {calls['expected_per_turn']}, each ok."
+            )
     t = results["integrity_total"]
     lines += [
         "",

@@ -19,7 +19,7 @@ import psutil
 
 from chatbot.embedded.temporal import DYNAMIC_CONFIG
 from loadtest.bench import integrity
-from loadtest.bench.analysis import analyse_scenario, evaluate_targets
+from loadtest.bench.analysis import analyse_scenario, evaluate_targets, tool_turn_ratios
 from loadtest.bench.config import BenchConfig
 from loadtest.bench.floor import measure_floor
 from loadtest.bench.locust_runner import LocustRun, run_locust
@@ -109,8 +109,13 @@ class BenchRun:
 
     def _play(self, stack: BenchStack, name: str) -> None:
         scenario = next(s for s in self.config.scenarios if s.name == name)
-        stack.llm.apply(self.config.llm(scenario.llm))
-        host = stack.direct_url if scenario.target == "direct" else stack.gateway_url
+        stack.llm.apply(self.config.behaviour(scenario))
+        if scenario.target == "direct":
+            host = stack.direct_url
+        elif scenario.tool_calling:
+            host = stack.tools_gateway_url
+        else:
+            host = stack.gateway_url
         self.out(f"Scenario {name}: {scenario.summary} ...")
         window = self.monitor.begin()
         run = run_locust(
@@ -131,7 +136,7 @@ class BenchRun:
     def _results(self, stack: BenchStack) -> dict[str, Any]:
         c = self.config
         scenarios = {
-            name: analyse_scenario(run.scenario, run.records, c.llm(run.scenario.llm))
+            name: analyse_scenario(run.scenario, run.records, c.behaviour(run.scenario))
             for name, run in self.runs.items()
         }
         service_records = {
@@ -174,6 +179,7 @@ class BenchRun:
             "integrity": checked,
             "integrity_total": total,
             "targets": [t.as_dict() for t in targets],
+            "tool_turns": tool_turn_ratios(self.floor, scenarios),
             "resources": self.resources,
         }
         try:

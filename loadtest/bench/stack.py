@@ -44,6 +44,7 @@ class BenchStack:
         self.llm_root = f"http://127.0.0.1:{free_port()}"
         self.databricks_root = f"http://127.0.0.1:{free_port()}" if config.databricks else None
         self.direct_url = f"http://127.0.0.1:{free_port()}"
+        self.tools_port = free_port() if config.tool_calling else None
         self.temporal_address = config.temporal_address or f"127.0.0.1:{free_port()}"
         self.env: dict[str, str] = {
             "TEMPORAL_ADDRESS": self.temporal_address,
@@ -81,6 +82,13 @@ class BenchStack:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.env['API_PORT']}"
+
+    @property
+    def tools_gateway_url(self) -> str:
+        """The gateway whose sessions run tool-calling turns (TOOL_CALLING on)."""
+        if self.tools_port is None:
+            raise EmbeddedError("the stack has no tool-calling gateway: no scenario needs one")
+        return f"http://127.0.0.1:{self.tools_port}"
 
     @property
     def namespace(self) -> str:
@@ -164,6 +172,9 @@ class BenchStack:
                 ),
                 late=True,
             )
+        if self.tools_port is not None:
+            env = {**self.dev.env, "CHATBOT_HOME": str(self.home)}
+            self._start_tools_gateway(logs, self.tools_port, env)
         if not self.config.direct:
             return
         direct_port = self.direct_url.rsplit(":", 1)[1]
@@ -178,6 +189,23 @@ class BenchStack:
                 ],
                 log_path=logs / "direct.log",
                 ready=lambda: http_ok(f"{self.direct_url}/health"),
+            ),
+            late=True,
+        )
+
+    def _start_tools_gateway(self, logs: Path, port: int, env: dict[str, str]) -> None:
+        """A second gateway on the same workers, whose sessions run tool-calling turns:
+        the gateway decides a session's path when it starts the workflow. Named as a
+        replica of the gateway, so the resource monitor counts it with the first."""
+        url = f"http://127.0.0.1:{port}"
+        env = {**env, "API_PORT": str(port), "TOOL_CALLING": "on"}
+        self._run(
+            ManagedProcess(
+                "gateway2",
+                [*PYTHON_M, "chatbot", "serve"],
+                env=env,
+                log_path=logs / "gateway2.log",
+                ready=lambda: http_ok(f"{url}/health"),
             ),
             late=True,
         )

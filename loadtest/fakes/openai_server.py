@@ -19,7 +19,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Send
 
-from loadtest.fakes.scripting import Citation, FakeServer, Step, openai_error_body
+from loadtest.fakes.scripting import (
+    Citation,
+    FakeServer,
+    Step,
+    ToolCallStep,
+    openai_error_body,
+)
 
 DEFAULT_CITATIONS = (Citation(url="https://example.com/fake-source", title="Fake source"),)
 
@@ -88,6 +94,20 @@ def _missing_tool_call_id(messages: list[Any]) -> Response | None:
 def _argument_pieces(arguments: str, size: int = 4) -> list[str]:
     """Streamed arguments come a few characters at a time, so clients must accumulate."""
     return [arguments[i : i + size] for i in range(0, len(arguments), size)]
+
+
+def call_arguments(call: ToolCallStep) -> str:
+    """A scripted call's arguments as the API sends them: always a JSON string."""
+    args = call.arguments
+    return args if isinstance(args, str) else json.dumps(args, separators=(",", ":"))
+
+
+def streamed_pieces(text: str, calls: Sequence[ToolCallStep] = ()) -> int:
+    """How many pieces ("tokens") a streamed completion sends after its role delta: the
+    text's tokens, then per call a header and its arguments in pieces. The fake spaces
+    them by its token rate, so this gives its own time for a completion."""
+    pieces = len(split_tokens(text))
+    return pieces + sum(1 + len(_argument_pieces(call_arguments(c))) for c in calls)
 
 
 def with_citations(text: str, citations: Sequence[Citation]) -> tuple[str, list[dict[str, Any]]]:
@@ -257,9 +277,7 @@ class FakeOpenAIServer(FakeServer):
         """The step's calls as the API writes them (arguments always a JSON string)."""
         calls: list[dict[str, Any]] = []
         for call in (step.tool_calls if step else None) or []:
-            args = call.arguments
-            arguments = args if isinstance(args, str) else json.dumps(args, separators=(",", ":"))
-            function = {"name": call.name, "arguments": arguments}
+            function = {"name": call.name, "arguments": call_arguments(call)}
             call_id = call.id or f"call_fake_{next(self._call_ids)}"
             calls.append({"id": call_id, "type": "function", "function": function})
         return calls

@@ -7,7 +7,7 @@ import json
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from loadtest.fakes.runner import ServerThread
 
 ErrorBody = Callable[[int, str | None], dict[str, Any]]
+Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
 class Citation(BaseModel):
@@ -44,9 +45,12 @@ class ToolCallStep(BaseModel):
 class Step(BaseModel):
     """One scripted behaviour, used by the first request it matches (FIFO), `times` times.
 
-    `endpoint`/`model`/`stream`/`tools` narrow which requests match (None = any; `tools`
-    True = only requests with a non-empty `tools` list the model may call, i.e. not with
-    tool_choice "none"; False = only the others).
+    `endpoint`/`model`/`stream`/`tools`/`last_role` narrow which requests match (None =
+    any; `tools` True = only requests with a non-empty `tools` list the model may call,
+    i.e. not with tool_choice "none"; False = only the others; `last_role` = only chat
+    requests whose last message has that role: "user" for a tool-calling turn's first
+    round, "tool" for the round carrying the results). A step with a large `times` is a
+    rule: concurrent turns each get the one that fits their own request, in step order.
     Then: `hang`, else `status` (an error in the API's own shape, after `latency_ms`),
     else a normal answer shaped by `reply`/`citations`/`tool_calls`/`break_after`/
     `latency_ms`/`tokens_per_second` where they apply. With `tool_calls` the chat
@@ -59,6 +63,7 @@ class Step(BaseModel):
     model: str | None = None
     stream: bool | None = None  # streamed (chat replies) or not (summaries, intent)
     tools: bool | None = None  # the request offers tools (function calling) or not
+    last_role: Role | None = None  # the role of the request's last message
     reply: str | None = None
     citations: list[Citation] | None = None
     tool_calls: list[ToolCallStep] | None = None
@@ -156,7 +161,12 @@ class FakeServer(ServerThread):
             self._requests.clear()
 
     def take(
-        self, endpoint: str, model: str | None, stream: bool = False, has_tools: bool = False
+        self,
+        endpoint: str,
+        model: str | None,
+        stream: bool = False,
+        has_tools: bool = False,
+        last_role: str | None = None,
     ) -> Step | None:
         with self._lock:
             for i, step in enumerate(self._steps):
@@ -165,6 +175,7 @@ class FakeServer(ServerThread):
                     and step.model in (None, model)
                     and step.stream in (None, stream)
                     and step.tools in (None, has_tools)
+                    and step.last_role in (None, last_role)
                 ):
                     if step.times > 1:
                         self._steps[i] = step.model_copy(update={"times": step.times - 1})
@@ -209,6 +220,7 @@ class FakeServer(ServerThread):
             isinstance(body.get("tools"), list)
             and bool(body["tools"])
             and body.get("tool_choice") != "none",
+            _last_role(body.get("messages")),
         )
         if step and step.hang:
             await self._hang(request)
@@ -246,3 +258,11 @@ class FakeServer(ServerThread):
         if request.method == "DELETE":
             self.clear_requests()
         return JSONResponse({"requests": self.requests})
+
+
+def _last_role(messages: object) -> str | None:
+    """The role of a chat request's last message (None without one)."""
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
+        role = messages[-1].get("role")
+        return role if isinstance(role, str) else None
+    return None

@@ -32,6 +32,11 @@ class Scenario:
     spawn_rate: float = 100.0
     llm: LlmProfile = "default"
     target: Target = "service"
+    # Through a gateway with TOOL_CALLING on, the fake model asking for two searches in its
+    # first round and answering in the next (loadtest.bench.config.TOOL_TURN_CALLS).
+    tool_calling: bool = False
+    # The chat scenario of the same shape, whose figures a tool-calling one is held against.
+    counterpart: str | None = None
 
     def __post_init__(self) -> None:
         if self.users < 1 or self.messages < 1 or self.rounds < 1:
@@ -129,6 +134,16 @@ def _streaming(base: Scenario) -> Scenario:
     )
 
 
+def _tools(base: Scenario, name: str) -> Scenario:
+    return base.with_changes(
+        name=name,
+        summary=f"{base.summary}; each turn two tool calls (company and web search), "
+        "then the answer",
+        tool_calling=True,
+        counterpart=base.name,
+    )
+
+
 def _direct(base: Scenario) -> Scenario:
     return base.with_changes(
         name=f"{base.name}-direct",
@@ -148,6 +163,9 @@ SCENARIOS: dict[str, Scenario] = {
         # The LLM's time to first token as a client sees it, through the same HTTP layers
         # and client library but no orchestration: what the service's TTFT is held against.
         *(_direct(s) for s in _STREAMED if s.name == "sequential-stream"),
+        # Tool-calling turns (model -> two searches in parallel -> model), streamed.
+        *(_tools(s, "tools-sequential") for s in _STREAMED if s.name == "sequential-stream"),
+        *(_tools(s, "tools") for s in _STREAMED if s.name == "high-stream"),
     )
 }
 
@@ -161,6 +179,8 @@ SMOKE_CHANGES: dict[str, dict[str, object]] = {
     "scale": {"users": 10, "messages": 2},
     "llm1s": {"users": 2, "messages": 2},
     "llm1s-direct": {"users": 2, "messages": 2},
+    "tools-sequential": {"messages": 3},
+    "tools": {"users": 5, "messages": 2},
 }
 
 

@@ -396,6 +396,9 @@ def _take_result(record: dict[str, Any], result: dict[str, Any]) -> None:
     record["turn_status"] = result.get("status")
     record["reply"] = result.get("reply", "")
     record["timings_ms"] = result.get("timings_ms") or {}
+    if calls := result.get("tool_calls"):  # a tool-calling turn's calls, in brief
+        keys = ("name", "status", "step", "ms")
+        record["tool_calls"] = [{k: c.get(k) for k in keys} for c in calls]
     record["ok"] = result.get("status") == "complete"
     if not record["ok"]:
         record["error"] = result.get("error") or f"turn {result.get('status')}"

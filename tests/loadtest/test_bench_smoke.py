@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from loadtest.bench import integrity
-from loadtest.bench.analysis import evaluate_targets
+from loadtest.bench.analysis import evaluate_targets, tool_call_figures, tool_turn_ratios
 from loadtest.bench.cli import RUN_ORDER
+from loadtest.bench.config import TOOL_TURN_CALLS, LlmBehaviour, reply_of
 from loadtest.bench.stats import percentile
+from loadtest.fakes.openai_server import streamed_pieces
 from tests.support import own_stack_env
 
 
@@ -132,6 +134,105 @@ def test_time_to_first_token_is_held_against_the_direct_path_when_it_ran() -> No
     assert configured.value == pytest.approx(4.0) and "configured" in configured.description
 
 
+def test_a_tool_turns_own_time_has_both_rounds_and_the_web_search() -> None:
+    chat = LlmBehaviour(100.0, 0.0, reply_of(20))
+    assert chat.first_token_ms == chat.own_ms == 100.0 and "tool_calls" not in chat.as_dict()
+    # No token delay: the asking round, the search model's answer, the answering round.
+    tools = LlmBehaviour(100.0, 0.0, reply_of(20), TOOL_TURN_CALLS)
+    assert tools.first_token_ms == tools.own_ms == 300.0
+    # At 200 tokens/s, 5 ms before each piece after the first of a stream, and before
+    # every piece of the unstreamed search answer (its text and the citation link).
+    paced = LlmBehaviour(100.0, 200.0, reply_of(20), TOOL_TURN_CALLS)
+    asking = 100.0 + 5.0 * (streamed_pieces("", TOOL_TURN_CALLS) - 1)
+    searching = 100.0 + 5.0 * (20 + 2)
+    assert paced.first_token_ms == pytest.approx(asking + searching + 100.0)
+    assert paced.own_ms == pytest.approx(paced.first_token_ms + 5.0 * 19)
+    assert paced.as_dict()["tool_calls"] == ["search_companies", "search_web"]
+
+
+def _tool_turn(*calls: tuple[str, str], ok: bool = True) -> dict[str, Any]:
+    made = [{"name": n, "status": st, "step": 0, "ms": 20.0 + i} for i, (n, st) in enumerate(calls)]
+    return {"kind": "message", "ok": ok, "tool_calls": made}
+
+
+def test_tool_call_figures_count_each_turns_calls_and_each_tools_time() -> None:
+    both = (("search_companies", "ok"), ("search_web", "ok"))
+    ok = [
+        _tool_turn(*both),
+        _tool_turn(*both),
+        _tool_turn(("search_web", "ok")),  # one call short
+        _tool_turn(("search_companies", "ok"), ("search_web", "error")),  # one failed
+    ]
+    figures = tool_call_figures(ok, 2)
+    assert figures["calls_per_turn"] == {"1": 1, "2": 3}
+    assert figures["turns_not_as_expected"] == 2
+    web = figures["by_tool"]["search_web"]
+    assert (web["calls"], web["ok"], web["ms"]["n"]) == (4, 3, 4)
+
+    floor = {"update_ms": {"p50": 10.0, "p99": 40.0}, "max_updates_per_s": 200.0}
+    tools = _scenario(
+        "tools",
+        sent=5,
+        ok=4,
+        counterpart="high-stream",
+        tool_calls=figures,
+        overhead_ms={"p50": 300.0, "p99": 800.0},
+        ttft_overhead_ms={"p50": 150.0},
+        turns_per_s=10.0,
+    )
+    chat = _scenario("high-stream", overhead_ms={"p50": 200.0, "p99": 400.0}, turns_per_s=20.0)
+    scenarios = {"high-stream": chat, "tools": tools}
+    got = {t.key: t for t in evaluate_targets(floor, scenarios, {})}
+    assert got["tool_calls"].value == 3 and got["tool_calls"].met is False  # 2 + 1 failed
+    assert "tool_calls" not in {t.key for t in evaluate_targets(floor, {"high-stream": chat}, {})}
+    [ratios] = tool_turn_ratios(floor, scenarios)
+    assert ratios["overhead_p50_vs_floor"] == 30.0 and ratios["overhead_p99_vs_floor"] == 20.0
+    assert ratios["ttft_overhead_p50_vs_floor"] == 15.0
+    assert ratios["overhead_p50_vs_chat"] == 1.5 and ratios["turns_per_s_vs_chat"] == 0.5
+
+
+@pytest.mark.timeout(300)
+def test_tools_smoke_run_makes_two_calls_a_turn(tmp_path: Path) -> None:
+    scenarios = "tools-sequential,tools"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "chatbot", "bench", "--smoke"),
+            *("--scenarios", scenarios, "--out", str(tmp_path / "out")),
+        ],
+        cwd=tmp_path,  # no .env files from the repository
+        env=own_stack_env(),
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [run_dir] = (tmp_path / "out").iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert list(results["scenarios"]) == scenarios.split(",")
+    for name, s in results["scenarios"].items():
+        assert s["sent"] > 0 and s["success_rate"] == 1.0, (name, s["errors"])
+        assert s["wrong_replies"] == 0, name  # the answering round's reply, all of it
+        calls = s["tool_calls"]
+        assert calls["calls_per_turn"] == {"2": s["ok"]}, name
+        assert calls["turns_not_as_expected"] == 0, name
+        for tool in ("search_companies", "search_web"):
+            assert calls["by_tool"][tool]["ok"] == s["ok"], (name, tool)
+            assert calls["by_tool"][tool]["ms"]["p50"] > 0, (name, tool)
+        # The reply's first token comes after a round, two calls and the next round.
+        assert s["llm"]["first_token_ms"] < s["ttft_ms"]["p50"] < s["e2e_ms"]["p50"], name
+    [target] = [t for t in results["targets"] if t["key"] == "tool_calls"]
+    assert target["value"] == 0 and target["met"] is True
+    assert [r["name"] for r in results["tool_turns"]] == scenarios.split(",")
+    assert results["integrity_total"]["lost"] == results["integrity_total"]["duplicated"] == 0
+    assert results["integrity_total"]["persisted"] == sum(
+        s["ok"] for s in results["scenarios"].values()
+    )
+    report = (run_dir / "report.md").read_text()
+    assert "## Tool-calling turns" in report and "| tools | search_web |" in report
+    assert "tools: 10 turns made 2 calls; 0 did not make exactly 2" in done.stdout
+
+
 @pytest.mark.timeout(300)
 def test_smoke_run_writes_results_report_and_plots(tmp_path: Path) -> None:
     env = own_stack_env()
@@ -182,6 +283,7 @@ def test_smoke_run_writes_results_report_and_plots(tmp_path: Path) -> None:
         "slow_llm_vs_direct",
         "scale_integrity",
         "ttft",
+        "tool_calls",
     }
     assert all(t["value"] is not None for t in results["targets"])
 

@@ -515,3 +515,49 @@ async def test_tool_call_stream_breaks_mid_arguments(
                 if part.function is not None:
                     arguments += part.function.arguments or ""
     assert arguments == '{"ci'  # the call's header (token 1), then one piece (token 2)
+
+
+async def test_last_role_rules_answer_concurrent_turns_by_their_own_state(
+    server: FakeOpenAIServer, client: openai.AsyncOpenAI
+) -> None:
+    # Two rules, as the bench scripts a tool-calling scenario: the first round of a turn
+    # (tools offered, the user's message last) calls two tools; the round that carries
+    # their results answers. Neither is used up, whatever order concurrent turns ask in.
+    many = 1_000
+    server.script(
+        {"tools": True, "last_role": "user", "tool_calls": TWO_CALLS[1:] * 2, "times": many},
+        {"last_role": "tool", "reply": "Here is what I found.", "times": many},
+    )
+
+    async def turn() -> tuple[list[str], str | None]:
+        first = await client.chat.completions.create(model="m", messages=USER, tools=WEATHER_TOOLS)
+        asked = first.choices[0].message
+        calls = asked.tool_calls or []
+        results: list[ChatCompletionMessageParam] = [
+            {"role": "tool", "tool_call_id": c.id, "content": "found"} for c in calls
+        ]
+        follow_up = [*USER, asked.model_dump(exclude_none=True), *results]
+        answer = await client.chat.completions.create(
+            model="m",
+            messages=follow_up,  # type: ignore[arg-type]
+            tools=WEATHER_TOOLS,
+        )
+        assert answer.choices[0].message.tool_calls is None
+        return [c.id for c in calls], answer.choices[0].message.content
+
+    done = await asyncio.gather(*(turn() for _ in range(8)))
+    assert [(len(ids), text) for ids, text in done] == [(2, "Here is what I found.")] * 8
+    assert len({i for ids, _ in done for i in ids}) == 16  # every call its own id
+    assert [s.times for s in server.pending] == [many - 8, many - 8]
+    # A request that ends otherwise (a system message, say) matches neither rule.
+    other = await client.chat.completions.create(
+        model="m", messages=[*USER, {"role": "system", "content": "be brief"}]
+    )
+    assert other.choices[0].message.content == "Fake reply to: tell me about welding shops"
+
+
+async def test_last_role_must_be_a_role(server: FakeOpenAIServer) -> None:
+    async with httpx.AsyncClient(base_url=server.root_url) as http:
+        resp = await http.post("/_fake/script", json=[{"last_role": "robot"}])
+    assert resp.status_code == 400 and "last_role" in resp.json()["error"]
+    assert server.pending == []
