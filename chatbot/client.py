@@ -105,9 +105,12 @@ class Approver:
         self.answers = answers
         self.notes = notes
 
-    def decide(self, call: dict[str, Any], where: str) -> tuple[Decision, str] | None:
+    def decide(
+        self, call: dict[str, Any], where: str, waiting: str | None = None
+    ) -> tuple[Decision, str] | None:
         """The decision on `call` (an approval_required event's), or None to leave it to
-        someone else; `where` is the URL a decision is posted to."""
+        someone else; `where` is the URL a decision is posted to, `waiting` the one that
+        lists what the session's turn waits on."""
         name = str(call.get("name") or "a tool")
         arguments = json.dumps(call.get("arguments") or {}, ensure_ascii=False, indent=2)
         self._write(f"[approval] {name} waits for approval to run with:\n{arguments}\n")
@@ -116,11 +119,12 @@ class Approver:
         if self.mode == "none":
             return "deny", ""
         if self.answers is None:
+            listed = f"GET {waiting} lists what waits; " if waiting else ""
             self._write(
                 "[approval] nobody to ask here (stdin is not a terminal): approve or deny it "
                 f'on the page, or POST {where} {{"decision": "approve"}} (or "deny"); '
-                "--approve all|none decides from here. Without a decision in time the call "
-                "is denied.\n"
+                f"{listed}--approve all|none decides from here. Without a decision in time "
+                "the call is denied.\n"
             )
             return None
         self._write(f"Approve {name}? [y/N] ")
@@ -242,7 +246,11 @@ class ChatClient:
         turn's own events then show how it went (approval_decided, tool_result)."""
         call_id = quote(str(call.get("id") or ""), safe="")
         path = f"/sessions/{session_id}/turns/{turn_id}/approvals/{call_id}"
-        choice = self._approver.decide(call, where=f"{self._url}/v1{path}")
+        choice = self._approver.decide(
+            call,
+            where=f"{self._url}/v1{path}",
+            waiting=f"{self._url}/v1/sessions/{session_id}/approvals",
+        )
         if choice is None:
             return
         decision, note = choice

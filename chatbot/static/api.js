@@ -180,6 +180,20 @@ export class Api {
     return this.json("POST", path, { body: { decision, note } });
   }
 
+  /** The tool calls the session's running turn waits on a decision for: `{items}`. */
+  pendingApprovals(sessionId) {
+    return this.json("GET", `/sessions/${enc(sessionId)}/approvals`);
+  }
+
+  /** Follow a turn that already runs (a chat reopened), from its first event, like `sendMessage`. */
+  async watchTurn(turnId, on, signal) {
+    const response = await this.request("GET", `/turns/${enc(turnId)}/events`, {
+      headers: { Accept: "text/event-stream" },
+      signal,
+    });
+    await this.follow(turnId, response, on, signal);
+  }
+
   /**
    * Send `text` to a session and follow the reply until its `final` or `error` event.
    * `on.turn(turnId)` as soon as the turn exists; `on.event({id, type, data})` for each

@@ -207,6 +207,7 @@ async function openSession(id) {
   }
   state.pinned = true;
   scrollToEnd();
+  resumeWaitingTurn().catch(showError); // the history is there whatever this finds
   if (matchMedia("(min-width: 721px)").matches) ui.input.focus();
 }
 
@@ -257,6 +258,65 @@ function titleFrom(text) {
   return line.length > 60 ? `${line.slice(0, 57).trimEnd()}\u2026` : line;
 }
 
+/** A turn the page follows, with the reply it renders (whose cards decide on its calls). */
+function newTurn(sessionId = null, turnId = null) {
+  const turn = { sessionId, turnId, abort: new AbortController(), view: null };
+  turn.view = new AssistantMessage({
+    onChange: scrollToEnd,
+    decide: (callId, decision, note) =>
+      api.decideApproval(turn.sessionId, turn.turnId, callId, decision, note),
+  });
+  return turn;
+}
+
+/** What `api.sendMessage` / `api.watchTurn` report, shown on the turn's reply. */
+function turnHandlers(turn, started) {
+  return {
+    turn: (turnId) => {
+      turn.turnId = turnId;
+      updateComposer();
+    },
+    event: (event) => onTurnEvent(turn.view, event, started),
+    reconnecting: (attempt) =>
+      setStatus(`Connection lost; resuming the reply (attempt ${attempt})\u2026`),
+    reconnected: () => setStatus(""),
+  };
+}
+
+function endTurn(turn) {
+  if (state.turn === turn) {
+    state.turn = null;
+    updateComposer();
+  }
+}
+
+/**
+ * The chat was (re)opened while its turn waits for a decision, which history does not
+ * list yet: show that reply with its approval cards and follow its stream from the start,
+ * so decisions, tokens and the final reply render as in a live turn.
+ */
+async function resumeWaitingTurn() {
+  const sessionId = state.session.id;
+  const { items } = await api.pendingApprovals(sessionId);
+  if (state.session?.id !== sessionId || state.turn || !items?.length) return;
+  const turn = newTurn(sessionId, items[0].turn_id);
+  for (const item of items) onToolEvent(turn.view, "approval_required", item.call);
+  ui.list.append(turn.view.li);
+  updateEmptyHint();
+  scrollToEnd();
+  state.turn = turn;
+  updateComposer();
+  try {
+    await api.watchTurn(turn.turnId, turnHandlers(turn, null), turn.abort.signal);
+  } catch (err) {
+    if (err?.name === "AbortError") return;
+    turn.view.fail(err.readable ?? String(err));
+    throw err;
+  } finally {
+    endTurn(turn);
+  }
+}
+
 async function send() {
   const text = ui.input.value;
   if (!text.trim() || state.turn || !state.ready) return;
@@ -264,13 +324,8 @@ async function send() {
   ui.input.value = "";
   autosize();
   const mine = userMessage(text);
-  const turn = { sessionId: null, turnId: null, abort: new AbortController(), view: null };
-  const view = new AssistantMessage({
-    onChange: scrollToEnd,
-    decide: (callId, decision, note) =>
-      api.decideApproval(turn.sessionId, turn.turnId, callId, decision, note),
-  });
-  turn.view = view;
+  const turn = newTurn();
+  const { view } = turn;
   ui.list.append(mine);
   updateEmptyHint();
   state.pinned = true;
@@ -288,21 +343,7 @@ async function send() {
     }
     turn.sessionId = state.session.id;
     ui.list.append(view.li);
-    await api.sendMessage(
-      turn.sessionId,
-      text,
-      {
-        turn: (turnId) => {
-          turn.turnId = turnId;
-          updateComposer();
-        },
-        event: (event) => onTurnEvent(view, event, started),
-        reconnecting: (attempt) =>
-          setStatus(`Connection lost; resuming the reply (attempt ${attempt})\u2026`),
-        reconnected: () => setStatus(""),
-      },
-      turn.abort.signal,
-    );
+    await api.sendMessage(turn.sessionId, text, turnHandlers(turn, started), turn.abort.signal);
   } catch (err) {
     if (err?.name === "AbortError") return;
     if (turn.turnId === null) {
@@ -317,15 +358,13 @@ async function send() {
     }
     showError(err);
   } finally {
-    if (state.turn === turn) {
-      state.turn = null;
-      updateComposer();
-    }
+    endTurn(turn);
   }
 }
 
 const TOOL_EVENTS = new Set(["tool_call", "approval_required", "approval_decided", "tool_result"]);
 
+/** `started`: when this page sent the message (null for a turn it only follows). */
 function onTurnEvent(view, event, started) {
   const { type, data } = event;
   if (type === "token") view.append(str(data.text));
@@ -340,7 +379,7 @@ function onTurnEvent(view, event, started) {
     );
   } else if (type === "final") {
     const result = data.result ?? {};
-    view.finish(result, performance.now() - started);
+    view.finish(result, started === null ? null : performance.now() - started);
     setStatus(result.status === "cancelled" ? "Stopped; the partial reply was kept." : "");
   } else if (type === "error") {
     const prefix =

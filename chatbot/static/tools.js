@@ -77,6 +77,9 @@ export class ToolCalls {
   update(record) {
     if (!isObject(record) || !record.id) return;
     let entry = this.calls.get(record.id);
+    // Undecided, a call is "pending" only before it waits: once carded, such a record is
+    // an earlier event again (a reopened chat follows its turn's stream from the start).
+    if (entry?.card && record.status === "pending" && !isObject(record.approval)) return;
     if (!entry) {
       entry = { row: new CallRow(), card: null };
       this.calls.set(record.id, entry);

@@ -212,7 +212,12 @@ async def test_send_without_a_terminal_waits_for_a_decision_made_elsewhere(
     assert "nobody to ask here (stdin is not a terminal)" in told and PROMPT not in told
     session, turn_id, call_id = _turn_and_call(told)
     assert (session, call_id) == ("cli-ap5", "call_p")
+    assert f"GET {gateway.rstrip('/')}/v1/sessions/cli-ap5/approvals lists what waits" in told
     async with httpx.AsyncClient(base_url=gateway, headers=auth(settings, "ann")) as page:
+        listed = await page.get("/v1/sessions/cli-ap5/approvals")
+        assert listed.status_code == 200, listed.text
+        [waiting] = listed.json()["items"]
+        assert (waiting["turn_id"], waiting["call"]["id"]) == (turn_id, call_id)
         resp = await page.post(
             f"/v1/sessions/{session}/turns/{turn_id}/approvals/{call_id}",
             json={"decision": "approve"},

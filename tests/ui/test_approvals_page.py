@@ -23,6 +23,7 @@ from tests.ui.support import open_session_id, open_signed_in, shot
 
 LAST_REPLY = "#message-list .msg.assistant >> nth=-1"
 SCREENSHOT = Path("/tmp/approval-card.png")
+SCREENSHOT_AFTER_RELOAD = Path("/tmp/approval-after-reload.png")
 
 
 @pytest.fixture(autouse=True)
@@ -129,6 +130,58 @@ async def test_approve_in_the_page_runs_the_tool_once_and_the_reply_follows(
     await expect(reply.locator(".tool-call .tool-status")).to_have_text("done")
     await expect(reply.locator(".approval")).to_have_count(0)
     assert len(await tickets(settings, sid)) == 1
+
+
+async def test_a_reloaded_page_shows_the_waiting_card_again_and_approve_finishes_the_turn(
+    page: Page, gateway: str, settings: Settings, worker: Worker, llm: FakeOpenAIServer
+) -> None:
+    ticket = {"title": "Reloaded", "description": "After a reload", "priority": "low"}
+    llm.script(
+        *asks_for(
+            ToolCallStep(id="call_r1", name="create_ticket", arguments=ticket),
+            "Ticket opened after the reload.",
+        )
+    )
+    await open_signed_in(page, gateway, settings, user())
+    await send(page, "Open a ticket, then I reload the page")
+    await expect(page.locator(LAST_REPLY).locator(".approval")).to_be_visible()
+    sid = open_session_id(page)
+
+    # History lists finished turns only: the waiting one comes from GET .../approvals,
+    # and the page follows its stream again from the start.
+    await page.reload()
+    await expect(page.locator("#message-input")).to_be_enabled()
+    assert open_session_id(page) == sid
+    replies = page.locator("#message-list .msg.assistant")
+    reply = page.locator(LAST_REPLY)
+    card = reply.locator(".approval")
+    await expect(card).to_be_visible()
+    await expect(card.locator(".approval-title")).to_have_text("Approve create_ticket?")
+    assert json.loads(await card.locator(".approval-args").inner_text()) == ticket
+    await expect(reply.locator(".tool-call")).to_have_count(1)
+    await expect(reply.locator(".tool-status")).to_have_text("needs approval")
+    await expect(page.locator("#status")).to_have_text(
+        "Waiting for your approval to run create_ticket."
+    )
+    await expect(page.locator("#stop")).to_be_visible()  # the turn is the page's again
+    await expect(page.locator("#send")).to_be_disabled()
+    approve = card.get_by_role("button", name="Approve create_ticket")
+    await expect(approve).to_be_enabled()
+    await expect(card).to_have_attribute("data-state", "waiting")  # the replay kept it
+    await expect(replies).to_have_count(1)
+    assert await tickets(settings, sid) == []
+    await page.screenshot(path=str(SCREENSHOT_AFTER_RELOAD), animations="disabled")
+    await shot(page, "approval-after-reload")
+
+    await approve.click()
+    await expect(reply).to_have_attribute("data-state", "complete")
+    await expect(reply.locator(".bubble")).to_have_text("Ticket opened after the reload.")
+    await expect(card).to_have_attribute("data-decision", "approve")
+    await expect(reply.locator(".tool-status")).to_have_text("done")
+    await expect(page.locator("#status")).to_have_text("")
+    await expect(page.locator("#stop")).to_be_hidden()
+    await expect(replies).to_have_count(1)
+    assert [r.title for r in await tickets(settings, sid)] == ["Reloaded"]
 
 
 async def test_deny_in_the_page_runs_nothing_and_the_card_says_denied(

@@ -199,6 +199,10 @@ async def test_approval_cards_escape_arguments_and_show_each_answer_to_a_decisio
     await expect(first.locator(".tool-args")).to_have_text(f"title: {json.dumps(hostile)}, n: 0")
     await expect(page.locator("#message-list img")).to_have_count(0)
     assert await page.evaluate("window.__xss") is None
+    # A stream followed from its start (a reopened chat) repeats the call's first event.
+    await page.evaluate(UPDATE_CALL, {"id": "c1", "status": "pending"})
+    await expect(first.locator(".approval")).to_have_attribute("data-state", "waiting")
+    await expect(first.locator(".tool-status")).to_have_text("needs approval")
 
     # Decided: the answer is shown; the event that follows adds who decided.
     await first.get_by_label("Note").fill("  ok  ")
