@@ -74,6 +74,7 @@ def build_worker(
         auto_approve=settings.tools_auto_approve,
         mcp_refresh_seconds=settings.mcp_refresh_seconds,
     )
+    registry.start_listing()
     llm = LlmActivities(llm_client, redis, settings, registry)
     tools = ToolActivities(registry)
     memory = MemoryActivities(llm_client, engine, embedder, settings)

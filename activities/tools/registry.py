@@ -115,6 +115,18 @@ class ToolRegistry:
         self._refresh_seconds = mcp_refresh_seconds
         self._refreshed_at: float | None = None
         self._refreshing = asyncio.Lock()
+        self._listing: asyncio.Task[None] | None = None
+
+    def start_listing(self) -> None:
+        """List the MCP servers' tools now, in the background (a worker starting: a server
+        that cannot be reached is logged at once), not in the first turn that asks. Without
+        a running event loop the first turn lists them."""
+        if not self._servers or self._listing is not None:
+            return
+        try:
+            self._listing = asyncio.get_running_loop().create_task(self.refresh_if_stale())
+        except RuntimeError:
+            return
 
     def _approval(self, tool: Tool) -> Tool:
         if tool.name in self._auto_approve:

@@ -14,8 +14,9 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from activities.tools.mcp import McpTool, McpUnavailable, call_tool, list_tools, qualified_name
+from activities.tools.registry import ToolRegistry
 from shared.mcp import McpServerConfig, McpServers
-from tests.support import free_port
+from tests.support import assert_eventually, free_port
 from tests.support_mcp import RunningMcpServer, serve_mcp_http
 
 ROOT = Path(__file__).parents[2]
@@ -165,3 +166,19 @@ def test_qualified_names_follow_openais_function_name_rule() -> None:
     assert len(long) == 64 and long.startswith("mcp__" + "s" * 32 + "__t")
     tool = McpTool(server="shop", name="a.b", description="", input_schema={})
     assert tool.qualified_name == "mcp__shop__a_b"
+
+
+async def test_a_workers_registry_lists_the_servers_tools_when_it_starts(
+    http_server: RunningMcpServer,
+) -> None:
+    registry = ToolRegistry([], mcp_servers=[McpServerConfig(name="shop", url=http_server.url)])
+    calls_before = len(http_server.calls)  # the module's server: other tests called it
+    assert registry.get("mcp__shop__add") is None  # nothing listed yet
+    registry.start_listing()  # as build_worker does: no turn has asked for the catalog
+
+    async def listed() -> None:
+        assert registry.get("mcp__shop__add") is not None
+        assert registry.get("mcp__shop__lookup_order") is not None
+
+    await assert_eventually(listed, within=30)
+    assert len(http_server.calls) == calls_before  # listing calls no tool
