@@ -7,19 +7,17 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Page, Route, expect
-from sqlalchemy import text
 from temporalio.worker import Worker
 
 from loadtest.fakes import FakeOpenAIServer, Step, ToolCallStep
 from shared.config import Settings
-from shared.db.engine import create_engine
 from tests.chatbot.api_support import auth
 from tests.ui.support import open_session_id, open_signed_in, shot
+from tests.workflows.tool_support import tickets
 
 LAST_REPLY = "#message-list .msg.assistant >> nth=-1"
 SCREENSHOT = Path("/tmp/approval-card.png")
@@ -49,20 +47,6 @@ def asks_for(call: ToolCallStep, then: str) -> tuple[Step, Step]:
 async def send(page: Page, message: str) -> None:
     await page.locator("#message-input").fill(message)
     await page.locator("#message-input").press("Enter")
-
-
-async def tickets(settings: Settings, session: str) -> list[Any]:
-    assert settings.database_url is not None
-    engine = create_engine(settings.database_url.get_secret_value(), pool_size=1, max_overflow=0)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                text("SELECT title, idempotency_key FROM tickets WHERE session_id = :s"),
-                {"s": session},
-            )
-            return list(rows)
-    finally:
-        await engine.dispose()
 
 
 async def test_approve_in_the_page_runs_the_tool_once_and_the_reply_follows(
