@@ -16,9 +16,14 @@ class StreamActivities:
 
     @activity.defn
     async def publish_turn_event(self, event: TurnEvent) -> None:
-        data = event.model_dump(mode="json", exclude={"turn_id", "kind", "session_id", "user_id"})
+        data = event.model_dump(
+            mode="json", exclude={"turn_id", "kind", "session_id", "user_id", "seq"}
+        )
         owner = (event.session_id, event.user_id) if event.session_id else None
-        await self._streams.append_many(event.turn_id, [(event.kind, data)], owner=owner)
+        if not event.seq:
+            await self._streams.append_many(event.turn_id, [(event.kind, data)], owner=owner)
+            return
+        await self._streams.append_once(event.turn_id, event.seq, event.kind, data, owner=owner)
 
     @activity.defn
     async def request_cancel(self, req: CancelTurn) -> None:

@@ -46,22 +46,46 @@ async def pending_approvals(
     ]
 
 
-async def _paused(
+async def _watch(
     request: Request, res: Resources, session_id: str, turn_id: str
 ) -> list[PendingApproval]:
-    """The turn's pending calls once it waits on a decision; [] if it ends first. The
-    stream only wakes this up: the workflow's state says what still waits (a call seen
-    in the stream may have been decided since)."""
+    """What the session's running turn waits on, once `turn_id`'s stream says a call
+    needs approval; [] if that turn ends first. The stream only wakes this up: the
+    workflow's state says what still waits (a call seen in it may be decided since)."""
     async for event in turn_events(res, turn_id):
         if event is None:
             continue
         if event.type == "approval_required":
-            pending = await pending_approvals(request, res, session_id, turn_id=turn_id)
+            pending = await pending_approvals(request, res, session_id)
             if pending:
                 return pending
         elif event.type in ("final", "error"):
             break
     return []
+
+
+async def _paused(
+    request: Request, res: Resources, session_id: str, turn_id: str
+) -> list[PendingApproval]:
+    """The calls a turn waits on once it pauses, or those of the turn it is queued behind
+    (their `turn_id` says which); [] once it ends without."""
+    running, _ = await Turns(await res.temporal(), res.settings).pending_approvals(
+        session_id=session_id
+    )
+    watched = {turn_id} if running in (None, turn_id) else {turn_id, running}
+    tasks = {asyncio.ensure_future(_watch(request, res, session_id, t)): t for t in watched}
+    try:
+        while tasks:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.result():
+                    return task.result()
+                if tasks.pop(task) == turn_id:
+                    return []  # its own turn ended; a turn ahead ending changes nothing
+        return []
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 async def result_or_pause(

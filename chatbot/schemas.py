@@ -110,8 +110,9 @@ class TurnAccepted(BaseModel):
     events_url: str
     pending_approvals: list[PendingApproval] = Field(
         default_factory=list,
-        description="What the turn waits on, when a waiting request answers 202 because "
-        "a tool call needs approval",
+        description="When a waiting request answers 202 because a tool call needs "
+        "approval: the calls its turn waits on, or those of the turn it is queued behind "
+        "(each item's `turn_id` says which)",
     )
 
 

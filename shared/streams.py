@@ -36,6 +36,27 @@ def owner_key(turn_id: str) -> str:
     return f"turn-owner:{turn_id}"
 
 
+def published_key(turn_id: str) -> str:
+    return f"turn-published:{turn_id}"
+
+
+# One event appended at most once: its number joins the turn's set of published ones,
+# and only a number new to the set is appended (atomically: a script runs whole).
+_APPEND_ONCE = """
+if ARGV[5] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[4])
+end
+local new = redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+if new == 0 then
+  return 0
+end
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[6], '*', 'type', ARGV[2], 'data', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+
 class TokenWriter:
     """Streams a reply's tokens without waiting on Redis for each one: tokens that arrive
     while a write is in flight go out together in the next pipeline, each still its own
@@ -115,6 +136,7 @@ class StreamEvent:
 class TurnStreams:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._append_once = redis.register_script(_APPEND_ONCE)
 
     async def append(self, turn_id: str, type_: str, data: dict[str, Any]) -> None:
         await self.append_many(turn_id, [(type_, data)])
@@ -140,6 +162,30 @@ class TurnStreams:
                 pipe.set(owner_key(turn_id), _owner_value(*owner), ex=STREAM_TTL_SECONDS)
             await pipe.execute()
 
+    async def append_once(
+        self,
+        turn_id: str,
+        seq: int,
+        type_: str,
+        data: dict[str, Any],
+        *,
+        owner: tuple[str, str] | None = None,
+    ) -> bool:
+        """Append the turn's event number `seq` unless it was appended before (a publish
+        run again); False if it was. `owner` is recorded again either way."""
+        added = await self._append_once(
+            keys=[stream_key(turn_id), published_key(turn_id), owner_key(turn_id)],
+            args=[
+                seq,
+                type_,
+                json.dumps(data),
+                STREAM_TTL_SECONDS,
+                _owner_value(*owner) if owner else "",
+                MAX_STREAM_ENTRIES,
+            ],
+        )
+        return bool(added)
+
     async def has_entries(self, turn_id: str) -> bool:
         return bool(await self._redis.exists(stream_key(turn_id)))
 
@@ -158,7 +204,11 @@ class TurnStreams:
         """Drop turns' streams and owners (their session was deleted)."""
         if turn_ids:
             await self._redis.delete(
-                *(k for t in turn_ids for k in (stream_key(t), owner_key(t), cancel_key(t)))
+                *(
+                    k
+                    for t in turn_ids
+                    for k in (stream_key(t), owner_key(t), cancel_key(t), published_key(t))
+                )
             )
 
     async def owner(self, turn_id: str) -> dict[str, str] | None:

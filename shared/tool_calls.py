@@ -4,6 +4,7 @@ Temporal boundary, so every text is capped and the history stays bounded."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,6 +61,23 @@ class Approval(BaseModel):
     note: str = ""
     decided_by: str = ""
     timed_out: bool = False  # nobody decided within APPROVAL_TIMEOUT: denied
+
+
+# A call's id in this API (events, the approvals URL). The model's own id when it fits
+# and is new in the turn, else one the workflow gives it: a model may reuse an id in a
+# later round, or send one no URL can carry, and a decision must name one call.
+CALL_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,200}$"
+_CALL_ID = re.compile(CALL_ID_PATTERN)
+
+
+def call_id_in_turn(model_id: str, index: int, used: set[str]) -> str:
+    """The id of the turn's call number `index`, unique among `used`."""
+    if _CALL_ID.fullmatch(model_id) and model_id not in used:
+        return model_id
+    fresh, n = f"call_{index}", 1
+    while fresh in used:
+        fresh, n = f"call_{index}_{n}", n + 1
+    return fresh
 
 
 class ToolCallRecord(BaseModel):

@@ -98,7 +98,7 @@ class Approvals:
             note = f"no decision within {minutes:g} min"
             self._remember(key, Approval(decision="deny", note=note, timed_out=True))
         finally:
-            del self._pending[key]
+            self._pending.pop(key, None)
         if key not in self._decided:
             return None
         return self._decided[key]

@@ -129,6 +129,7 @@ class ChatSessionWorkflow:
         self._fold_failed_at: int | None = None  # _activity_seq when a fold last failed
         self._approvals = Approvals()  # tool calls waiting for a person's decision
         self._cancelled: set[str] = set()  # turns asked to stop (cleared when they end)
+        self._published = 0  # events published by this run, each numbered (TurnEvent.seq)
 
     @property
     def _ref(self) -> SessionRef:
@@ -574,6 +575,8 @@ class ChatSessionWorkflow:
     async def _publish(self, event: TurnEvent) -> None:
         """Best effort: readers that miss an event find the stored turn in Postgres."""
         event.session_id, event.user_id = self._start.session_id, self._start.user_id
+        self._published += 1
+        event.seq = self._published
         try:
             await workflow.execute_local_activity_method(
                 StreamActivities.publish_turn_event,

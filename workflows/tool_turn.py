@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         ToolCallRecord,
         ToolCatalog,
         ToolSpec,
+        call_id_in_turn,
     )
     from workflows import policies
     from workflows.approvals import Approvals
@@ -98,8 +99,9 @@ class ToolTurn:
             await asyncio.gather(
                 *(self._one(r, c) for r, c in zip(records, reply.calls, strict=True))
             )
-            exchange += [
-                {"role": "tool", "tool_call_id": r.id, "content": r.content} for r in records
+            exchange += [  # under the model's own ids, which its request named
+                {"role": "tool", "tool_call_id": c.id, "content": r.content}
+                for r, c in zip(records, reply.calls, strict=True)
             ]
             if self.cancelled():
                 out.cancelled = True
@@ -109,8 +111,9 @@ class ToolTurn:
     def _record(self, step: int, call: ToolCall) -> ToolCallRecord:
         index = len(self.outcome.calls)
         spec = self.catalog.get(call.name)
+        used = {r.id for r in self.outcome.calls}
         record = ToolCallRecord(
-            id=call.id,
+            id=call_id_in_turn(call.id, index, used),
             index=index,
             step=step,
             name=call.name,

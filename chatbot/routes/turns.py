@@ -29,7 +29,7 @@ from chatbot.turns import Turns
 from shared.models import StorableText
 from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TurnStreams
-from shared.tool_calls import ApprovalDecision, ApprovalOutcome
+from shared.tool_calls import CALL_ID_PATTERN, ApprovalDecision, ApprovalOutcome
 
 router = APIRouter(tags=["turns"], dependencies=[LogIds])
 TURN_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -122,7 +122,6 @@ async def cancel_turn(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-CALL_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,200}$"
 CallId = Annotated[str, Path(pattern=CALL_ID_PATTERN, description="A tool call's id")]
 
 

@@ -9,7 +9,13 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from shared.streams import STREAM_TTL_SECONDS, TokenWriter, TurnStreams, stream_key
+from shared.streams import (
+    STREAM_TTL_SECONDS,
+    TokenWriter,
+    TurnStreams,
+    published_key,
+    stream_key,
+)
 
 
 def _new_turn_id() -> str:
@@ -63,3 +69,20 @@ async def test_a_failed_write_is_raised(redis: Redis) -> None:
     writer.add("lost?")
     with pytest.raises(ResponseError):
         await writer.close()
+
+
+async def test_a_numbered_event_published_again_is_appended_once(redis: Redis) -> None:
+    """A replay after a workflow task's completion was lost runs its publish again."""
+    streams = TurnStreams(redis)
+    turn_id = str(uuid.uuid4())
+    call = {"call": {"id": "call_1", "status": "ok"}}
+    assert await streams.append_once(turn_id, 1, "tool_call", call, owner=("s1", "alice"))
+    assert not await streams.append_once(turn_id, 1, "tool_call", call, owner=("s1", "alice"))
+    assert await streams.append_once(turn_id, 2, "tool_result", call)
+    entries = await redis.xrange(stream_key(turn_id))
+    assert [fields["type"] for _, fields in entries] == ["tool_call", "tool_result"]
+    assert await streams.owner(turn_id) == {"session_id": "s1", "user_id": "alice"}
+    assert 0 < await redis.ttl(published_key(turn_id)) <= STREAM_TTL_SECONDS
+    assert 0 < await redis.ttl(stream_key(turn_id)) <= STREAM_TTL_SECONDS
+    await streams.forget([turn_id])
+    assert not await redis.exists(stream_key(turn_id), published_key(turn_id))
