@@ -49,6 +49,9 @@ def _fresh_settings() -> Iterator[None]:
     get_settings.cache_clear()
 
 
+MAX_DEPLOYMENTS = 5000
+
+
 @pytest.fixture(scope="session")
 def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     logs = tmp_path_factory.mktemp("temporal")
@@ -59,6 +62,9 @@ def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         argv = embedded_temporal.dev_server_argv(
             port=port, db_file=None, namespace="default", ui_port=None
         )
+        # Each test's worker is a deployment of its own; the server allows 100 per
+        # namespace by default, fewer than the suite's tests with a worker.
+        argv += ["--dynamic-config-value", f"matching.maxDeployments={MAX_DEPLOYMENTS}"]
         proc = embedded_temporal.dev_server_process(
             argv, port=port, log_path=logs / f"temporal-{attempt}.log"
         )
