@@ -112,7 +112,7 @@ export class AssistantMessage {
     const label = STATUS_LABELS[status];
     fill(
       this.meta,
-      intentBadge(result.intent),
+      intentBadge(result.intent, result.tool_calls),
       label ? el("span", { class: `pill status-${status}`, text: label }) : null,
       timings(result.timings_ms, endToEndMs),
     );
@@ -141,7 +141,16 @@ function fill(node, ...children) {
   node.replaceChildren(...children.filter((child) => child !== null && child !== undefined));
 }
 
-function intentBadge(intent) {
+function intentBadge(intent, calls) {
+  if (Array.isArray(calls) && calls.length) {
+    // The model chose these tools; the router's label was only a hint to it.
+    const names = [...new Set(calls.map((call) => str(call?.name)))].join(", ");
+    return el("span", {
+      class: "pill intent intent-tools",
+      title: `The assistant chose its tools: ${names}`,
+      text: "tools",
+    });
+  }
   if (!intent) return null;
   return el("span", {
     class: `pill intent intent-${INTENTS[intent] ? intent : "other"}`,

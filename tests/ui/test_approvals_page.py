@@ -92,6 +92,11 @@ async def test_approve_in_the_page_runs_the_tool_once_and_the_reply_follows(
     await card.get_by_label("Note").fill("go ahead")
     await card.get_by_role("button", name="Approve create_ticket").click()
     await expect(reply).to_have_attribute("data-state", "complete")
+    # The model chose the tools: the badge says so, not the router's guess at an intent.
+    await expect(reply.locator(".pill.intent")).to_have_text("tools")
+    await expect(reply.locator(".pill.intent")).to_have_attribute(
+        "title", "The assistant chose its tools: create_ticket"
+    )
     await expect(reply.locator(".bubble")).to_have_text("I opened a ticket for the printer.")
     await expect(card).to_have_attribute("data-decision", "approve")
     await expect(card.locator(".approval-message")).to_have_text(
