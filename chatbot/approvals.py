@@ -21,13 +21,13 @@ log = logging.getLogger(__name__)
 
 
 async def pending_approvals(
-    request: Request, res: Resources, session_id: str, *, turn_id: str | None = None
+    request: Request, res: Resources, session_id: str
 ) -> list[PendingApproval]:
-    """The calls the session's running turn (or only `turn_id`) waits on a decision for."""
+    """The calls the session's running turn waits on a decision for."""
     running, calls = await Turns(await res.temporal(), res.settings).pending_approvals(
         session_id=session_id
     )
-    if running is None or (turn_id is not None and running != turn_id):
+    if running is None:
         return []
     return [
         PendingApproval(
