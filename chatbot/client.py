@@ -19,7 +19,7 @@ import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chatbot.turn_view import describe
-from shared.tool_calls import Decision
+from shared.tool_calls import MAX_NOTE_CHARS, Decision
 
 # Tries to follow a turn again after its stream broke, each after the wait the server
 # asked for (a resumable error's retry_after) or a growing one.
@@ -28,7 +28,6 @@ RESUME_ATTEMPTS = 8
 # `--approve`: ask the person at the terminal, or approve / deny every call unasked.
 ApproveMode = Literal["ask", "all", "none"]
 APPROVE_MODES: tuple[ApproveMode, ...] = get_args(ApproveMode)
-MAX_NOTE_CHARS = 2000  # what the API takes as a decision's note
 CALL_EVENTS = ("tool_call", "approval_required", "approval_decided", "tool_result")
 NOTE_LINE_CHARS = 160  # a tool line's length on the terminal
 
@@ -86,6 +85,12 @@ def _error_message(resp: httpx.Response) -> str:
         return f"{resp.status_code}: {resp.text[:300]}"
 
 
+def _say(stream: TextIO, text: str) -> None:
+    """Notes show at once, between the reply's tokens, not when a buffer fills."""
+    stream.write(text)
+    stream.flush()
+
+
 def parse_answer(line: str) -> tuple[Decision, str]:
     """A person's answer to `Approve <tool>? [y/N]`: `y` or `yes` approves, anything else
     (an empty line too) denies; a note for the model may follow a colon (`n: not today`)."""
@@ -134,8 +139,7 @@ class Approver:
         return parse_answer(line)
 
     def _write(self, text: str) -> None:
-        self.notes.write(text)
-        self.notes.flush()
+        _say(self.notes, text)
 
 
 class ChatClient:
@@ -265,8 +269,7 @@ class ChatClient:
             self._note(f"[approval] the decision was refused: {_error_message(resp)}")
 
     def _note(self, line: str) -> None:
-        self._notes.write(line + "\n")
-        self._notes.flush()
+        _say(self._notes, line + "\n")
 
 
 class Relay:
@@ -349,8 +352,7 @@ class Relay:
                 self.on_approval(call)
             return
         self._end_line()
-        self.notes.write(call_line(kind, call)[:NOTE_LINE_CHARS] + "\n")
-        self.notes.flush()
+        _say(self.notes, call_line(kind, call)[:NOTE_LINE_CHARS] + "\n")
 
     def _write(self, text: str) -> None:
         if text:

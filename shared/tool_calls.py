@@ -66,6 +66,7 @@ class Approval(BaseModel):
 # A call's id in this API (events, the approvals URL). The model's own id when it fits
 # and is new in the turn, else one the workflow gives it: a model may reuse an id in a
 # later round, or send one no URL can carry, and a decision must name one call.
+MAX_NOTE_CHARS = 2000  # a decision's note for the model
 CALL_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,200}$"
 _CALL_ID = re.compile(CALL_ID_PATTERN)
 
@@ -141,7 +142,7 @@ class ApprovalDecision(BaseModel):
     turn_id: str
     call_id: str = Field(max_length=200)
     decision: Decision
-    note: str = Field(default="", max_length=2000)
+    note: str = Field(default="", max_length=MAX_NOTE_CHARS)
     decided_by: str = ""
 
 

@@ -119,14 +119,14 @@ async def send_message(
         return _answer(request, res, user, stored.turn_id, session_id, wait, wants_sse, stored)
     bind(turn_id=turn_id)
     await record_owner(res, turn_id, session_id, user)
-    if pausable:
-        outcome = await result_or_pause(request, res, session_id, turn_id, handle)
-        if not isinstance(outcome, TurnResult):
-            return _accepted(request, turn_id, session_id, outcome)
-        metrics.record_turn(outcome.status, outcome.timings_ms, time.perf_counter() - started)
-        return outcome
     if waits_here:
-        result = await temporal_call(handle.result())
+        if pausable:
+            outcome = await result_or_pause(request, res, session_id, turn_id, handle)
+            if not isinstance(outcome, TurnResult):
+                return _accepted(request, turn_id, session_id, outcome)
+            result = outcome
+        else:
+            result = await temporal_call(handle.result())
         metrics.record_turn(result.status, result.timings_ms, time.perf_counter() - started)
         return result
     return _answer(request, res, user, turn_id, session_id, wait, wants_sse, None)

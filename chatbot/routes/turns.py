@@ -29,7 +29,12 @@ from chatbot.turns import Turns
 from shared.models import StorableText
 from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TurnStreams
-from shared.tool_calls import CALL_ID_PATTERN, ApprovalDecision, ApprovalOutcome
+from shared.tool_calls import (
+    CALL_ID_PATTERN,
+    MAX_NOTE_CHARS,
+    ApprovalDecision,
+    ApprovalOutcome,
+)
 
 router = APIRouter(tags=["turns"], dependencies=[LogIds])
 TURN_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -129,7 +134,7 @@ class ApprovalBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approve", "deny"]
-    note: StorableText = Field(default="", max_length=2000)
+    note: StorableText = Field(default="", max_length=MAX_NOTE_CHARS)
 
 
 @router.post(
