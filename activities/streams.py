@@ -20,9 +20,6 @@ class StreamActivities:
             mode="json", exclude={"turn_id", "kind", "session_id", "user_id", "seq"}
         )
         owner = (event.session_id, event.user_id) if event.session_id else None
-        if not event.seq:
-            await self._streams.append_many(event.turn_id, [(event.kind, data)], owner=owner)
-            return
         await self._streams.append_once(event.turn_id, event.seq, event.kind, data, owner=owner)
 
     @activity.defn

@@ -264,8 +264,8 @@ class TurnEvent(BaseModel):
     ]
     session_id: str = ""  # whose turn: recorded with the event (Redis may have lost it)
     user_id: str = ""
-    # The workflow's number for it: a publish run again (a replay after its workflow
-    # task's completion was lost) finds it appended already. 0: not numbered.
+    # The workflow's number for it (set as it is published): a publish run again (a
+    # replay after its workflow task's completion was lost) finds it appended already.
     seq: int = 0
     tool: dict[str, Any] | None = None
     call: dict[str, Any] | None = None
