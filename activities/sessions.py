@@ -1,11 +1,13 @@
 """Session persistence in Postgres: load a session's context, persist a turn exactly
-once, mark a session idle. Messages are embedded later, when retrieval first needs them
-(activities/memory.py), so a turn never waits on the embeddings API."""
+once (and publish its final event right after), mark a session idle. Messages are
+embedded later, when retrieval first needs them (activities/memory.py), so a turn never
+waits on the embeddings API."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -15,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.streams import append_event
 from shared import findings
 from shared.findings import in_context
 from shared.logging import bind
@@ -22,9 +25,14 @@ from shared.models import (
     SEEN_MESSAGE_IDS,
     ChatMessage,
     LoadedSession,
+    PersistOutcome,
+    PersistTurn,
     SessionRef,
+    TurnEvent,
     TurnResult,
 )
+from shared.redis import REDIS_UNAVAILABLE
+from shared.streams import TurnStreams
 
 # One statement, one round trip: both messages of the turn, and the session's turn count
 # raised only when the user message is new, so a retried write changes nothing.
@@ -73,8 +81,9 @@ def message_uuid(turn_id: str, role: str) -> uuid.UUID:
 
 
 class SessionStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, streams: TurnStreams | None = None) -> None:
         self._engine = engine
+        self._streams = streams  # where a stored turn's final event goes
 
     @activity.defn
     async def load_session(self, ref: SessionRef) -> LoadedSession:
@@ -123,8 +132,35 @@ class SessionStore:
         )
 
     @activity.defn
-    async def persist_turn(self, turn: TurnResult) -> None:
-        """Idempotent on the turn id: a retried activity never writes a turn twice."""
+    async def persist_turn(self, req: PersistTurn) -> PersistOutcome:
+        """Store the turn, then publish its final event when asked (`final_seq`). Both are
+        idempotent (the turn id, the event's number): a retried activity never writes a
+        turn or an event twice. Redis being away costs only the event: the outcome says
+        it was not published, and the workflow publishes it with its own retries."""
+        started = time.perf_counter()
+        await self._store(req.result)
+        ms = (time.perf_counter() - started) * 1000
+        if req.final_seq is None or self._streams is None:
+            return PersistOutcome(ms=ms)
+        result = req.result.model_copy(
+            update={"timings_ms": {**req.result.timings_ms, "persist_turn": ms}}
+        )
+        event = TurnEvent(
+            turn_id=result.turn_id,
+            kind="final",
+            result=result,
+            session_id=result.session_id,
+            user_id=req.user_id,
+            seq=req.final_seq,
+        )
+        try:
+            await append_event(self._streams, event)
+        except REDIS_UNAVAILABLE as err:
+            log.warning("final event not published with the turn: %s", err)
+            return PersistOutcome(ms=ms)
+        return PersistOutcome(ms=ms, published=True)
+
+    async def _store(self, turn: TurnResult) -> None:
         bind(turn_id=turn.turn_id)
         tool_data = json.dumps(
             {

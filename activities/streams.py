@@ -1,5 +1,5 @@
-"""Turn stream activities: publishing a turn's last event and flagging a cancellation.
-Run as local activities: each is one Redis call."""
+"""Turn stream activities: publishing a turn's events and flagging a cancellation. Run as
+local activities: each is one Redis call."""
 
 from __future__ import annotations
 
@@ -10,17 +10,22 @@ from shared.models import CancelTurn, TurnEvent
 from shared.streams import TurnStreams
 
 
+async def append_event(streams: TurnStreams, event: TurnEvent) -> None:
+    """Append a numbered turn event to its stream, once however often this runs."""
+    data = event.model_dump(
+        mode="json", exclude={"turn_id", "kind", "session_id", "user_id", "seq"}
+    )
+    owner = (event.session_id, event.user_id) if event.session_id else None
+    await streams.append_once(event.turn_id, event.seq, event.kind, data, owner=owner)
+
+
 class StreamActivities:
     def __init__(self, redis: Redis) -> None:
         self._streams = TurnStreams(redis)
 
     @activity.defn
     async def publish_turn_event(self, event: TurnEvent) -> None:
-        data = event.model_dump(
-            mode="json", exclude={"turn_id", "kind", "session_id", "user_id", "seq"}
-        )
-        owner = (event.session_id, event.user_id) if event.session_id else None
-        await self._streams.append_once(event.turn_id, event.seq, event.kind, data, owner=owner)
+        await append_event(self._streams, event)
 
     @activity.defn
     async def request_cancel(self, req: CancelTurn) -> None:

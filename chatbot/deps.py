@@ -1,4 +1,6 @@
-"""Typed FastAPI dependencies."""
+"""Typed FastAPI dependencies. Each is `async def` though none awaits: FastAPI runs a plain
+`def` dependency in its thread pool, a thread hop per request for a dictionary lookup (and
+a log binding made there would stay in that thread's copy of the context)."""
 
 from __future__ import annotations
 
@@ -11,14 +13,14 @@ from shared.logging import bind
 from shared.models import workflow_id
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
     return cast(Resources, request.app.state.resources)
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def bind_path_ids(request: Request) -> None:
+async def bind_path_ids(request: Request) -> None:
     """Put the session and turn a request is about into every log line it causes."""
     params = request.path_params
     if "session_id" in params:

@@ -68,12 +68,15 @@ async def _stored(res: Resources, turn_id: str) -> TurnResult | None:
 
 
 async def turn_events(
-    res: Resources, turn_id: str, after: str = "0-0"
+    res: Resources, turn_id: str, after: str = "0-0", *, fresh: bool = False
 ) -> AsyncIterator[StreamEvent | None]:
-    """The turn's events after `after`; None is a keep-alive."""
+    """The turn's events after `after`; None is a keep-alive. `fresh`: the turn was handed
+    to its workflow just now, so its stream is not there yet and it cannot be stored yet:
+    the look for a stored turn (a Redis and a Postgres round trip) waits for a quiet
+    interval, as it does for any stream."""
     streams = TurnStreams(res.stream_redis)
     try:
-        if not await streams.has_entries(turn_id):  # expired, lost with Redis, or not yet
+        if not fresh and not await streams.has_entries(turn_id):  # expired, lost, not yet
             stored = await _stored(res, turn_id)
             if stored is not None:
                 yield stored_event(stored)

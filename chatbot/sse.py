@@ -25,13 +25,16 @@ def ws_frame(turn_id: str, event: StreamEvent) -> dict[str, Any]:
     return {"type": event.type, "id": event.id or None, "turn_id": turn_id, **event.data}
 
 
-async def relay_sse(res: Resources, user_id: str, turn_id: str, after: str) -> AsyncIterator[str]:
-    """Frames from entry `after` (exclusive) to the turn's final or error event."""
+async def relay_sse(
+    res: Resources, user_id: str, turn_id: str, after: str, *, fresh: bool = False
+) -> AsyncIterator[str]:
+    """Frames from entry `after` (exclusive) to the turn's final or error event; `fresh`
+    as in `turn_events`."""
     with res.slots.hold(user_id, enforce=False):  # admitted before the response started
         ACTIVE_STREAMS.inc()
         try:
             yield "retry: 1000\n\n"
-            async for event in turn_events(res, turn_id, after):
+            async for event in turn_events(res, turn_id, after, fresh=fresh):
                 yield KEEPALIVE if event is None else sse_frame(event)
         finally:
             ACTIVE_STREAMS.dec()

@@ -211,6 +211,12 @@ class Settings(BaseSettings):
     # Session workflows kept in the worker's memory between turns; an evicted one is
     # rebuilt by replaying its history on its next turn.
     max_cached_workflows: int = Field(1000, ge=0)
+    # Run workflow code in the SDK's sandbox (a fresh module environment per run, guarded
+    # builtins on every activation). Off by default: it cost 27 % of the worker's CPU per
+    # turn (loadtest/results/2026-12-04-*). The test suite's workers run sandboxed and the
+    # replay tests replay through the sandbox, so non-deterministic workflow code is still
+    # caught, before it ships rather than while it runs.
+    workflow_sandbox: bool = False
 
     jwt_secret: SecretStr | None = None
 

@@ -241,6 +241,20 @@ class TurnResult(BaseModel):
     error: str | None = None
 
 
+class PersistTurn(BaseModel):
+    """A turn to store and, once stored, its `final` event to publish (number `final_seq`
+    of the turn's stream) in the same local activity: one step of the turn, not two."""
+
+    result: TurnResult
+    user_id: str
+    final_seq: int | None = None
+
+
+class PersistOutcome(BaseModel):
+    ms: float  # storing the turn, as the activity timed it
+    published: bool = False  # the final event is in the turn's stream
+
+
 TurnEventKind = Literal[
     "tool", "tool_call", "approval_required", "approval_decided", "tool_result", "final", "error"
 ]

@@ -15,13 +15,14 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared import search_attributes
 from shared.config import Settings
+from shared.payloads import data_converter
+from shared.tracing import tracing_active
 
 
 class TemporalConnectError(RuntimeError):
@@ -69,15 +70,17 @@ def _tls(target: TemporalTarget) -> TLSConfig | bool:
     return True
 
 
-async def _connect_once(target: TemporalTarget, runtime: Runtime | None) -> Client:
+async def _connect_once(target: TemporalTarget, runtime: Runtime | None, *, traced: bool) -> Client:
     try:
         client = await Client.connect(
             target.address,
             namespace=target.namespace,
             api_key=target.api_key,
             tls=_tls(target),
-            data_converter=pydantic_data_converter,
-            interceptors=[TracingInterceptor()],
+            data_converter=data_converter,
+            # Only where spans go somewhere: without, the interceptor would still wrap
+            # every activation and activity in no-op spans and carry their context.
+            interceptors=[TracingInterceptor()] if traced else [],
             runtime=runtime,
         )
     except RuntimeError as err:  # the SDK reports transport and TLS failures this way
@@ -110,8 +113,9 @@ async def connect_temporal(
     """Connect and check the namespace. With `retry`, keep trying with backoff for
     STARTUP_RETRY_SECONDS (a worker started before Temporal is up waits for it)."""
     target = temporal_target(settings)
+    traced = tracing_active()
     if not retry:
-        return await _connect_once(target, runtime)
+        return await _connect_once(target, runtime, traced=traced)
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(settings.startup_retry_seconds),
         wait=wait_exponential(multiplier=0.2, max=5),
@@ -119,7 +123,7 @@ async def connect_temporal(
         reraise=True,
     ):
         with attempt:
-            return await _connect_once(target, runtime)
+            return await _connect_once(target, runtime, traced=traced)
     raise AssertionError("unreachable: tenacity reraises the last error")
 
 

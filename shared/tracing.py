@@ -1,6 +1,7 @@
-"""OpenTelemetry tracing. Temporal's TracingInterceptor (on every client we build) carries
-the trace from the gateway's request through the workflow into each activity; spans are
-exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set."""
+"""OpenTelemetry tracing. When OTEL_EXPORTER_OTLP_ENDPOINT is set (or the embedding process
+installed a tracer provider of its own), Temporal's TracingInterceptor, on every client we
+build, carries the trace from the gateway's request through the workflow into each
+activity; spans are exported over OTLP/HTTP."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from shared.config import Settings
+
+
+def tracing_active() -> bool:
+    """Spans go somewhere: a real tracer provider is installed, not the API's default."""
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
 
 
 def configure_tracing(settings: Settings, component: str) -> None:

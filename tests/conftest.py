@@ -201,6 +201,9 @@ def settings(
         intent_llm_fallback=False,
         # The router's path, as with the local model; tool-calling turns have their tests.
         tool_calling="off",
+        # Workflow code runs in the SDK's sandbox here (off where it ships, for CPU): any
+        # non-deterministic call on a path the suite takes fails its test.
+        workflow_sandbox=True,
     )
 
 

@@ -19,7 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from activities.company_search import CompanySearch
@@ -38,6 +39,7 @@ from shared.config import Settings, get_settings
 from shared.db.engine import engine_from_settings
 from shared.logging import configure_logging
 from shared.redis import redis_from_settings
+from shared.streams import TurnStreams
 from shared.temporal_client import (
     SearchAttributesMissing,
     TemporalConnectError,
@@ -78,7 +80,7 @@ def build_worker(
     llm = LlmActivities(llm_client, redis, settings, registry)
     tools = ToolActivities(registry)
     memory = MemoryActivities(llm_client, engine, embedder, settings)
-    store = SessionStore(engine)
+    store = SessionStore(engine, TurnStreams(redis))
     streams = StreamActivities(redis)
     router = build_router(settings, llm_client if settings.intent_llm_fallback else None)
     router.warm()  # load the classifier now, not inside the first turn's local activity
@@ -114,6 +116,9 @@ def build_worker(
         identity=f"chatbot-worker@{socket.gethostname()}:{os.getpid()}",
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         deployment_config=deployment_config(settings),
+        workflow_runner=(
+            SandboxedWorkflowRunner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
+        ),
     )
 
 

@@ -18,7 +18,7 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, VersioningBehavior
@@ -40,6 +40,8 @@ with workflow.unsafe.imports_passed_through():
         DetectIntentInput,
         GeneratedReply,
         GenerateReplyInput,
+        PersistOutcome,
+        PersistTurn,
         PromptParts,
         Retrieved,
         RetrieveInput,
@@ -74,6 +76,8 @@ TOOLS_SYSTEM_PROMPT = (
     "clearly needs it; the user approves those first. Cite web sources as [n]."
 )
 DETAIL_CHARS = 80
+# The shortest idle-timer wait, so a timer that fires a little early never spins.
+MIN_IDLE_WAIT = timedelta(seconds=1)
 # How a step's failure reaches the workflow: an ActivityError, or, for a local activity
 # that failed for good (non-retryable), its ApplicationError itself.
 STEP_FAILED = (ActivityError, ApplicationError)
@@ -125,6 +129,7 @@ class ChatSessionWorkflow:
         self._queued = 0
         self._running_turn: str | None = None
         self._activity_seq = 0
+        self._idle_since = workflow.now()  # when the last turn ended (or the run began)
         self._ended = False
         self._fold_failed_at: int | None = None  # _activity_seq when a fold last failed
         self._approvals = Approvals()  # tool calls waiting for a person's decision
@@ -162,20 +167,23 @@ class ChatSessionWorkflow:
         idle = timedelta(seconds=start.idle_timeout_seconds)
         self._set_status("active")
         workflow.set_current_details(self._details("waiting for a message"))
+        self._idle_since = workflow.now()
         while True:
-            seen = self._activity_seq
+            # The idle timer is armed once per idle period, not once per turn: a turn that
+            # ends does not wake this loop (two timer events and a server timer task per
+            # turn saved); when the timer fires after activity, it waits out the rest.
             try:
                 await workflow.wait_condition(
-                    lambda seen=seen: (  # type: ignore[misc]
-                        self._activity_seq != seen
-                        or self._ended
-                        or self._wants_new_run()
-                        or self._wants_fold()
-                    ),
-                    timeout=idle,
+                    lambda: self._ended or self._wants_new_run() or self._wants_fold(),
+                    # A turn running (or waiting on a person) is not idleness: a whole
+                    # period again, not a timer a second until it ends.
+                    timeout=idle if self._queued else max(self._idle_left(idle), MIN_IDLE_WAIT),
                 )
             except TimeoutError:
-                if self._to_fold and self._queued == 0:
+                if self._queued or self._idle_left(idle) > timedelta(0):
+                    continue  # busy, or active since the timer was armed: not idle yet
+                seen = self._activity_seq
+                if self._to_fold:
                     # A restarted session reloads the summary and the recent turns only.
                     # If this fold fails, those turns stay retrievable from Postgres.
                     await self._fold()
@@ -226,6 +234,10 @@ class ChatSessionWorkflow:
             )
         except ActivityError as err:
             workflow.logger.warning("%s failed: %s", what, err.cause or err)
+
+    def _idle_left(self, idle: timedelta) -> timedelta:
+        """How much longer the session must stay quiet to count as idle."""
+        return idle - (workflow.now() - self._idle_since)
 
     def _wants_new_run(self) -> bool:
         return self._queued == 0 and (
@@ -333,6 +345,7 @@ class ChatSessionWorkflow:
             self._cancelled.discard(turn_id)
             self._queued -= 1
             self._activity_seq += 1
+            self._idle_since = workflow.now()
 
     @send_message.validator
     def _validate_send_message(self, msg: SendMessage) -> None:
@@ -420,7 +433,7 @@ class ChatSessionWorkflow:
             error_type = cause.type if isinstance(cause, ApplicationError) else None
             result.status, result.error = "failed", message
             workflow.set_current_details(self._details(f"**Turn {turn_id}** failed: {message}"))
-            stored = await self._persist(result)
+            stored = await self._persist(result) is not None
             await self._publish(
                 TurnEvent(
                     turn_id=turn_id,
@@ -438,14 +451,17 @@ class ChatSessionWorkflow:
         result.reply, result.usage, result.context = reply.text, reply.usage, reply.context
         result.status = "cancelled" if reply.cancelled else "complete"
         result.timings_ms = timings
-        step = workflow.time()
-        if not await self._persist(result):
+        # Stored, then its final event published by the same step (its number taken now);
+        # readers that get the event find the turn in Postgres.
+        final_seq = self._next_seq()
+        persisted = await self._persist(result, final_seq=final_seq)
+        if persisted is None:
             error = "the reply could not be stored; nothing of this turn was kept"
             await self._publish(
                 TurnEvent(turn_id=turn_id, kind="error", error=error, error_type="TurnNotStored")
             )
             self._not_stored(turn_id, msg)
-        timings["persist_turn"] = (workflow.time() - step) * 1000
+        timings["persist_turn"] = persisted.ms
         self._recent += [
             ChatMessage(role="user", content=msg.text),
             ChatMessage(role="assistant", content=findings.in_context(reply.text, result.findings)),
@@ -469,7 +485,9 @@ class ChatSessionWorkflow:
                 f"{reply.usage.completion_tokens} tokens"
             )
         )
-        await self._publish(TurnEvent(turn_id=turn_id, kind="final", result=result))
+        if not persisted.published:  # Redis was away then: with the publish step's retries
+            final = TurnEvent(turn_id=turn_id, kind="final", result=result)
+            await self._publish(final, seq=final_seq)
         return result
 
     async def _tool_turn(self, turn_id: str, parts: PromptParts) -> ToolTurn:
@@ -544,23 +562,27 @@ class ChatSessionWorkflow:
             workflow.logger.warning("no retrieval this turn: %s", err.cause or err)
             return Retrieved(available=False)
 
-    async def _persist(self, result: TurnResult) -> bool:
-        """Store the turn; False when it could not be stored within DB_DEADLINE, or its
-        data can never be (the session was deleted meanwhile, a value Postgres refuses)."""
+    async def _persist(
+        self, result: TurnResult, *, final_seq: int | None = None
+    ) -> PersistOutcome | None:
+        """Store the turn, and with `final_seq` publish its final event once stored; None
+        when it could not be stored within DB_DEADLINE, or its data can never be (the
+        session was deleted meanwhile, a value Postgres refuses)."""
+        req = PersistTurn(result=result, user_id=self._start.user_id, final_seq=final_seq)
+        then = ", then its final event" if final_seq is not None else ""
         try:
-            await _store_step(
+            return await _store_step(
                 SessionStore.persist_turn,
-                result,
+                req,
                 policies.DB_TIMEOUT,
                 policies.DB_RETRY,
-                f"persist turn: {result.status}, {result.usage.completion_tokens} tokens",
+                f"persist turn: {result.status}, {result.usage.completion_tokens} tokens{then}",
             )
         except STEP_FAILED as err:
             workflow.logger.warning("turn not stored: %s", err.cause or err)
-            return False
-        return True
+            return None
 
-    def _not_stored(self, turn_id: str, msg: SendMessage) -> None:
+    def _not_stored(self, turn_id: str, msg: SendMessage) -> NoReturn:
         """The turn ends failed and leaves no trace: its client_message_id may be sent
         again (in a later run of the session), and the next message is answered."""
         if msg.client_message_id and msg.client_message_id in self._seen:
@@ -572,11 +594,16 @@ class ChatSessionWorkflow:
             type="TurnNotStored",
         )
 
-    async def _publish(self, event: TurnEvent) -> None:
-        """Best effort: readers that miss an event find the stored turn in Postgres."""
-        event.session_id, event.user_id = self._start.session_id, self._start.user_id
+    def _next_seq(self) -> int:
+        """The number of the next event this run publishes (TurnEvent.seq)."""
         self._published += 1
-        event.seq = self._published
+        return self._published
+
+    async def _publish(self, event: TurnEvent, *, seq: int | None = None) -> None:
+        """Best effort: readers that miss an event find the stored turn in Postgres. `seq`:
+        the number taken for it before (an event a step meant to publish)."""
+        event.session_id, event.user_id = self._start.session_id, self._start.user_id
+        event.seq = seq if seq is not None else self._next_seq()
         try:
             await workflow.execute_local_activity_method(
                 StreamActivities.publish_turn_event,

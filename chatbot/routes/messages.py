@@ -147,7 +147,7 @@ def _answer(
         return _accepted(request, turn_id, session_id, [])
     if wants_sse:
         return StreamingResponse(
-            relay_sse(res, user, turn_id, "0-0"),
+            relay_sse(res, user, turn_id, "0-0", fresh=stored is None),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Turn-Id": turn_id},
         )

@@ -103,6 +103,8 @@ class BenchConfig:
     floor_samples: int = 200
     floor_seconds: float = 4.0
     floor_concurrency: tuple[int, ...] = (1, 5, 20, 50)
+    # Per-turn timelines: (sessions at once, turns in each); none for the chaos suite.
+    timelines: tuple[tuple[int, int], ...] = ()
     temporal_address: str | None = None
     temporal_in_memory: bool = True
     temporal_config: tuple[str, ...] = ()

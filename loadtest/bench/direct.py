@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from openai import AsyncOpenAI
 from pydantic import BaseModel
 
-from activities.llm import stream_chat
+from activities.llm import chunk_text, stream_chat
 
 SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and concisely."
 
@@ -84,7 +84,7 @@ async def generate(llm: AsyncOpenAI, model: str, text: str) -> AsyncIterator[str
     stream = await stream_chat(llm, model=model, messages=messages)
     async with stream:
         async for chunk in stream:
-            piece = "".join(c.delta.content or "" for c in chunk.choices)
+            piece = chunk_text(chunk)
             if piece:
                 yield piece
 

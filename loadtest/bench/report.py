@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from loadtest.bench.analysis import stack_cpu_ms
+
 PROCESS_ORDER = (
     "temporal",
     "worker",
@@ -184,6 +186,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         out.append(f"| {' | '.join(row)} |")
     out += ["", "Step columns are the workflow's own timings (p50).", ""]
     out += tool_turn_lines(scenarios, results.get("tool_turns") or [])
+    out += timeline_lines(results.get("timelines") or [])
     out += cpu_per_turn_table(scenarios)
     out += ["", "## Integrity", ""]
     out += [
@@ -219,8 +222,32 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-# The service's own processes: not the fakes, the direct path or the load generator.
-STACK = ("temporal", "worker", "gateway", "postgres", "redis")
+def timeline_lines(timelines: list[dict[str, Any]]) -> list[str]:
+    """Where a turn's time goes, point by point (loadtest.bench.timeline)."""
+    if not timelines:
+        return []
+    out = [
+        "## Where a turn's time goes",
+        "",
+        "SSE turns on the default fake LLM, each placed on one clock from the client, the "
+        "session's Temporal history and the turn's Redis stream; medians over the turns "
+        "(each session's first turn, which starts its workflow, left out). `gap` is the "
+        "median time from the point above.",
+        "",
+    ]
+    for t in timelines:
+        out += [
+            f"{t['sessions']} session(s) at once, {t['turns']} turns:",
+            "",
+            "| point | ms since the client sent | gap |",
+            "|---|---|---|",
+            *(
+                f"| {p['point']} | {_num(p['ms_since_send_p50'])} | {_num(p['gap_ms_p50'])} |"
+                for p in t["points"]
+            ),
+            "",
+        ]
+    return out
 
 
 def context_lines(
@@ -243,7 +270,7 @@ def context_lines(
     busiest = scenarios.get("sustained") or at20
     per_update = sum(floor.get("cpu_ms_per_update", {}).values())
     if busiest and per_update:
-        per_turn = sum((busiest.get("cpu_ms_per_turn") or {}).get(p) or 0.0 for p in STACK)
+        per_turn = stack_cpu_ms(busiest) or 0.0
         ceiling = 1000 * cores / per_turn if per_turn else 0.0
         lines.append(
             f"- A turn costs {per_turn:.0f} ms of CPU across the stack ({busiest['name']}), "

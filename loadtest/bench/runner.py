@@ -26,6 +26,7 @@ from loadtest.bench.locust_runner import LocustRun, run_locust
 from loadtest.bench.monitor import ResourceMonitor
 from loadtest.bench.report import render_markdown, write_plots
 from loadtest.bench.stack import BenchStack
+from loadtest.bench.timeline import measure_timeline
 
 Out = Callable[[str], None]
 
@@ -41,6 +42,7 @@ class BenchRun:
         self.resources: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, LocustRun] = {}
         self.floor: dict[str, Any] | None = None
+        self.timelines: list[dict[str, Any]] = []
         self.rows: list[dict[str, Any]] = []
 
     def execute(self) -> dict[str, Any]:
@@ -54,6 +56,7 @@ class BenchRun:
             self.monitor.start()
             whole = self.monitor.begin()
             self._measure_floor(stack)
+            self._measure_timelines(stack)
             for scenario in self.config.scenarios:
                 self._play(stack, scenario.name)
             self.resources["whole run"] = self.monitor.end(whole)
@@ -106,6 +109,29 @@ class BenchRun:
             f"  p50 {update['p50']:.1f} ms, p99 {update['p99']:.1f} ms, "
             f"{self.floor['max_updates_per_s']:.0f} updates/s"
         )
+
+    def _measure_timelines(self, stack: BenchStack) -> None:
+        """Per-turn timelines (loadtest.bench.timeline): one session alone, then as many at
+        once as `high` runs, on the default fake LLM."""
+        c = self.config
+        stack.llm.apply(c.llm("default"))
+        for sessions, turns in c.timelines:
+            self.out(f"Timeline: {sessions} session(s) x {turns} turns, SSE ...")
+            timeline = asyncio.run(
+                measure_timeline(
+                    gateway_url=stack.gateway_url,
+                    temporal_address=stack.temporal_address,
+                    namespace=stack.namespace,
+                    redis_url=stack.redis_url,
+                    jwt_secret=stack.jwt_secret,
+                    sessions=sessions,
+                    turns=turns,
+                )
+            )
+            self.timelines.append(timeline)
+            last = timeline["points"][-1] if timeline["points"] else None
+            if last is not None:
+                self.out(f"  {last['point']} at p50 {last['ms_since_send_p50']:.1f} ms")
 
     def _play(self, stack: BenchStack, name: str) -> None:
         scenario = next(s for s in self.config.scenarios if s.name == name)
@@ -180,6 +206,7 @@ class BenchRun:
             "integrity_total": total,
             "targets": [t.as_dict() for t in targets],
             "tool_turns": tool_turn_ratios(self.floor, scenarios),
+            "timelines": self.timelines,
             "resources": self.resources,
         }
         try:

@@ -93,25 +93,51 @@ def _scenario(name: str, **figures: Any) -> dict[str, Any]:
 
 
 def test_targets_are_ratios_to_the_floor_and_the_direct_path() -> None:
-    floor = {"update_ms": {"p50": 10.0, "p99": 40.0}, "max_updates_per_s": 200.0}
+    floor = {
+        "update_ms": {"p50": 10.0, "p99": 40.0},
+        "max_updates_per_s": 200.0,
+        "throughput": [
+            {"concurrency": 1, "p50_ms": 10.0},
+            {"concurrency": 20, "p50_ms": 50.0},
+        ],
+        "cpu_ms_per_update": {"temporal": 5.0, "bench": 3.0},
+    }
+    cpu = {"temporal": 10.0, "worker": 12.0, "gateway": 2.0, "postgres": 1.0, "redis": 1.0}
     scenarios = {
-        "high": _scenario("high", overhead_ms={"p50": 25.0, "p99": 300.0}),
-        "sustained": _scenario("sustained", turns_per_s=100.0),
+        "sequential-stream": _scenario(
+            "sequential-stream", overhead_ms={"p50": 45.0, "p99": 60.0}, ttft_ms={"p50": 125.0}
+        ),
+        "sequential-stream-direct": _scenario(
+            "sequential-stream-direct",
+            overhead_ms={"p50": 10.0, "p99": 20.0},
+            ttft_ms={"p50": 105.0},
+        ),
+        "high": _scenario("high", overhead_ms={"p50": 90.0, "p99": 300.0}),
+        # The load generator's and the fakes' CPU is not the stack's.
+        "sustained": _scenario(
+            "sustained", turns_per_s=50.0, cpu_ms_per_turn={**cpu, "locust": 9.0, "fake-llm": 4.0}
+        ),
         "llm1s": _scenario("llm1s", e2e_ms={"p50": 1100.0}),
         "llm1s-direct": _scenario("llm1s-direct", e2e_ms={"p50": 1000.0}),
         "scale": _scenario("scale", users=1000, planned=5000, sent=5000, success_rate=0.999),
-        "high-stream": _scenario("high-stream", ttft_ms={"p50": 115.0}),
     }
     integrity_report = {"scale": {"lost": 0, "duplicated": 0}}
     got = {t.key: t for t in evaluate_targets(floor, scenarios, integrity_report)}
-    assert got["overhead_p50"].value == 2.5 and got["overhead_p50"].met
-    assert got["overhead_p99"].value == 7.5 and got["overhead_p99"].met is False
-    assert got["sustained_throughput"].value == 0.5 and got["sustained_throughput"].met
+    # (45 - 10) / 10 over the direct path's own overhead; the limit is 3x.
+    assert got["stream_overhead"].value == 3.5 and got["stream_overhead"].met is False
+    assert got["ttft"].value == 2.0 and got["ttft"].met
+    # Against the floor at the same concurrency (50 ms at 20), not one at a time.
+    assert got["overhead_p50"].value == 1.8 and got["overhead_p50"].met
+    assert got["sustained_cpu"].value == 26.0 / 8.0 and got["sustained_cpu"].met is False
+    assert got["sustained_throughput"].value == 0.25 and got["sustained_throughput"].met is False
     assert got["slow_llm_vs_direct"].value == pytest.approx(1.1)
     assert got["slow_llm_vs_direct"].met is False
     assert got["scale_integrity"].value == 5 and got["scale_integrity"].met is False
-    assert got["ttft"].value == 1.5 and got["ttft"].met
     assert evaluate_targets(None, {}, {})[0].met is None  # nothing measured, nothing claimed
+    # A floor without the 20-at-once level gives no value, not a ratio to the wrong one.
+    one_level = {**floor, "throughput": floor["throughput"][:1]}
+    [at20] = [t for t in evaluate_targets(one_level, scenarios, {}) if t.key == "overhead_p50"]
+    assert at20.value is None and at20.met is None
 
 
 def test_time_to_first_token_is_held_against_the_direct_path_when_it_ran() -> None:
@@ -277,8 +303,9 @@ def test_smoke_run_writes_results_report_and_plots(tmp_path: Path) -> None:
     assert "llm1s-direct" not in results["integrity"]  # no database on the direct path
 
     assert {t["key"] for t in results["targets"]} == {
+        "stream_overhead",
         "overhead_p50",
-        "overhead_p99",
+        "sustained_cpu",
         "sustained_throughput",
         "slow_llm_vs_direct",
         "scale_integrity",

@@ -20,6 +20,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
+from loadtest.bench.timeline import local_activity
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
 from shared.models import workflow_id
@@ -122,28 +123,66 @@ async def test_a_turn_schedules_only_the_generation_as_a_task(
     temporal_client: Client, worker: Worker, alice: httpx.AsyncClient
 ) -> None:
     """Loading the session and persisting turns are local activities (markers in the
-    history); the generation alone goes through the task queue, with its heartbeats."""
+    history); the generation alone goes through the task queue, with its heartbeats. The
+    final stream event rides with persisting the turn: no step of its own."""
     sid = "one-task-per-turn"
     for text in ("first", "second"):
         resp = await alice.post(f"/sessions/{sid}/messages", json={"text": text})
         assert resp.status_code == 200, resp.text
     history = await temporal_client.get_workflow_handle(workflow_id(sid)).fetch_history()
     assert scheduled_activities(history) == ["generate_reply", "generate_reply"]
-    markers = [e for e in history.events if e.HasField("marker_recorded_event_attributes")]
-    # load_session, then per turn detect_intent, persist_turn, the final stream event.
-    assert len(markers) >= 1 + 2 * 3
+    markers = [
+        local_activity(e) for e in history.events if e.HasField("marker_recorded_event_attributes")
+    ]
+    per_turn = ["detect_intent", "persist_turn"]
+    assert [m[0] for m in markers if m] == ["load_session", *per_turn, *per_turn]
 
 
-async def test_a_turn_rearms_the_idle_timer_once(
+async def test_turns_do_not_rearm_the_idle_timer(
     temporal_client: Client, worker: Worker, alice: httpx.AsyncClient
 ) -> None:
-    """The session's loop wakes when a turn ends (to restart its idle timer), not also
-    when a message arrives: each wake cancels one timer and starts another."""
-    sid = "one-timer-per-turn"
+    """A turn that ends does not wake the session's loop: the idle timer is armed once
+    for the period, and no timer is cancelled, however many turns run in it."""
+    sid = "one-timer-per-period"
     for text in ("first", "second", "third"):
         resp = await alice.post(f"/sessions/{sid}/messages", json={"text": text})
         assert resp.status_code == 200, resp.text
     history = await temporal_client.get_workflow_handle(workflow_id(sid)).fetch_history()
     started = [e for e in history.events if e.HasField("timer_started_event_attributes")]
-    assert len(started) == 1 + 3  # the first wait, then one per turn
+    cancelled = [e for e in history.events if e.HasField("timer_canceled_event_attributes")]
+    assert len(started) == 1 and not cancelled
+    await replayer().replay_workflow(history)
+
+
+async def test_a_turn_in_the_idle_period_postpones_idleness(
+    settings: Settings, temporal_client: Client, worker: Worker, alice: httpx.AsyncClient
+) -> None:
+    """The timer armed when the run began fires after turns ran: the session waits out
+    the rest of the period after its last turn, then is marked idle."""
+    settings.inactivity_timeout_minutes = 0.05  # 3 s
+    sid = f"idle-after-last-{uuid.uuid4().hex[:6]}"
+    for text in ("first", "second"):
+        resp = await alice.post(f"/sessions/{sid}/messages", json={"text": text})
+        assert resp.status_code == 200, resp.text
+    handle = temporal_client.get_workflow_handle(workflow_id(sid))
+    await asyncio.wait_for(handle.result(), 60)  # completes once idle
+    history = await handle.fetch_history()
+
+    def at(event: Any) -> float:
+        return float(event.event_time.seconds + event.event_time.nanos / 1e9)
+
+    last_turn = max(
+        at(e)
+        for e in history.events
+        if e.HasField("workflow_execution_update_completed_event_attributes")
+    )
+    [mark_idle] = [
+        e
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "mark_idle"
+    ]
+    fired = [e for e in history.events if e.HasField("timer_fired_event_attributes")]
+    assert len(fired) == 2  # the period's timer, then the rest of the period
+    assert at(mark_idle) - last_turn >= 3.0 - 0.1
     await replayer().replay_workflow(history)
