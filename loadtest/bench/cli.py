@@ -160,7 +160,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         floor_seconds=args.floor_seconds or (1.0 if args.smoke else 4.0),
         # 20: the `overhead_p50` target holds `high` against the floor at its concurrency.
         floor_concurrency=(1, 5, 20) if args.smoke else (1, 5, 20, 50),
-        timelines=((1, 3),) if args.smoke else ((1, 20), (20, 5)),
+        timelines=((1, 3),) if args.smoke else ((1, 24), (20, 8)),
         temporal_address=args.temporal_address,
         temporal_in_memory=not args.temporal_file,
         temporal_args=tuple(args.temporal_arg),

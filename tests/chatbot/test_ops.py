@@ -21,6 +21,7 @@ from shared.models import workflow_id
 from tests.chatbot.api_support import auth
 from tests.support import assert_eventually
 from tests.workflows.test_tools import sample_companies
+from workflows.chat_session import ChatSessionWorkflow
 
 __all__ = ["sample_companies"]  # a fixture, used by name
 
@@ -69,10 +70,15 @@ async def test_search_attributes_find_a_users_sessions(
         assert ids == [workflow_id(f"{user}-a"), workflow_id(f"{user}-b")]
 
     await assert_eventually(found, within=20)
-    desc = await temporal_client.get_workflow_handle(workflow_id(f"{user}-a")).describe()
-    attrs = desc.typed_search_attributes
-    assert attrs.get(sa.TURN_COUNT) == 2
-    assert attrs.get(sa.LAST_INTENT) == "chat"
+    handle = temporal_client.get_workflow_handle(workflow_id(f"{user}-a"))
+    attrs = (await handle.describe()).typed_search_attributes
+    # A busy session's turn attributes are upserted at most every TURN_ATTRIBUTES_EVERY:
+    # the first turn's are there, the second's wait for the next one or a status change.
+    assert attrs.get(sa.TURN_COUNT) == 1 and attrs.get(sa.LAST_INTENT) == "chat"
+    await handle.signal(ChatSessionWorkflow.end_session)
+    await asyncio.wait_for(handle.result(), 30)
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(sa.STATUS) == "ended" and attrs.get(sa.TURN_COUNT) == 2
     assert attrs.get(sa.LAST_ACTIVITY) is not None
 
 

@@ -318,8 +318,26 @@ def test_smoke_run_writes_results_report_and_plots(tmp_path: Path) -> None:
         processes = results["resources"][name]["processes"]
         assert {"temporal", "worker", "gateway", "postgres"} <= set(processes), name
 
+    # The per-turn timeline: each point from the client, the history or the stream, in the
+    # order one turn passes them (so their medians keep it too).
+    [timeline] = results["timelines"]
+    at = {p["point"]: p["ms_since_send_p50"] for p in timeline["points"]}
+    path = [
+        "client sent",
+        "update received (WFT scheduled)",
+        "WFT 1 started",
+        "WFT 1 completed (accepted)",
+        "first token in Redis",
+        "activity completed",
+        "WFT 2 started",
+        "final in Redis",
+        "client final",
+    ]
+    assert timeline["turns"] == 3 and [at[p] for p in path] == sorted(at[p] for p in path)
+
     report = (run_dir / "report.md").read_text()
     assert "## Targets" in report and all(f"| {name} |" in report for name in RUN_ORDER)
+    assert "## Where a turn's time goes" in report
     for png in ("latency_percentiles.png", "throughput_vs_concurrency.png", "cpu_per_process.png"):
         assert (run_dir / png).read_bytes().startswith(b"\x89PNG"), png
     assert "Targets" in done.stdout

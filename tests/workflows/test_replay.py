@@ -135,7 +135,7 @@ async def test_a_turn_schedules_only_the_generation_as_a_task(
         local_activity(e) for e in history.events if e.HasField("marker_recorded_event_attributes")
     ]
     per_turn = ["detect_intent", "persist_turn"]
-    assert [m[0] for m in markers if m] == ["load_session", *per_turn, *per_turn]
+    assert markers == ["load_session", *per_turn, *per_turn]
 
 
 async def test_turns_do_not_rearm_the_idle_timer(
