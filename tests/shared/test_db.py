@@ -7,10 +7,11 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -235,4 +236,32 @@ async def test_pool_works_through_pgbouncer_with_statement_cache_off(pgbouncer_u
         results = await asyncio.gather(*(one(i) for i in range(40)))
         assert results == [1] * 40
     finally:
+        await engine.dispose()
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_before_use(
+    database_url: str,
+) -> None:
+    """Postgres ending a backend (a restart, a pooler's or Neon's idle cut) closes its
+    socket: the pool hands out a fresh connection, so the next query does not fail."""
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    pooled: list[Any] = []  # the driver connections as they go back into the pool
+    event.listen(engine.sync_engine, "checkin", lambda conn, _record: pooled.append(conn))
+    plain = connect_target(database_url).url.set(drivername="postgresql")
+    admin = await asyncpg.connect(plain.render_as_string(hide_password=False))
+    try:
+        async with engine.connect() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        # The client learns of it from the socket, as it would of a restart.
+        closed = pooled[-1].driver_connection
+        deadline = asyncio.get_running_loop().time() + 10
+        while not closed.is_closed():
+            assert asyncio.get_running_loop().time() < deadline, "the socket never closed"
+            await asyncio.sleep(0.01)
+        async with engine.connect() as conn:
+            again = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert again != pid
+    finally:
+        await admin.close()
         await engine.dispose()
