@@ -80,9 +80,13 @@ _BASE = (
     ),
     Scenario(
         "sequential",
-        "1 user: one session, 10 messages one after another (warm workflow, no contention)",
+        "1 user: 10 messages one after another in a session, 3 sessions (warm workflow, "
+        "no contention)",
         users=1,
         messages=10,
+        # 30 turns for the TTFT and stream-overhead targets; not 30 in one session, whose
+        # turns past the 10th would retrieve older messages (another step).
+        rounds=3,
     ),
     Scenario(
         "concurrent",
@@ -172,14 +176,14 @@ SCENARIOS: dict[str, Scenario] = {
 # Small versions for a smoke run: a few seconds each, only to prove every path works.
 SMOKE_CHANGES: dict[str, dict[str, object]] = {
     "baseline": {"rounds": 2},
-    "sequential": {"messages": 3},
+    "sequential": {"messages": 3, "rounds": 1},
     "concurrent": {"users": 5, "rounds": 1},
     "high": {"users": 5, "messages": 2},
     "sustained": {"users": 5, "messages": 3, "think": (0.05, 0.2), "duration": 3.0},
     "scale": {"users": 10, "messages": 2},
     "llm1s": {"users": 2, "messages": 2},
     "llm1s-direct": {"users": 2, "messages": 2},
-    "tools-sequential": {"messages": 3},
+    "tools-sequential": {"messages": 3, "rounds": 1},
     "tools": {"users": 5, "messages": 2},
 }
 
