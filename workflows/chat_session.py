@@ -380,7 +380,10 @@ class ChatSessionWorkflow:
             self._cancelled.discard(turn_id)
             self._queued -= 1
             self._activity_seq += 1
-            self._idle_since = workflow.now()
+            # Not when the worker tears the run down (evicted mid-turn, the coroutine
+            # closed outside the workflow's event loop): there is no clock to read then.
+            if workflow.in_workflow():
+                self._idle_since = workflow.now()
 
     @send_message.validator
     def _validate_send_message(self, msg: SendMessage) -> None:
