@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from loadtest.bench.analysis import stack_cpu_ms
+from loadtest.bench.analysis import floor_at, stack_cpu_ms
 
 PROCESS_ORDER = (
     "temporal",
@@ -259,13 +259,13 @@ def context_lines(
         return []
     lines = ["", "Reading the targets (this run's figures):"]
     at20 = scenarios.get("high") or scenarios.get("concurrent")
-    level = next((lv for lv in floor["throughput"] if lv["concurrency"] == 20), None)
-    if at20 and level and at20["overhead_ms"]["p50"] is not None:
+    at20_floor = floor_at(floor, 20)
+    if at20 and at20_floor and at20["overhead_ms"]["p50"] is not None:
         lines.append(
-            f"- 20 no-op updates at once already take p50 {_num(level['p50_ms'])} ms on this "
-            f"server ({level['p50_ms'] / floor['update_ms']['p50']:.1f}x its one-at-a-time "
+            f"- 20 no-op updates at once already take p50 {_num(at20_floor)} ms on this "
+            f"server ({at20_floor / floor['update_ms']['p50']:.1f}x its one-at-a-time "
             f"p50); the service's overhead p50 at 20 sessions ({at20['name']}) is "
-            f"{at20['overhead_ms']['p50'] / level['p50_ms']:.1f}x that."
+            f"{at20['overhead_ms']['p50'] / at20_floor:.1f}x that."
         )
     busiest = scenarios.get("sustained") or at20
     per_update = sum(floor.get("cpu_ms_per_update", {}).values())

@@ -1,8 +1,8 @@
 """Where the milliseconds of a turn go: turns sent one after another over SSE (in one or
 more sessions at once), each placed on one clock from three sources. The client records
 when it sent the message and when the response, the first token and the final event
-arrived; the session's Temporal history gives when each workflow task, local activity
-(its marker's completion time), activity and update event happened on the server; the
+arrived; the session's Temporal history gives when each workflow task and the turn's
+generation activity happened on the server (matched to the turn by its update id); the
 turn's Redis stream gives when the worker appended its first token and its final event
 (entry ids are Redis' clock in ms). All three run on this machine, so they share a clock.
 
@@ -12,7 +12,6 @@ gap from the point before: what each hop costs."""
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import time
 import uuid
@@ -91,16 +90,6 @@ def _seconds(event: HistoryEvent) -> float:
     return event.event_time.seconds + event.event_time.nanos / 1e9
 
 
-def local_activity(event: HistoryEvent) -> str | None:
-    """The type of the local activity a marker records. (Its `complete_time` is not on
-    this clock: seen here before its own schedule time. Local activities are timed by
-    the workflow's step timings instead.)"""
-    data = event.marker_recorded_event_attributes.details.get("data")
-    if data is None or not data.payloads:
-        return None
-    return str(json.loads(data.payloads[0].data).get("activity_type", "local activity"))
-
-
 def turn_events(turn: TurnTimes, events: list[HistoryEvent]) -> list[HistoryEvent]:
     """The history events of `turn`: from the workflow task that accepted its update to
     the update's completion (turns of one session never overlap: they run in order)."""
@@ -130,20 +119,6 @@ def turn_events(turn: TurnTimes, events: list[HistoryEvent]) -> list[HistoryEven
         ):
             break
     return events[first : last + 1]
-
-
-def event_rows(turn: TurnTimes, events: list[HistoryEvent]) -> list[dict[str, Any]]:
-    """One turn's history events as (name, ms since the client sent), for the report."""
-    begin = turn.at["client sent"]
-    rows = []
-    for event in events:
-        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
-        is_marker = event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
-        marker = local_activity(event) if is_marker else None
-        if marker is not None:
-            name += f" ({marker})"
-        rows.append({"event": name, "ms": 1000 * (_seconds(event) - begin)})
-    return rows
 
 
 def place_history(turn: TurnTimes, events: list[HistoryEvent]) -> None:
@@ -251,7 +226,6 @@ async def measure_timeline(
             for mine in await asyncio.gather(*(talk(i) for i in range(sessions))):
                 measured += mine
         histories: dict[str, list[HistoryEvent]] = {}
-        example: list[dict[str, Any]] = []
         for turn in measured:
             if turn.session_id not in histories:
                 handle = client.get_workflow_handle(workflow_id(turn.session_id))
@@ -259,13 +233,10 @@ async def measure_timeline(
             events = turn_events(turn, histories[turn.session_id])
             place_history(turn, events)
             await place_stream(turn, redis)
-            if not example:
-                example = event_rows(turn, events)
     finally:
         await redis.aclose()
     return {
         "sessions": sessions,
         "turns": len(measured),
         "points": summarize(measured),
-        "example": example,
     }

@@ -9,6 +9,7 @@ the workflow changes on purpose (a new build)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
-from loadtest.bench.timeline import local_activity
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
 from shared.models import workflow_id
@@ -34,6 +34,14 @@ ARTIFACTS = Path(__file__).parents[2] / "test-artifacts" / "histories"
 
 def replayer() -> Replayer:
     return Replayer(workflows=[ChatSessionWorkflow], data_converter=pydantic_data_converter)
+
+
+def local_activity(event: Any) -> str | None:
+    """The type of the local activity a marker records."""
+    data = event.marker_recorded_event_attributes.details.get("data")
+    if data is None or not data.payloads:
+        return None
+    return str(json.loads(data.payloads[0].data).get("activity_type"))
 
 
 def scheduled_activities(history: WorkflowHistory) -> list[str]:
