@@ -6,6 +6,7 @@ retried because of Redis. The test's own redis-server, killed with SIGKILL."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from chatbot.embedded import redis as embedded_redis
 from chatbot.embedded.process import ManagedProcess
 from loadtest.fakes import FakeOpenAIServer, ToolCallStep
 from shared.config import Settings
-from shared.streams import owner_key
+from shared.streams import owner_key, stream_key
 from tests.chatbot.api_support import sse_events
 from tests.chatbot.test_api import _reply_calls, _rows
 from tests.support import assert_eventually, free_port
@@ -167,6 +168,51 @@ async def test_redis_killed_mid_stream_ends_it_resumably_and_the_resume_finishes
     ]
     assert rows[1]["content"] == f"Fake reply to: {text}"
     assert len(_reply_calls(llm)) == 1, "Redis going away retried no generation"
+
+
+async def test_a_final_event_the_persist_step_could_not_publish_is_published_after(
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+    own_redis: OwnRedis,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The turn is stored while Redis is away, so the step that stores it cannot append
+    its final event: the workflow publishes it itself, with its retries, once Redis is
+    back (a resume then ends with `final` from the stream, not only from Postgres)."""
+    caplog.set_level(logging.WARNING, logger="activities.sessions")
+    llm.tokens_per_second = 3
+    sid = _sid("late-final")
+    async with alice.stream(
+        "POST",
+        f"/sessions/{sid}/messages",
+        json={"text": "one two three four five six"},
+        headers={"Accept": "text/event-stream"},
+    ) as resp:
+        turn_id = resp.headers["x-turn-id"]
+        async for event in sse_events(resp):
+            if event.type == "token":
+                own_redis.kill()
+                break
+
+    async def stored_unpublished() -> None:
+        assert any("final event not published" in r.getMessage() for r in caplog.records)
+
+    await assert_eventually(stored_unpublished, within=60)
+    rows = await _rows(settings, "SELECT role FROM messages WHERE session_id = :s", s=sid)
+    assert {r["role"] for r in rows} == {"user", "assistant"}
+    own_redis.start()  # within the publish step's deadline (PUBLISH_DEADLINE, 20 s)
+    fresh = Redis.from_url(own_redis.url, decode_responses=True)
+
+    async def final_in_stream() -> None:
+        entries = await fresh.xrange(stream_key(turn_id))
+        assert [f["type"] for _, f in entries] == ["final"]
+
+    try:
+        await assert_eventually(final_in_stream, within=30)
+    finally:
+        await fresh.aclose()
 
 
 async def test_a_turn_unknown_just_after_a_redis_restart_is_retry_shortly_not_404(
