@@ -3,6 +3,7 @@ stream as they arrive."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import openai
 from openai import AsyncOpenAI, AsyncStream
 from redis.asyncio import Redis
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.heartbeat import heartbeating
 from activities.prompt import assemble, token_counter
@@ -24,6 +25,7 @@ from shared.models import GeneratedReply, GenerateReplyInput, TokenUsage
 from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TokenWriter, TurnStreams
 from shared.tool_calls import ModelStep, ModelStepInput
+from shared.usage import BudgetExceeded, Step, UsageLedger, cost_of
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,27 @@ def provider_error(err: openai.APIError) -> ApplicationError:
     return ApplicationError(f"the model provider failed: {err}", type="LLMUnavailable")
 
 
+def budget_error(err: BudgetExceeded) -> ApplicationError:
+    """Over budget: the same step would be refused again, so it is not retried. Benign: an
+    expected refusal, logged by the SDK without a traceback."""
+    return ApplicationError(
+        str(err),
+        err.details(),
+        type="BudgetExceeded",
+        non_retryable=True,
+        category=ApplicationErrorCategory.BENIGN,
+    )
+
+
+def _usage(reported: dict[str, Any]) -> TokenUsage:
+    details = reported.get("prompt_tokens_details") or {}
+    return TokenUsage(
+        prompt_tokens=int(reported.get("prompt_tokens") or 0),
+        completion_tokens=int(reported.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+    )
+
+
 class LlmActivities:
     def __init__(
         self,
@@ -124,11 +147,13 @@ class LlmActivities:
         redis: Redis,
         settings: Settings,
         tools: ToolRegistry | None = None,
+        ledger: UsageLedger | None = None,
     ) -> None:
         self._client = client
         self._streams = TurnStreams(redis)
         self._settings = settings
         self._tools = tools  # what a tool-calling turn may offer its model
+        self._ledger = ledger  # where each call's usage is reserved and settled
 
     def warm(self) -> None:
         """Load the tokenizer now (it may try to fetch its files), not inside a turn."""
@@ -155,11 +180,15 @@ class LlmActivities:
         s = self._settings
         bind(turn_id=req.turn_id)
         messages, context = req.messages, None
+        count = token_counter(s.openai_chat_model)  # cached: loaded by warm() at start
         if req.parts is not None:
-            count = token_counter(s.openai_chat_model)  # cached: loaded by warm() at start
             messages, context = assemble(req.parts, s.context_max_tokens, count)
         owner = (req.session_id, req.user_id) if req.session_id else None
-        out = await self._stream(req.turn_id, owner, [m.model_dump() for m in messages])
+        wire = [m.model_dump() for m in messages]
+        prompt = context.prompt_tokens if context else count(json.dumps(wire))
+        out = await self._stream(
+            req.turn_id, owner, wire, charge=self._step(req.turn_id, "reply", owner), prompt=prompt
+        )
         return GeneratedReply(
             text=out.text,
             usage=out.usage,
@@ -181,13 +210,19 @@ class LlmActivities:
         wire += req.exchange  # after the user's message: this turn's calls and results
         registry = self._tools
         offered = registry.openai_tools(req.tools) if registry is not None else []
+        owner = (req.session_id, req.user_id)
+        # The worst case: the assembled prompt, this turn's calls and results so far, and
+        # the tools' schemas.
+        prompt = context.prompt_tokens + count(json.dumps([req.exchange, offered]))
         out = await self._stream(
             req.turn_id,
-            (req.session_id, req.user_id),
+            owner,
             wire,
             tools=offered,
             tool_choice="none" if req.answer_now else None,
             keep_chars=req.streamed_chars,
+            charge=self._step(req.turn_id, f"step:{req.step}", owner),
+            prompt=prompt,
         )
         calls = (
             [
@@ -206,6 +241,18 @@ class LlmActivities:
             context=context,
         )
 
+    def _step(self, turn_id: str, step: str, owner: tuple[str, str] | None) -> Step | None:
+        if self._ledger is None or owner is None:
+            return None
+        session_id, user_id = owner
+        return Step(
+            turn_id=turn_id,
+            step=step,
+            user_id=user_id,
+            session_id=session_id,
+            model=self._settings.openai_chat_model,
+        )
+
     async def _stream(
         self,
         turn_id: str,
@@ -215,6 +262,45 @@ class LlmActivities:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | None = None,
         keep_chars: int = 0,
+        charge: Step | None = None,
+        prompt: int = 0,
+    ) -> _Streamed:
+        """Reserve the call's worst case, stream it, settle what it used. A call that
+        fails releases its reservation (a retry reserves again, under the same key)."""
+        s = self._settings
+        if charge is None or self._ledger is None:
+            return await self._stream_once(turn_id, owner, messages, tools, tool_choice, keep_chars)
+        worst = TokenUsage(prompt_tokens=prompt, completion_tokens=s.max_tokens)
+        try:
+            await self._ledger.reserve(
+                charge,
+                tokens=prompt + s.max_tokens,
+                cost=cost_of(s.prices, s.openai_chat_model, worst),
+            )
+        except BudgetExceeded as err:
+            raise budget_error(err) from None
+        try:
+            out = await self._stream_once(turn_id, owner, messages, tools, tool_choice, keep_chars)
+        except BaseException:
+            try:
+                await self._ledger.release(charge)
+            except Exception as err:  # the database away: the turn's end releases it
+                log.warning("reservation not released: %s", err)
+            raise
+        if out.usage.prompt_tokens == 0:  # a provider that reports no usage
+            out.usage = out.usage.model_copy(update={"prompt_tokens": prompt})
+        out.usage.cost_usd = round(cost_of(s.prices, s.openai_chat_model, out.usage), 6)
+        await self._ledger.settle(charge, out.usage)
+        return out
+
+    async def _stream_once(
+        self,
+        turn_id: str,
+        owner: tuple[str, str] | None,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        tool_choice: str | None,
+        keep_chars: int,
     ) -> _Streamed:
         """Stream a completion's text into the turn's Redis stream as it arrives, and
         gather the tool calls it asks for (their pieces arrive spread over chunks)."""
@@ -245,10 +331,7 @@ class LlmActivities:
                     async for chunk in stream:
                         usage = chunk.get("usage")
                         if usage:
-                            out.usage = TokenUsage(
-                                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                                completion_tokens=int(usage.get("completion_tokens") or 0),
-                            )
+                            out.usage = _usage(usage)
                         for choice in chunk.get("choices") or ():
                             for piece in (choice.get("delta") or {}).get("tool_calls") or ():
                                 call = pending.setdefault(int(piece["index"]), _PendingCall())
@@ -272,9 +355,7 @@ class LlmActivities:
         out.text = "".join(parts)
         out.calls = [pending[i] for i in sorted(pending)] if not out.cancelled else []
         if out.usage.completion_tokens == 0 and parts:
-            out.usage = TokenUsage(
-                prompt_tokens=out.usage.prompt_tokens, completion_tokens=len(parts)
-            )
+            out.usage = out.usage.model_copy(update={"completion_tokens": len(parts)})
         log.info(
             "reply generated",
             extra={

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import text
@@ -33,6 +34,7 @@ from shared.models import (
 )
 from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TurnStreams
+from shared.usage import Step, UsageLedger
 
 # One statement, one round trip: both messages of the turn, and the session's turn count
 # raised only when the user message is new, so a retried write changes nothing.
@@ -80,10 +82,29 @@ def message_uuid(turn_id: str, role: str) -> uuid.UUID:
     return uuid.uuid5(uuid.UUID(turn_id), role)
 
 
+def tools_run(turn: TurnResult) -> list[str]:
+    """The tools the turn called (not those denied, timed out or refused unparsed)."""
+    if turn.tool_calls:
+        return [
+            str(c.get("name"))
+            for c in turn.tool_calls
+            if c.get("status") in ("ok", "error") and c.get("ms") is not None
+        ]
+    return [str(r.get("tool")) for r in turn.tool_results if r.get("tool")]
+
+
 class SessionStore:
-    def __init__(self, engine: AsyncEngine, streams: TurnStreams | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        streams: TurnStreams | None = None,
+        ledger: UsageLedger | None = None,
+        tool_prices: Mapping[str, float] | None = None,
+    ) -> None:
         self._engine = engine
         self._streams = streams  # where a stored turn's final event goes
+        self._ledger = ledger  # where the turn's tool calls are charged, its reservations closed
+        self._tool_prices = dict(tool_prices or {})
 
     @activity.defn
     async def load_session(self, ref: SessionRef) -> LoadedSession:
@@ -138,7 +159,7 @@ class SessionStore:
         turn or an event twice. Redis being away costs only the event: the outcome says
         it was not published, and the workflow publishes it with its own retries."""
         started = time.perf_counter()
-        await self._store(req.result)
+        await self._store(req.result, req.user_id)
         ms = (time.perf_counter() - started) * 1000
         if req.final_seq is None or self._streams is None:
             return PersistOutcome(ms=ms)
@@ -160,7 +181,7 @@ class SessionStore:
             return PersistOutcome(ms=ms)
         return PersistOutcome(ms=ms, published=True)
 
-    async def _store(self, turn: TurnResult) -> None:
+    async def _store(self, turn: TurnResult, user_id: str) -> None:
         bind(turn_id=turn.turn_id)
         tool_data = json.dumps(
             {
@@ -182,7 +203,7 @@ class SessionStore:
         }
         latency = int(sum(turn.timings_ms.values()))
         try:
-            await self._write_turn(turn, common, latency)
+            await self._write_turn(turn, user_id, common, latency)
         except IntegrityError as err:
             if getattr(err.orig, "sqlstate", None) != FOREIGN_KEY_VIOLATION:
                 raise
@@ -203,9 +224,19 @@ class SessionStore:
                 non_retryable=True,
             ) from None
 
-    async def _write_turn(self, turn: TurnResult, common: dict[str, Any], latency: int) -> None:
-        """Write both messages of the turn; the first write also counts it on the session."""
+    async def _write_turn(
+        self, turn: TurnResult, user_id: str, common: dict[str, Any], latency: int
+    ) -> None:
+        """Write both messages of the turn; the first write also counts it on the session.
+        In the same transaction: its tool calls charged, its leftover reservations closed."""
         async with self._engine.begin() as conn:
+            if self._ledger is not None:
+                calls = [(name, self._tool_prices.get(name, 0.0)) for name in tools_run(turn)]
+                owner = Step(
+                    turn_id=turn.turn_id, step="", user_id=user_id, session_id=turn.session_id
+                )
+                await self._ledger.record_tools(conn, owner, calls)
+                await self._ledger.close_turn(turn.turn_id, conn)
             new = (
                 await conn.execute(
                     _WRITE_TURN,

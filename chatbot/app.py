@@ -14,7 +14,7 @@ from chatbot.errors import install_error_handlers
 from chatbot.headers import ResponseHeaders
 from chatbot.middleware import install_middleware
 from chatbot.resources import Resources
-from chatbot.routes import health, messages, sessions, turns, ui, ws
+from chatbot.routes import health, messages, sessions, turns, ui, usage, ws
 from shared.config import Settings, get_settings
 from shared.tracing import configure_tracing
 
@@ -60,7 +60,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(ResponseHeaders)
 
-    for router in (sessions.router, messages.router, turns.router, ws.router, ui.me_router):
+    for router in (
+        sessions.router,
+        messages.router,
+        turns.router,
+        ws.router,
+        ui.me_router,
+        usage.router,
+    ):
         app.include_router(router, prefix="/v1")
     app.include_router(health.router)
     app.include_router(ui.page_router)

@@ -5,6 +5,7 @@
     ├── BadRequest (400)        ├── PayloadTooLarge (413)
     ├── Unauthorized (401)      ├── Unprocessable (422)
     ├── Forbidden (403)         ├── RateLimited (429, Retry-After)
+    │                           │   └── OverBudget (429, Retry-After, details)
     ├── NotFound (404)          ├── UpstreamFailed (502)
     ├── Conflict (409)          └── Unavailable (503, Retry-After)
     │   └── SessionLimitReached (409)
@@ -34,10 +35,17 @@ class ApiError(Exception):
     status = HTTPStatus.INTERNAL_SERVER_ERROR
     code = "internal_error"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        details: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.details = details  # machine-readable specifics, in the body beside the message
 
 
 class BadRequest(ApiError):
@@ -74,6 +82,12 @@ class Unprocessable(ApiError):
 
 class RateLimited(ApiError):
     status, code = HTTPStatus.TOO_MANY_REQUESTS, "rate_limited"
+
+
+class OverBudget(RateLimited):
+    """The user's budget is used up: the body says which, what was used, when it resets."""
+
+    code = "budget_exceeded"
 
 
 class UpstreamFailed(ApiError):
@@ -122,7 +136,8 @@ def _response(err: ApiError) -> JSONResponse:
         headers["Retry-After"] = str(max(1, round(err.retry_after)))
     if err.status == HTTPStatus.UNAUTHORIZED:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(error_body(err.code, err.message), err.status, headers=headers)
+    extra = {"details": err.details} if err.details else {}
+    return JSONResponse(error_body(err.code, err.message, **extra), err.status, headers=headers)
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")

@@ -15,6 +15,7 @@ from shared.config import Settings
 from shared.db.engine import engine_from_settings
 from shared.redis import redis_from_settings, stream_redis_from_settings
 from shared.temporal_client import TemporalConnectError, connect_temporal
+from shared.usage import UsageLedger, ledger_from_settings
 
 
 @dataclass
@@ -24,14 +25,17 @@ class Resources:
     redis: Redis  # commands
     stream_redis: Redis  # blocking reads of token streams, on a pool of their own
     slots: StreamSlots
+    ledger: UsageLedger  # usage and budgets
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Resources:
+        engine = engine_from_settings(settings)
         return cls(
             settings=settings,
-            engine=engine_from_settings(settings),
+            engine=engine,
+            ledger=ledger_from_settings(engine, settings),
             redis=redis_from_settings(settings),
             stream_redis=stream_redis_from_settings(settings),
             slots=StreamSlots(settings.max_streams_per_user),

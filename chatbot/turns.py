@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from temporalio.client import (
@@ -34,6 +35,7 @@ from chatbot.errors import (
     ApiError,
     Conflict,
     NotFound,
+    OverBudget,
     Unavailable,
     Unprocessable,
     UpstreamFailed,
@@ -76,6 +78,18 @@ _ERRORS: dict[str, type[ApiError]] = {
 }
 
 
+def over_budget(message: str, details: object) -> OverBudget:
+    """429 budget_exceeded, retried after the budget resets."""
+    shown = details if isinstance(details, dict) else {}
+    retry_after = None
+    try:
+        resets = datetime.fromisoformat(str(shown.get("resets_at")))
+        retry_after = max(1.0, (resets - datetime.now(UTC)).total_seconds())
+    except ValueError:
+        pass
+    return OverBudget(message, retry_after=retry_after, details=shown or None)
+
+
 def api_error(err: Exception) -> ApiError:
     if isinstance(err, WorkflowUpdateRPCTimeoutOrCancelledError):
         # The turn was handed over and still runs; a retry with the same
@@ -87,6 +101,8 @@ def api_error(err: Exception) -> ApiError:
         )
     if isinstance(err, WorkflowUpdateFailedError):
         cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == "BudgetExceeded":
+            return over_budget(cause.message, cause.details[0] if cause.details else {})
         if isinstance(cause, ApplicationError):
             return _ERRORS.get(cause.type or "", UpstreamFailed)(cause.message)
         return UpstreamFailed(f"the turn failed: {cause}")

@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.mcp import McpServers
 from shared.tool_calls import BUILTIN_TOOLS
+from shared.usage import DEFAULT_MODEL_PRICES, Limits, ModelPrice
 
 CONFIG_FILES = (".env", ".env.cloud")
 PLACEHOLDER_SECRETS = frozenset({"changeme", "changethis", "secret", "your-secret-here", "xxx"})
@@ -202,6 +203,21 @@ class Settings(BaseSettings):
     # server suggests it), so each run's event history stays small.
     turns_per_run: int = Field(100, ge=1, le=1000)
     max_tokens: int = Field(512, ge=1, le=128_000)
+
+    # Per-user budgets (UTC days and months); unset = no limit. A row in user_budgets
+    # (`chatbot budgets set`) overrides them for one user. Each model call reserves its
+    # worst case (prompt + MAX_TOKENS) first; a reservation a crash left behind stops
+    # counting after BUDGET_RESERVATION_MINUTES.
+    budget_tokens_per_day: int | None = Field(None, ge=0)
+    budget_tokens_per_month: int | None = Field(None, ge=0)
+    budget_cost_per_day: float | None = Field(None, ge=0)  # USD
+    budget_cost_per_month: float | None = Field(None, ge=0)
+    budget_reservation_minutes: float = Field(30.0, gt=0, le=24 * 60)
+    # Prices for cost estimates, USD per million tokens, as JSON:
+    # {"my-model": {"prompt": 0.5, "completion": 1.5, "cached": 0.25}}; merged over the
+    # built-in table of OpenAI's models (shared/usage.py). Tool calls: USD per call.
+    model_prices: dict[str, ModelPrice] = {}
+    tool_prices: dict[str, Annotated[float, Field(ge=0)]] = {}
     temperature: float = Field(0.1, ge=0, le=2)
     top_p: float = Field(0.2, gt=0, le=1)
 
@@ -318,6 +334,19 @@ class Settings(BaseSettings):
         if self.tool_calling == "auto":
             return self.openai_api_key is not None
         return self.tool_calling == "on"
+
+    @property
+    def budget_limits(self) -> Limits:
+        return Limits(
+            tokens_per_day=self.budget_tokens_per_day,
+            tokens_per_month=self.budget_tokens_per_month,
+            cost_per_day=self.budget_cost_per_day,
+            cost_per_month=self.budget_cost_per_month,
+        )
+
+    @property
+    def prices(self) -> dict[str, ModelPrice]:
+        return {**DEFAULT_MODEL_PRICES, **self.model_prices}
 
     @property
     def llm_configured(self) -> bool:

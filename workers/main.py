@@ -47,6 +47,7 @@ from shared.temporal_client import (
     ensure_search_attributes,
 )
 from shared.tracing import configure_tracing
+from shared.usage import ledger_from_settings
 from workers import versioning
 from workers.versioning import deployment_config
 from workflows.chat_session import ChatSessionWorkflow
@@ -77,10 +78,11 @@ def build_worker(
         mcp_refresh_seconds=settings.mcp_refresh_seconds,
     )
     registry.start_listing()
-    llm = LlmActivities(llm_client, redis, settings, registry)
+    ledger = ledger_from_settings(engine, settings)
+    llm = LlmActivities(llm_client, redis, settings, registry, ledger)
     tools = ToolActivities(registry)
     memory = MemoryActivities(llm_client, engine, embedder, settings)
-    store = SessionStore(engine, TurnStreams(redis))
+    store = SessionStore(engine, TurnStreams(redis), ledger, settings.tool_prices)
     streams = StreamActivities(redis)
     router = build_router(settings, llm_client if settings.intent_llm_fallback else None)
     router.warm()  # load the classifier now, not inside the first turn's local activity

@@ -482,7 +482,8 @@ class ChatSessionWorkflow:
             )
             if not stored:
                 self._not_stored(turn_id, msg)
-            raise ApplicationError(message, type=error_type or "TurnFailed") from err
+            details = cause.details if isinstance(cause, ApplicationError) else ()
+            raise ApplicationError(message, *details, type=error_type or "TurnFailed") from err
         timings["generate_reply"] = (workflow.time() - step) * 1000
         if reply.first_token_ms is not None:
             timings["first_token"] = reply.first_token_ms

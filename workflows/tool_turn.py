@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.llm import LlmActivities
@@ -35,6 +35,16 @@ with workflow.unsafe.imports_passed_through():
 
 # Results of these tools are shown as the router path shows them (shared/findings.py).
 SEARCH_TOOLS = frozenset({"company_search", "web_search"})
+# A later round refused by the user's budget: the turn answers with what it has.
+OUT_OF_BUDGET = (
+    "I reached your usage budget before I could finish this answer, so it stops here "
+    "with what the tools found so far."
+)
+
+
+def _over_budget(err: ActivityError) -> bool:
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type == "BudgetExceeded"
 
 
 @dataclass
@@ -46,6 +56,7 @@ class ToolTurnOutcome:
     context: ContextReport | None = None
     calls: list[ToolCallRecord] = field(default_factory=list)
     steps: int = 0
+    out_of_budget: bool = False  # a later round was refused by the user's budget
 
     @property
     def tool_results(self) -> list[dict[str, Any]]:
@@ -77,13 +88,17 @@ class ToolTurn:
         offered = [t.name for t in self.catalog.tools]
         for step in range(self.max_steps + 1):
             last = step == self.max_steps  # the bound: answer with what there is
-            reply = await self._model(step, exchange, offered, answer_now=last)
+            try:
+                reply = await self._model(step, exchange, offered, answer_now=last)
+            except ActivityError as err:
+                if step == 0 or not _over_budget(err):
+                    raise
+                out.out_of_budget = True
+                out.text += ("\n\n" if out.text else "") + OUT_OF_BUDGET
+                break
             out.steps = step + 1
             out.text += reply.text
-            out.usage = TokenUsage(
-                prompt_tokens=out.usage.prompt_tokens + reply.usage.prompt_tokens,
-                completion_tokens=out.usage.completion_tokens + reply.usage.completion_tokens,
-            )
+            out.usage = out.usage + reply.usage
             out.context = reply.context
             if out.first_token_ms is None and reply.first_token_ms is not None:
                 out.first_token_ms = reply.first_token_ms

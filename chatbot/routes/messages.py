@@ -27,9 +27,10 @@ from chatbot.schemas import (
     error_responses,
 )
 from chatbot.sse import relay_sse
-from chatbot.turns import DuplicateMessage, Turns, temporal_call
+from chatbot.turns import DuplicateMessage, Turns, over_budget, temporal_call
 from shared.logging import bind
 from shared.models import TurnResult
+from shared.usage import BudgetExceeded
 
 router = APIRouter(
     prefix="/sessions/{session_id}/messages", tags=["messages"], dependencies=[LogIds]
@@ -64,9 +65,10 @@ async def send_message(
     """One turn of the session's conversation."""
     started = time.perf_counter()
     wants_sse = "text/event-stream" in request.headers.get("accept", "")
-    # Independent checks, one round trip's wait instead of three.
-    limited, owned, stored = await asyncio.gather(
+    # Independent checks, one round trip's wait instead of four.
+    limited, spent, owned, stored = await asyncio.gather(
         enforce(res.redis, user, limit_per_minute=res.settings.rate_limit_per_minute),
+        res.ledger.check(user),
         repository.ensure_session(
             res.engine,
             session_id=session_id,
@@ -87,6 +89,10 @@ async def send_message(
         return _answer(request, res, user, stored.turn_id, session_id, wait, wants_sse, stored)
     if isinstance(limited, BaseException):
         raise limited
+    if isinstance(spent, BudgetExceeded):
+        raise over_budget(str(spent), spent.details())
+    if isinstance(spent, BaseException):
+        raise spent
     if wants_sse and wait:
         res.slots.check(user)
     if body.client_message_id:

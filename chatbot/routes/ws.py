@@ -34,9 +34,10 @@ from chatbot.resources import Resources
 from chatbot.routes.turns import TURN_ID_PATTERN, owner_id, stream_position
 from chatbot.schemas import SESSION_ID_PATTERN
 from chatbot.sse import ws_frame
-from chatbot.turns import Turns
+from chatbot.turns import Turns, over_budget
 from shared.models import SendMessage
 from shared.redis import REDIS_UNAVAILABLE
+from shared.usage import BudgetExceeded
 
 router = APIRouter(tags=["messages"])
 log = logging.getLogger(__name__)
@@ -118,6 +119,10 @@ class Socket:
             return
         res = self.res
         await enforce(res.redis, self.user, limit_per_minute=res.settings.rate_limit_per_minute)
+        try:
+            await res.ledger.check(self.user)
+        except BudgetExceeded as err:
+            raise over_budget(str(err), err.details()) from None
         turns = Turns(await res.temporal(), res.settings)
         turn_id, _ = await turns.send(session_id=self.session_id, user_id=self.user, message=msg)
         await record_owner(res, turn_id, self.session_id, self.user)

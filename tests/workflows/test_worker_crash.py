@@ -1,5 +1,5 @@
 """A worker killed with SIGKILL mid-generation: a new worker finishes the turn, it is
-persisted exactly once, and the client that waited gets the answer."""
+persisted exactly once, charged once, and the client that waited gets the answer."""
 
 from __future__ import annotations
 
@@ -89,6 +89,15 @@ async def test_killed_worker_mid_generation_the_turn_completes_once(
         count = (
             await conn.execute(text("SELECT turn_count FROM sessions WHERE id = 'crash'"))
         ).scalar()
+        charged = (
+            await conn.execute(
+                text("SELECT step, status, completion_tokens FROM usage_ledger WHERE turn_id = :t"),
+                {"t": turn_id},
+            )
+        ).all()
     await engine.dispose()
     assert [r.role for r in rows] == ["user", "assistant"]
     assert count == 1
+    # Both attempts reserved under the turn's key: one charge, for the reply delivered.
+    assert [(c.step, c.status) for c in charged] == [("reply", "settled")]
+    assert charged[0].completion_tokens == resp.json()["usage"]["completion_tokens"] > 0
