@@ -285,7 +285,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         add_companies_arguments(companies)
     companies.set_defaults(func=_cmd_companies)
 
-    ops = sub.add_parser("ops", help="operate sessions: list, show, end")
+    ops = sub.add_parser(
+        "ops", help="operate sessions (list, show, end), deployments, usage and budgets"
+    )
     if wanted("ops"):
         from chatbot.ops import add_arguments as add_ops_arguments
 

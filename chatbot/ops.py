@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import NoReturn
 
@@ -25,6 +26,7 @@ from shared.config import Settings
 from shared.db.engine import engine_from_settings
 from shared.models import SessionState, workflow_id
 from shared.temporal_client import connect_temporal
+from shared.usage import Limits, ledger_from_settings
 from workers.versioning import describe as describe_deployment
 from workflows.chat_session import ChatSessionWorkflow
 
@@ -49,6 +51,101 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser(
         "deployment",
         help="worker builds: which is current, and how many sessions each still runs",
+    )
+    usage = sub.add_parser("usage", help="tokens, cost and tool calls by user (or of one user)")
+    usage.add_argument("--user", help="one user's usage, budgets and sessions")
+    usage.add_argument("--limit", type=int, default=50, help="at most this many users")
+    budget = sub.add_parser(
+        "budget", help="show or set one user's budgets (unset fields: the BUDGET_* default)"
+    )
+    budget.add_argument("user")
+    for name in ("tokens-per-day", "tokens-per-month"):
+        budget.add_argument(f"--{name}", type=_non_negative(int), metavar="N")
+    for name in ("cost-per-day", "cost-per-month"):
+        budget.add_argument(f"--{name}", type=_non_negative(float), metavar="USD")
+    budget.add_argument("--default", action="store_true", help="back to the BUDGET_* defaults")
+
+
+def _non_negative(kind: type[int] | type[float]) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if number < 0:
+            raise argparse.ArgumentTypeError("a budget cannot be negative")
+        return number
+
+    return parse
+
+
+def _limit(value: float | None, unit: str) -> str:
+    if value is None:
+        return "no limit"
+    return f"{value:,.0f} tokens" if unit == "tokens" else f"${value:.4f}"
+
+
+async def usage_report(settings: Settings, user: str | None, limit: int) -> str:
+    engine = engine_from_settings(settings)
+    ledger = ledger_from_settings(engine, settings)
+    try:
+        if user is None:
+            rows = await ledger.top_users(limit)
+            if not rows:
+                return "no usage recorded this month"
+            lines = [
+                f"{'user':<24} {'tokens today':>12} {'cost today':>11} "
+                f"{'tokens month':>12} {'cost month':>11} {'turns':>6} {'tools':>6}"
+            ]
+            for r in rows:
+                lines.append(
+                    f"{r['user_id'][:24]:<24} {r['day_tokens']:>12,} "
+                    f"${float(r['day_cost']):>10.4f} "
+                    f"{r['month_tokens']:>12,} ${float(r['month_cost']):>10.4f} "
+                    f"{r['month_turns']:>6} {r['month_tools']:>6}"
+                )
+            lines.append("(UTC day and month; cost estimated from MODEL_PRICES and TOOL_PRICES)")
+            return "\n".join(lines)
+        report = await ledger.report(user)
+    finally:
+        await engine.dispose()
+    lines = [f"user {user}"]
+    for p in (report.day, report.month):
+        lines.append(
+            f"{p.period:<6} {p.tokens:>10,} tokens of {_limit(p.limit_tokens, 'tokens')}, "
+            f"${p.cost_usd:.4f} of {_limit(p.limit_cost_usd, 'cost')}, {p.tool_calls} tool "
+            f"calls, {p.reserved_tokens:,} reserved; resets {_when(p.resets_at)}"
+        )
+    for sess in report.sessions:
+        lines.append(
+            f"  {sess.session_id:<36} {sess.turns:>5} turns {sess.tokens:>10,} tokens "
+            f"${sess.cost_usd:.4f}"
+        )
+    return "\n".join(lines)
+
+
+async def set_budget(settings: Settings, args: argparse.Namespace) -> str:
+    engine = engine_from_settings(settings)
+    ledger = ledger_from_settings(engine, settings)
+    fields = ("tokens_per_day", "tokens_per_month", "cost_per_day", "cost_per_month")
+    given = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    try:
+        if args.default:
+            await ledger.clear_limits(args.user)
+        elif given:
+            before = await ledger.own_limits(args.user) or Limits()
+            await ledger.set_limits(args.user, before.model_copy(update=given))
+        own = await ledger.own_limits(args.user)
+        limits = await ledger.limits(args.user)
+    finally:
+        await engine.dispose()
+    source = "own budgets" if own is not None else "the BUDGET_* defaults"
+    return (
+        f"user {args.user} ({source}): "
+        f"{_limit(limits.tokens_per_day, 'tokens')} a day, "
+        f"{_limit(limits.tokens_per_month, 'tokens')} a month, "
+        f"{_limit(limits.cost_per_day, 'cost')} a day, "
+        f"{_limit(limits.cost_per_month, 'cost')} a month"
     )
 
 
@@ -163,6 +260,10 @@ async def end_session(client: Client, session_id: str) -> str:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> str:
+    if args.ops_command == "usage":  # the ledger, in Postgres: no Temporal needed
+        return await usage_report(settings, args.user, args.limit)
+    if args.ops_command == "budget":
+        return await set_budget(settings, args)
     client = await connect_temporal(settings)
     if args.ops_command == "sessions":
         return await list_sessions(client, args.user, args.status, args.limit)

@@ -258,6 +258,22 @@ class UsageLedger:
         merged.update({k: v for k, v in own.items() if v is not None})
         return Limits.model_validate(merged)
 
+    async def own_limits(self, user_id: str) -> Limits | None:
+        """The user's row in user_budgets, None without one."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_LIMITS, {"user": user_id})).mappings().first()
+        if row is None:
+            return None
+        return Limits.model_validate(
+            {k: float(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+        )
+
+    async def clear_limits(self, user_id: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                text("DELETE FROM user_budgets WHERE user_id = :user"), {"user": user_id}
+            )
+
     async def set_limits(self, user_id: str, limits: Limits) -> None:
         """A user's own budgets (None fields: the default)."""
         async with self._engine.begin() as conn:
@@ -451,6 +467,36 @@ class UsageLedger:
                 "now": now,
             },
         )
+
+    async def top_users(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Users by tokens this month, with today's share: `chatbot ops usage`."""
+        now = self._clock()
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    f"""
+                    SELECT user_id,
+                           coalesce(sum(tokens) FILTER (WHERE created_at >= :day), 0)
+                               AS day_tokens,
+                           coalesce(sum(cost_usd) FILTER (WHERE created_at >= :day), 0)
+                               AS day_cost,
+                           coalesce(sum(tokens), 0) AS month_tokens,
+                           coalesce(sum(cost_usd), 0) AS month_cost,
+                           coalesce(sum(tool_calls), 0) AS month_tools,
+                           count(DISTINCT turn_id) AS month_turns
+                    FROM usage_ledger
+                    WHERE created_at >= :month AND {_COUNTED}
+                    GROUP BY user_id ORDER BY month_tokens DESC, user_id LIMIT :limit
+                    """
+                ),
+                {
+                    "day": period_start(now, "day"),
+                    "month": period_start(now, "month"),
+                    "live_after": now - self._ttl,
+                    "limit": limit,
+                },
+            )
+            return [dict(r) for r in rows.mappings()]
 
     async def report(self, user_id: str) -> UsageReport:
         now = self._clock()

@@ -55,6 +55,7 @@ EXPECTED_ERRORS: dict[tuple[str, str], set[int]] = {
     },
     ("get", "/v1/sessions/{session_id}/approvals"): {401, 404, 422, 503},
     ("get", "/v1/me"): {401},
+    ("get", "/v1/me/usage"): {401, 503},
     ("get", "/health"): set(),
     ("get", "/ready"): {503},
 }

@@ -192,3 +192,29 @@ async def test_ops_fail_clearly(settings: Settings) -> None:
     assert code == 1 and "without quotes" in err
     code, _, err = await _ops(settings, "sessions", "--status", "sleeping")
     assert code == 2 and "invalid choice" in err
+
+
+async def test_ops_usage_and_budget(worker: Worker, gateway: str, settings: Settings) -> None:
+    user = f"spender-{uuid.uuid4().hex[:6]}"
+    await _talk(gateway, settings, user, f"{user}-s", "what does this cost")
+    code, out, err = await _ops(settings, "usage")
+    assert code == 0, err
+    line = next(row for row in out.splitlines() if row.startswith(user))
+    assert int(line.split()[1].replace(",", "")) > 0  # tokens today
+    code, out, err = await _ops(settings, "usage", "--user", user)
+    assert code == 0 and f"{user}-s" in out and "of no limit" in out, err
+
+    code, out, err = await _ops(settings, "budget", user, "--tokens-per-day", "5")
+    assert code == 0 and "own budgets" in out and "5 tokens a day" in out, err
+    async with httpx.AsyncClient(
+        base_url=f"{gateway}/v1", headers=auth(settings, user), timeout=60
+    ) as client:
+        refused = await client.post(f"/sessions/{user}-s/messages", json={"text": "again"})
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "budget_exceeded"
+        code, out, err = await _ops(settings, "budget", user, "--default")
+        assert code == 0 and "the BUDGET_* defaults" in out and "no limit a day" in out, err
+        again = await client.post(f"/sessions/{user}-s/messages", json={"text": "again"})
+        assert again.status_code == 200, again.text
+    code, _, err = await _ops(settings, "budget", user, "--cost-per-day", "-1")
+    assert code == 2 and "cannot be negative" in err
