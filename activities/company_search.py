@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.embeddings import Embedder, vector_literal
 from activities.intent.query import location_aliases
+from shared.breaker import Breaker, ProviderUnavailable, guarded, unavailable_error
 from shared.config import Settings
 from shared.db.schema import has_column
 from shared.tools import Company, CompanyResults, SearchCompaniesInput
@@ -192,6 +193,11 @@ class PostgresCompanySearch:
         )
 
 
+def _databricks_failed(err: BaseException) -> bool:
+    """Databricks itself failing (unreachable, 5xx), not a query it refused."""
+    return isinstance(err, ApplicationError) and err.type == "CompanySearchUnavailable"
+
+
 class CompanySearch:
     """The `search_companies` activity over whichever backend is configured."""
 
@@ -201,14 +207,20 @@ class CompanySearch:
         settings: Settings,
         engine: AsyncEngine,
         embedder: Embedder | None,
+        breaker: Breaker | None = None,
     ) -> None:
         self._databricks = (
             DatabricksCompanySearch(settings) if settings.databricks_enabled else None
         )
+        self._breaker = breaker  # on Databricks
         self._postgres = PostgresCompanySearch(engine, embedder)
 
     @activity.defn
     async def search_companies(self, req: SearchCompaniesInput) -> CompanyResults:
         if self._databricks is not None:
-            return await asyncio.to_thread(self._databricks.search, req)
+            try:
+                async with guarded(self._breaker, _databricks_failed):
+                    return await asyncio.to_thread(self._databricks.search, req)
+            except ProviderUnavailable as err:
+                raise unavailable_error(err) from None
         return await self._postgres.search(req)

@@ -21,8 +21,10 @@ import threading
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import openai
 from openai import AsyncOpenAI
 
+from shared.breaker import Breaker, ProviderUnavailable, guarded, unavailable_error
 from shared.config import Settings
 from shared.db.models import EMBEDDING_DIMENSIONS
 
@@ -52,10 +54,11 @@ class OpenAIEmbedder:
     def load(self) -> None:
         pass  # a remote API: nothing to load
 
-    def __init__(self, client: AsyncOpenAI, model: str) -> None:
+    def __init__(self, client: AsyncOpenAI, model: str, breaker: Breaker | None = None) -> None:
         self._client = client
         self._model = model
         self.name = self.name_for(model)
+        self._breaker = breaker
 
     @staticmethod
     def name_for(model: str) -> str:
@@ -64,11 +67,15 @@ class OpenAIEmbedder:
     async def embed(self, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), BATCH):
-            resp = await self._client.embeddings.create(
-                model=self._model,
-                input=texts[start : start + BATCH],
-                dimensions=EMBEDDING_DIMENSIONS,
-            )
+            try:
+                async with guarded(self._breaker, openai_failed):
+                    resp = await self._client.embeddings.create(
+                        model=self._model,
+                        input=texts[start : start + BATCH],
+                        dimensions=EMBEDDING_DIMENSIONS,
+                    )
+            except ProviderUnavailable as err:
+                raise unavailable_error(err) from None
             vectors += [item.embedding for item in sorted(resp.data, key=lambda d: d.index)]
         return vectors
 
@@ -187,13 +194,24 @@ def embedder_name(settings: Settings) -> str | None:
     return None
 
 
-def build_embedder(client: AsyncOpenAI | None, settings: Settings) -> Embedder | None:
-    """The chosen embedder; OpenAI's goes through `client` (None: no embedder then)."""
+def openai_failed(err: BaseException) -> bool:
+    """An OpenAI-compatible API's own failure (what a breaker counts: unreachable, timed
+    out, 5xx), not a request it refused."""
+    if isinstance(err, openai.APIStatusError):
+        return err.response.status_code >= 500
+    return isinstance(err, openai.APIConnectionError)
+
+
+def build_embedder(
+    client: AsyncOpenAI | None, settings: Settings, breaker: Breaker | None = None
+) -> Embedder | None:
+    """The chosen embedder; OpenAI's goes through `client` (None: no embedder then), and
+    through `breaker` where one is given."""
     choice = choose_embedder(settings)
     if choice == "local":
         return LocalEmbedder()
     if choice == "openai" and client is not None:
-        return OpenAIEmbedder(client, settings.openai_embedding_model)
+        return OpenAIEmbedder(client, settings.openai_embedding_model, breaker)
     return None
 
 

@@ -16,9 +16,11 @@ from redis.asyncio import Redis
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.embeddings import openai_failed
 from activities.heartbeat import heartbeating
 from activities.prompt import assemble, token_counter
 from activities.tools.registry import ToolRegistry
+from shared.breaker import Breaker, ProviderUnavailable, guarded, unavailable_error
 from shared.config import Settings
 from shared.logging import bind
 from shared.models import GeneratedReply, GenerateReplyInput, TokenUsage
@@ -148,12 +150,14 @@ class LlmActivities:
         settings: Settings,
         tools: ToolRegistry | None = None,
         ledger: UsageLedger | None = None,
+        breaker: Breaker | None = None,
     ) -> None:
         self._client = client
         self._streams = TurnStreams(redis)
         self._settings = settings
         self._tools = tools  # what a tool-calling turn may offer its model
         self._ledger = ledger  # where each call's usage is reserved and settled
+        self._breaker = breaker  # fails calls at once while the provider is down
 
     def warm(self) -> None:
         """Load the tokenizer now (it may try to fetch its files), not inside a turn."""
@@ -316,7 +320,7 @@ class LlmActivities:
         # Beats while the model thinks (a slow first token) as well as while it streams; a
         # reply shorter than a beat sends none.
         try:
-            async with heartbeating():
+            async with heartbeating(), guarded(self._breaker, openai_failed):
                 stream = await stream_chat(
                     self._client,
                     model=s.openai_chat_model,
@@ -350,6 +354,8 @@ class LlmActivities:
                                 break
         except openai.APIError as err:
             raise provider_error(err) from err
+        except ProviderUnavailable as err:
+            raise unavailable_error(err) from None
         finally:
             await tokens.close()
         out.text = "".join(parts)

@@ -7,7 +7,9 @@ import openai
 from openai import AsyncOpenAI
 from temporalio import activity
 
+from activities.embeddings import openai_failed
 from activities.llm import provider_error
+from shared.breaker import Breaker, ProviderUnavailable, guarded, unavailable_error
 from shared.config import Settings
 from shared.tools import Citation, SearchWebInput, WebResults
 
@@ -18,23 +20,29 @@ NOT_CONFIGURED = (
 
 
 class WebSearch:
-    def __init__(self, client: AsyncOpenAI | None, settings: Settings) -> None:
+    def __init__(
+        self, client: AsyncOpenAI | None, settings: Settings, breaker: Breaker | None = None
+    ) -> None:
         # Only a real OpenAI key reaches the search model; a local model cannot search.
         self._client = client if settings.openai_api_key is not None else None
         self._model = settings.openai_search_model
+        self._breaker = breaker
 
     @activity.defn
     async def search_web(self, req: SearchWebInput) -> WebResults:
         if self._client is None:
             return WebResults(unavailable=True, message=NOT_CONFIGURED)
         try:
-            completion = await self._client.chat.completions.create(
-                model=self._model,
-                messages=[{"role": "user", "content": req.query}],
-                web_search_options={},
-            )
+            async with guarded(self._breaker, openai_failed):
+                completion = await self._client.chat.completions.create(
+                    model=self._model,
+                    messages=[{"role": "user", "content": req.query}],
+                    web_search_options={},
+                )
         except openai.APIError as err:
             raise provider_error(err) from err
+        except ProviderUnavailable as err:
+            raise unavailable_error(err) from None
         message = completion.choices[0].message if completion.choices else None
         answer = (message.content or "") if message else ""
         citations: list[Citation] = []

@@ -6,12 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chatbot.errors import install_error_handlers
 from chatbot.headers import ResponseHeaders
+from chatbot.health import breaker_states
 from chatbot.middleware import install_middleware
 from chatbot.resources import Resources
 from chatbot.routes import health, messages, sessions, turns, ui, usage, ws
@@ -73,7 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui.page_router)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
-    def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        await breaker_states(request.app.state.resources)  # shared state, read at scrape
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

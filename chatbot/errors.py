@@ -8,7 +8,7 @@
     │                           │   └── OverBudget (429, Retry-After, details)
     ├── NotFound (404)          ├── UpstreamFailed (502)
     ├── Conflict (409)          └── Unavailable (503, Retry-After)
-    │   └── SessionLimitReached (409)
+    │   └── SessionLimitReached (409)   └── ProviderDown (503, a breaker open)
 """
 
 from __future__ import annotations
@@ -96,6 +96,12 @@ class UpstreamFailed(ApiError):
 
 class Unavailable(ApiError):
     status, code = HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"
+
+
+class ProviderDown(Unavailable):
+    """A provider's circuit breaker is open: the turn failed at once, not after retries."""
+
+    code = "provider_unavailable"
 
 
 # Postgres refusing or dropping connections: restarting, shutting down, starting up.

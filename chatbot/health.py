@@ -17,8 +17,11 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from activities.embeddings import embedder_name
+from chatbot.metrics import BREAKER_STATE, BREAKER_STATES
 from chatbot.resources import Resources
+from shared.breaker import PROVIDERS, states
 from shared.db.migrate import current_revision, head_revision
+from shared.redis import REDIS_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 3.0
@@ -35,11 +38,16 @@ class DependencyState(BaseModel):
 class HealthReport(BaseModel):
     status: Literal["ok", "degraded"]
     dependencies: dict[str, DependencyState]
+    # Each provider's circuit breaker (closed, open, half_open; unknown while Redis is
+    # away). An open breaker does not make the gateway unready: it serves, and turns that
+    # need that provider fail fast with provider_unavailable.
+    breakers: dict[str, str] = {}
 
     def without_details(self) -> HealthReport:
         """What anyone may see: each dependency's state and latency."""
         return HealthReport(
             status=self.status,
+            breakers=self.breakers,
             dependencies={
                 name: dep.model_copy(update={"detail": None})
                 for name, dep in self.dependencies.items()
@@ -121,4 +129,20 @@ async def check_dependencies(res: Resources) -> HealthReport:
         )
     )
     healthy = all(d.status != "down" for d in deps.values())
-    return HealthReport(status="ok" if healthy else "degraded", dependencies=deps)
+    return HealthReport(
+        status="ok" if healthy else "degraded",
+        dependencies=deps,
+        breakers=await breaker_states(res),
+    )
+
+
+async def breaker_states(res: Resources) -> dict[str, str]:
+    """Each provider's breaker, also exported on /metrics (chatbot_breaker_state)."""
+    try:
+        found = await states(res.redis, res.settings)
+    except REDIS_UNAVAILABLE:
+        return dict.fromkeys(PROVIDERS, "unknown")
+    for b in found:
+        for state in BREAKER_STATES:
+            BREAKER_STATE.labels(b.provider, state).set(1 if b.state == state else 0)
+    return {b.provider: b.state for b in found}

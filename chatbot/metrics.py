@@ -12,6 +12,12 @@ TURN_LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 ERRORS = Counter("chatbot_errors_total", "API errors, by kind", ["kind"])
+BREAKER_STATES = ("closed", "open", "half_open")
+BREAKER_STATE = Gauge(
+    "chatbot_breaker_state",
+    "Each provider's circuit breaker: 1 for the state it is in (read from Redis at scrape)",
+    ["provider", "state"],
+)
 ACTIVE_STREAMS = Gauge("chatbot_active_streams", "SSE and WebSocket streams open now")
 
 

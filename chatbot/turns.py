@@ -36,6 +36,7 @@ from chatbot.errors import (
     Conflict,
     NotFound,
     OverBudget,
+    ProviderDown,
     Unavailable,
     Unprocessable,
     UpstreamFailed,
@@ -103,6 +104,14 @@ def api_error(err: Exception) -> ApiError:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type == "BudgetExceeded":
             return over_budget(cause.message, cause.details[0] if cause.details else {})
+        if isinstance(cause, ApplicationError) and cause.type == "ProviderUnavailable":
+            shown = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+            wait = shown.get("retry_after")
+            return ProviderDown(
+                cause.message,
+                retry_after=float(wait) if isinstance(wait, int | float) else 5,
+                details=shown or None,
+            )
         if isinstance(cause, ApplicationError):
             return _ERRORS.get(cause.type or "", UpstreamFailed)(cause.message)
         return UpstreamFailed(f"the turn failed: {cause}")

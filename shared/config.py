@@ -185,6 +185,14 @@ class Settings(BaseSettings):
     # structured-output call; off keeps routing offline (rules + classifier).
     intent_llm_fallback: bool = True
 
+    # Circuit breakers on the providers (LLM, web search, Databricks, embeddings), shared
+    # by all workers through Redis: this many failures (unreachable, timed out, 5xx)
+    # within the window open one; while open, calls fail at once with
+    # provider_unavailable; then one probe call decides. 0 turns breakers off.
+    breaker_failures: int = Field(5, ge=0, le=1000)
+    breaker_window_seconds: float = Field(30.0, gt=0, le=3600)
+    breaker_open_seconds: float = Field(30.0, gt=0, le=3600)
+
     databricks_host: HttpUrl | None = None
     databricks_token: SecretStr | None = None
     databricks_endpoint_name: str | None = None

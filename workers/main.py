@@ -34,6 +34,7 @@ from activities.tools.builtin import builtin_tools
 from activities.tools.registry import ToolRegistry
 from activities.tools.runner import ToolActivities
 from activities.web_search import WebSearch
+from shared.breaker import breakers
 from shared.build import build_id
 from shared.config import Settings, get_settings
 from shared.db.engine import engine_from_settings
@@ -68,9 +69,12 @@ def build_worker(
     llm_client: AsyncOpenAI,
     task_queue: str | None = None,
 ) -> Worker:
-    embedder = build_embedder(llm_client, settings)
-    companies = CompanySearch(settings=settings, engine=engine, embedder=embedder)
-    web = WebSearch(llm_client, settings)
+    guards = breakers(redis, settings)  # per provider, shared by all workers through Redis
+    embedder = build_embedder(llm_client, settings, guards["embeddings"])
+    companies = CompanySearch(
+        settings=settings, engine=engine, embedder=embedder, breaker=guards["databricks"]
+    )
+    web = WebSearch(llm_client, settings, guards["web_search"])
     registry = ToolRegistry(
         builtin_tools(companies=companies, web=web, engine=engine, enabled=set(settings.tools)),
         mcp_servers=settings.mcp_servers,
@@ -79,7 +83,7 @@ def build_worker(
     )
     registry.start_listing()
     ledger = ledger_from_settings(engine, settings)
-    llm = LlmActivities(llm_client, redis, settings, registry, ledger)
+    llm = LlmActivities(llm_client, redis, settings, registry, ledger, guards["llm"])
     tools = ToolActivities(registry)
     memory = MemoryActivities(llm_client, engine, embedder, settings)
     store = SessionStore(engine, TurnStreams(redis), ledger, settings.tool_prices)
