@@ -10,10 +10,12 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 from temporalio.client import Client
@@ -39,6 +41,7 @@ from workers.main import build_worker
 
 _EXTERNAL_DATABASE_URL = os.environ.pop("DATABASE_URL", None)
 _EXTERNAL_REDIS_URL = os.environ.pop("REDIS_URL", None)
+TEST_REDIS_DB = 9  # of the machine's Redis, when REDIS_URL names one
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +132,14 @@ async def vector_database_url(embedded_postgres_url: str) -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if _EXTERNAL_REDIS_URL:
-        yield _EXTERNAL_REDIS_URL
+        # A database of the machine's Redis for the suite alone, emptied as it starts: keys
+        # an earlier run left (turn streams under the same deterministic turn ids, with
+        # their final events) must not answer for this run's turns.
+        url = urlsplit(_EXTERNAL_REDIS_URL)._replace(path=f"/{TEST_REDIS_DB}").geturl()
+        client = SyncRedis.from_url(url)
+        client.flushdb()
+        client.close()
+        yield url
         return
     port = free_port()
     data: Path = tmp_path_factory.mktemp("redis")
