@@ -41,7 +41,24 @@ from workers.main import build_worker
 
 _EXTERNAL_DATABASE_URL = os.environ.pop("DATABASE_URL", None)
 _EXTERNAL_REDIS_URL = os.environ.pop("REDIS_URL", None)
-TEST_REDIS_DB = 9  # of the machine's Redis, when REDIS_URL names one
+REDIS_CLAIM = "chatbot-tests:run"  # held by a test run in the database it uses
+REDIS_CLAIM_SECONDS = 3 * 3600
+
+
+def _claim_redis_database(base: str) -> tuple[str, SyncRedis]:
+    """A database of the machine's Redis for this run alone (1-15, not the one REDIS_URL
+    names), emptied first: keys an earlier run left (turn streams under the same
+    deterministic turn ids, with their final events) must not answer for this run's
+    turns, and two runs at once must not share one."""
+    for db in range(1, 16):
+        url = urlsplit(base)._replace(path=f"/{db}").geturl()
+        client = SyncRedis.from_url(url)
+        if client.set(REDIS_CLAIM, os.getpid(), nx=True, ex=REDIS_CLAIM_SECONDS):
+            client.flushdb()
+            client.set(REDIS_CLAIM, os.getpid(), ex=REDIS_CLAIM_SECONDS)
+            return url, client
+        client.close()
+    raise RuntimeError("every Redis database 1-15 is held by a test run")
 
 
 @pytest.fixture(autouse=True)
@@ -132,14 +149,10 @@ async def vector_database_url(embedded_postgres_url: str) -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if _EXTERNAL_REDIS_URL:
-        # A database of the machine's Redis for the suite alone, emptied as it starts: keys
-        # an earlier run left (turn streams under the same deterministic turn ids, with
-        # their final events) must not answer for this run's turns.
-        url = urlsplit(_EXTERNAL_REDIS_URL)._replace(path=f"/{TEST_REDIS_DB}").geturl()
-        client = SyncRedis.from_url(url)
+        url, client = _claim_redis_database(_EXTERNAL_REDIS_URL)
+        yield url
         client.flushdb()
         client.close()
-        yield url
         return
     port = free_port()
     data: Path = tmp_path_factory.mktemp("redis")
