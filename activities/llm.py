@@ -24,6 +24,7 @@ from shared.breaker import Breaker, ProviderUnavailable, guarded, unavailable_er
 from shared.config import Settings
 from shared.logging import bind
 from shared.models import GeneratedReply, GenerateReplyInput, TokenUsage
+from shared.pii import Redaction, StreamRestorer
 from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TokenWriter, TurnStreams
 from shared.tool_calls import ModelStep, ModelStepInput
@@ -158,6 +159,7 @@ class LlmActivities:
         self._tools = tools  # what a tool-calling turn may offer its model
         self._ledger = ledger  # where each call's usage is reserved and settled
         self._breaker = breaker  # fails calls at once while the provider is down
+        self._pii = settings.pii_in_prompts
 
     def warm(self) -> None:
         """Load the tokenizer now (it may try to fetch its files), not inside a turn."""
@@ -188,10 +190,15 @@ class LlmActivities:
         if req.parts is not None:
             messages, context = assemble(req.parts, s.context_max_tokens, count)
         owner = (req.session_id, req.user_id) if req.session_id else None
-        wire = [m.model_dump() for m in messages]
+        wire, redaction = self._redacted([m.model_dump() for m in messages])
         prompt = context.prompt_tokens if context else count(json.dumps(wire))
         out = await self._stream(
-            req.turn_id, owner, wire, charge=self._step(req.turn_id, "reply", owner), prompt=prompt
+            req.turn_id,
+            owner,
+            wire,
+            charge=self._step(req.turn_id, "reply", owner),
+            prompt=prompt,
+            redaction=redaction,
         )
         return GeneratedReply(
             text=out.text,
@@ -210,8 +217,8 @@ class LlmActivities:
         bind(turn_id=req.turn_id)
         count = token_counter(s.openai_chat_model)
         messages, context = assemble(req.parts, s.context_max_tokens, count)
-        wire: list[dict[str, Any]] = [m.model_dump() for m in messages]
-        wire += req.exchange  # after the user's message: this turn's calls and results
+        # After the user's message: this turn's calls and results.
+        wire, redaction = self._redacted([*(m.model_dump() for m in messages), *req.exchange])
         registry = self._tools
         offered = registry.openai_tools(req.tools) if registry is not None else []
         owner = (req.session_id, req.user_id)
@@ -227,7 +234,11 @@ class LlmActivities:
             keep_chars=req.streamed_chars,
             charge=self._step(req.turn_id, f"step:{req.step}", owner),
             prompt=prompt,
+            redaction=redaction,
         )
+        if redaction is not None:  # the model's arguments may name what it was shown
+            for c in out.calls:
+                c.arguments = redaction.restore(c.arguments)
         calls = (
             [
                 registry.parse_call(c.id or f"call_{req.step}_{i}", c.name, c.arguments)
@@ -244,6 +255,22 @@ class LlmActivities:
             cancelled=out.cancelled,
             context=context,
         )
+
+    def _redacted(
+        self, wire: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], Redaction | None]:
+        """PII_REDACTION=logs+prompts: the messages' personal data as placeholders, and
+        how to put it back in what the model writes."""
+        pii = self._pii
+        if pii is None:
+            return wire, None
+        redaction = Redaction()
+        return [
+            {**m, "content": pii.redact(m["content"], redaction)}
+            if isinstance(m.get("content"), str)
+            else m
+            for m in wire
+        ], redaction
 
     def _step(self, turn_id: str, step: str, owner: tuple[str, str] | None) -> Step | None:
         if self._ledger is None or owner is None:
@@ -268,12 +295,15 @@ class LlmActivities:
         keep_chars: int = 0,
         charge: Step | None = None,
         prompt: int = 0,
+        redaction: Redaction | None = None,
     ) -> _Streamed:
         """Reserve the call's worst case, stream it, settle what it used. A call that
         fails releases its reservation (a retry reserves again, under the same key)."""
         s = self._settings
         if charge is None or self._ledger is None:
-            return await self._stream_once(turn_id, owner, messages, tools, tool_choice, keep_chars)
+            return await self._stream_once(
+                turn_id, owner, messages, tools, tool_choice, keep_chars, redaction
+            )
         worst = TokenUsage(prompt_tokens=prompt, completion_tokens=s.max_tokens)
         try:
             await self._ledger.reserve(
@@ -284,7 +314,9 @@ class LlmActivities:
         except BudgetExceeded as err:
             raise budget_error(err) from None
         try:
-            out = await self._stream_once(turn_id, owner, messages, tools, tool_choice, keep_chars)
+            out = await self._stream_once(
+                turn_id, owner, messages, tools, tool_choice, keep_chars, redaction
+            )
         except BaseException:
             try:
                 await self._ledger.release(charge)
@@ -305,6 +337,7 @@ class LlmActivities:
         tools: list[dict[str, Any]] | None,
         tool_choice: str | None,
         keep_chars: int,
+        redaction: Redaction | None,
     ) -> _Streamed:
         """Stream a completion's text into the turn's Redis stream as it arrives, and
         gather the tool calls it asks for (their pieces arrive spread over chunks)."""
@@ -313,6 +346,7 @@ class LlmActivities:
         out = _Streamed()
         parts: list[str] = []
         pending: dict[int, _PendingCall] = {}
+        restorer = StreamRestorer(redaction) if redaction is not None else None
         if activity.info().attempt > 1:
             await self._announce_restart(turn_id, keep_chars)
         next_cancel_check = started + CANCEL_CHECK_SECONDS
@@ -341,6 +375,8 @@ class LlmActivities:
                                 call = pending.setdefault(int(piece["index"]), _PendingCall())
                                 call.add(piece)
                         text = chunk_text(chunk)
+                        if text and restorer is not None:  # placeholders back to originals
+                            text = restorer.feed(text)
                         if text:
                             if out.first_token_ms is None:
                                 out.first_token_ms = (time.perf_counter() - started) * 1000
@@ -356,6 +392,9 @@ class LlmActivities:
             raise provider_error(err) from err
         except ProviderUnavailable as err:
             raise unavailable_error(err) from None
+            if restorer is not None and (tail := restorer.flush()):
+                parts.append(tail)
+                tokens.add(tail)
         finally:
             await tokens.close()
         out.text = "".join(parts)

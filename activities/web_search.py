@@ -11,6 +11,7 @@ from activities.embeddings import openai_failed
 from activities.llm import provider_error
 from shared.breaker import Breaker, ProviderUnavailable, guarded, unavailable_error
 from shared.config import Settings
+from shared.pii import Redaction
 from shared.tools import Citation, SearchWebInput, WebResults
 
 NOT_CONFIGURED = (
@@ -27,16 +28,19 @@ class WebSearch:
         self._client = client if settings.openai_api_key is not None else None
         self._model = settings.openai_search_model
         self._breaker = breaker
+        self._pii = settings.pii_in_prompts  # logs+prompts: the query's personal data kept here
 
     @activity.defn
     async def search_web(self, req: SearchWebInput) -> WebResults:
         if self._client is None:
             return WebResults(unavailable=True, message=NOT_CONFIGURED)
+        redaction = Redaction()
+        query = self._pii.redact(req.query, redaction) if self._pii else req.query
         try:
             async with guarded(self._breaker, openai_failed):
                 completion = await self._client.chat.completions.create(
                     model=self._model,
-                    messages=[{"role": "user", "content": req.query}],
+                    messages=[{"role": "user", "content": query}],
                     web_search_options={},
                 )
         except openai.APIError as err:
@@ -44,7 +48,8 @@ class WebSearch:
         except ProviderUnavailable as err:
             raise unavailable_error(err) from None
         message = completion.choices[0].message if completion.choices else None
-        answer = (message.content or "") if message else ""
+        raw = (message.content or "") if message else ""
+        answer = redaction.restore(raw)
         citations: list[Citation] = []
         seen: dict[str, int] = {}
         for note in (message.annotations or []) if message else []:
@@ -52,7 +57,8 @@ class WebSearch:
             if note.type != "url_citation" or cite is None or cite.url in seen:
                 continue
             seen[cite.url] = len(citations) + 1
-            snippet = answer[cite.start_index : cite.end_index].strip()
+            # The offsets are into what the model wrote, placeholders and all.
+            snippet = redaction.restore(raw[cite.start_index : cite.end_index].strip())
             citations.append(
                 Citation(index=len(citations) + 1, title=cite.title, url=cite.url, snippet=snippet)
             )

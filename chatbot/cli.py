@@ -37,7 +37,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from shared.logging import configure_logging
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.pii_in_logs)
     uvicorn.run(
         "chatbot.app:create_app",
         factory=True,

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.mcp import McpServers
+from shared.pii import NATIONAL_IDS, PiiRedactor
 from shared.tool_calls import BUILTIN_TOOLS
 from shared.usage import DEFAULT_MODEL_PRICES, Limits, ModelPrice
 
@@ -185,6 +186,12 @@ class Settings(BaseSettings):
     # structured-output call; off keeps routing offline (rules + classifier).
     intent_llm_fallback: bool = True
 
+    # Personal data (emails, phone numbers, Luhn-valid card numbers, IBANs, the national
+    # ids named) replaced by placeholders: `logs` in every log line; `logs+prompts` also
+    # in what is sent to the model, the originals put back in the reply its owner sees.
+    pii_redaction: Literal["off", "logs", "logs+prompts"] = "off"
+    pii_national_ids: Annotated[list[str], NoDecode, BeforeValidator(_names)] = list(NATIONAL_IDS)
+
     # Circuit breakers on the providers (LLM, web search, Databricks, embeddings), shared
     # by all workers through Redis: this many failures (unreachable, timed out, 5xx)
     # within the window open one; while open, calls fail at once with
@@ -302,6 +309,12 @@ class Settings(BaseSettings):
         if given and len(given) != len(databricks):
             absent = [k for k, v in databricks.items() if not v]
             raise ValueError(f"{', '.join(given)} set but {', '.join(absent)} missing")
+        unknown_ids = sorted(set(self.pii_national_ids) - set(NATIONAL_IDS))
+        if unknown_ids:
+            raise ValueError(
+                f"PII_NATIONAL_IDS names unknown kinds {', '.join(unknown_ids)}; known: "
+                f"{', '.join(NATIONAL_IDS)}"
+            )
         unknown = sorted(set(self.tools) - set(BUILTIN_TOOLS))
         if unknown:
             raise ValueError(
@@ -342,6 +355,14 @@ class Settings(BaseSettings):
         if self.tool_calling == "auto":
             return self.openai_api_key is not None
         return self.tool_calling == "on"
+
+    @property
+    def pii_in_logs(self) -> PiiRedactor | None:
+        return PiiRedactor(self.pii_national_ids) if self.pii_redaction != "off" else None
+
+    @property
+    def pii_in_prompts(self) -> PiiRedactor | None:
+        return PiiRedactor(self.pii_national_ids) if self.pii_redaction == "logs+prompts" else None
 
     @property
     def budget_limits(self) -> Limits:

@@ -21,6 +21,8 @@ from typing import Any
 from opentelemetry import trace
 from temporalio import activity, workflow
 
+from shared.pii import PiiRedactor
+
 # Attributes every LogRecord has; anything else came from `extra=` and is logged as a field.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 _context: ContextVar[dict[str, str] | None] = ContextVar("log_context", default=None)
@@ -66,7 +68,15 @@ def _temporal_ids() -> dict[str, str]:
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, pii: PiiRedactor | None = None) -> None:
+        super().__init__()
+        self._pii = pii  # PII_REDACTION: personal data out of every line
+
     def format(self, record: logging.LogRecord) -> str:
+        line = self._format(record)
+        return self._pii.redact(line) if self._pii is not None else line
+
+    def _format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -87,9 +97,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", pii: PiiRedactor | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(pii))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

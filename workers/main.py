@@ -200,7 +200,7 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 
 def run_worker_until_signalled(settings: Settings, *, promote: bool = False) -> NoReturn:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.pii_in_logs)
 
     async def main() -> None:
         stop = asyncio.Event()
