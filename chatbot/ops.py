@@ -22,9 +22,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from chatbot import repository
 from shared import search_attributes as sa
+from shared.breaker import policy_from, states
 from shared.config import Settings
 from shared.db.engine import engine_from_settings
 from shared.models import SessionState, workflow_id
+from shared.redis import REDIS_UNAVAILABLE, redis_from_settings
 from shared.temporal_client import connect_temporal
 from shared.usage import Limits, ledger_from_settings
 from workers.versioning import describe as describe_deployment
@@ -52,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "deployment",
         help="worker builds: which is current, and how many sessions each still runs",
     )
+    sub.add_parser("breakers", help="each provider's circuit breaker (shared through Redis)")
     usage = sub.add_parser("usage", help="tokens, cost and tool calls by user (or of one user)")
     usage.add_argument("--user", help="one user's usage, budgets and sessions")
     usage.add_argument("--limit", type=int, default=50, help="at most this many users")
@@ -83,6 +86,37 @@ def _limit(value: float | None, unit: str) -> str:
     if value is None:
         return "no limit"
     return f"{value:,.0f} tokens" if unit == "tokens" else f"${value:.4f}"
+
+
+async def show_breakers(settings: Settings) -> str:
+    try:
+        redis = redis_from_settings(settings)
+    except ValueError as err:  # no REDIS_URL
+        raise OpsError(str(err)) from None
+    try:
+        found = await states(redis, settings)
+    except REDIS_UNAVAILABLE as err:
+        raise OpsError(f"cannot reach Redis: {err}") from None
+    finally:
+        await redis.aclose()
+    p = policy_from(settings)
+    lines = [f"{'provider':<12} {'state':<10} detail"]
+    for b in found:
+        detail = (
+            f"failing fast for {b.retry_after:.0f} s more"
+            if b.state == "open"
+            else "the next call probes the provider"
+            if b.state == "half_open"
+            else f"{b.failures} failures in the last {p.window_seconds:g} s"
+        )
+        lines.append(f"{b.provider:<12} {b.state:<10} {detail}")
+    lines.append(
+        f"(opens after {p.failures} failures in {p.window_seconds:g} s, for "
+        f"{p.open_seconds:g} s; task queue {settings.temporal_task_queue})"
+        if p.failures
+        else "(breakers are off: BREAKER_FAILURES=0)"
+    )
+    return "\n".join(lines)
 
 
 async def usage_report(settings: Settings, user: str | None, limit: int) -> str:
@@ -264,6 +298,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> str:
         return await usage_report(settings, args.user, args.limit)
     if args.ops_command == "budget":
         return await set_budget(settings, args)
+    if args.ops_command == "breakers":
+        return await show_breakers(settings)
     client = await connect_temporal(settings)
     if args.ops_command == "sessions":
         return await list_sessions(client, args.user, args.status, args.limit)

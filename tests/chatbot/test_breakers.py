@@ -5,6 +5,9 @@ once with 503 `provider_unavailable` (no request reaches the provider), /ready a
 
 from __future__ import annotations
 
+import asyncio
+import re
+import sys
 import time
 import uuid
 
@@ -18,7 +21,7 @@ from loadtest.fakes import FakeOpenAIServer
 from shared.breaker import Breaker, BreakerPolicy, ProviderUnavailable
 from shared.config import Settings
 from shared.redis import redis_from_settings
-from tests.support import assert_eventually, free_port
+from tests.support import assert_eventually, free_port, worker_env
 
 FAILURES, OPEN_SECONDS = 2, 4.0
 
@@ -91,7 +94,11 @@ def settings(settings: Settings) -> Settings:
 
 
 async def test_the_llm_failing_opens_its_breaker_and_recovery_closes_it(
-    worker: Worker, alice: httpx.AsyncClient, gateway: str, llm: FakeOpenAIServer
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    gateway: str,
+    llm: FakeOpenAIServer,
+    settings: Settings,
 ) -> None:
     llm.script({"status": 500, "times": 100})
     started = time.monotonic()
@@ -116,6 +123,23 @@ async def test_the_llm_failing_opens_its_breaker_and_recovery_closes_it(
     assert fast.status_code == 503 and fast.json()["error"]["code"] == "provider_unavailable"
     assert len([r for r in llm.requests if r["endpoint"] == "chat"]) == FAILURES
     print(f"\nfailing turn {took:.2f} s (retries until open), refused turn {fast_took:.2f} s")
+
+    ops = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chatbot",
+        "ops",
+        "breakers",
+        env=worker_env(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    raw_out, raw_err = await asyncio.wait_for(ops.communicate(), 60)
+    out = raw_out.decode()
+    assert ops.returncode == 0, raw_err.decode()
+    # Open, or half-open by now (a process takes a moment to start).
+    assert re.search(r"llm\s+(open\s+failing fast for \d+ s more|half_open)", out), out
+    assert re.search(r"web_search\s+closed\s+0 failures", out), out
 
     llm.reset()  # the provider is back
 
