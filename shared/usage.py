@@ -220,6 +220,13 @@ _UPSERT = text(
 )
 
 
+# A turn's reservations (one step's, with `AND step = :step`) no longer held.
+_RELEASE = (
+    "UPDATE usage_ledger SET status = 'released', tokens = 0, cost_usd = 0, "
+    "updated_at = :now WHERE turn_id = :turn AND status = 'reserved'"
+)
+
+
 @dataclass(frozen=True)
 class Step:
     """One charged step of a turn: its ledger key and whose it is."""
@@ -247,21 +254,18 @@ class UsageLedger:
 
     async def limits(self, user_id: str, conn: AsyncConnection | None = None) -> Limits:
         """The user's budgets: their row in user_budgets where it sets one, else BUDGET_*."""
+        own = await self.own_limits(user_id, conn)
+        if own is None:
+            return self._defaults
+        set_here = own.model_dump(exclude_none=True)
+        return self._defaults.model_copy(update=set_here)
+
+    async def own_limits(self, user_id: str, conn: AsyncConnection | None = None) -> Limits | None:
+        """The user's row in user_budgets, None without one."""
         if conn is None:
             async with self._engine.connect() as fresh:
-                return await self.limits(user_id, fresh)
+                return await self.own_limits(user_id, fresh)
         row = (await conn.execute(_LIMITS, {"user": user_id})).mappings().first()
-        if row is None:
-            return self._defaults
-        merged = self._defaults.model_dump()
-        own = {k: float(v) if isinstance(v, Decimal) else v for k, v in row.items()}
-        merged.update({k: v for k, v in own.items() if v is not None})
-        return Limits.model_validate(merged)
-
-    async def own_limits(self, user_id: str) -> Limits | None:
-        """The user's row in user_budgets, None without one."""
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(_LIMITS, {"user": user_id})).mappings().first()
         if row is None:
             return None
         return Limits.model_validate(
@@ -400,24 +404,14 @@ class UsageLedger:
         """A step that ended without using anything it can be charged for."""
         async with self._engine.begin() as conn:
             await conn.execute(
-                text(
-                    "UPDATE usage_ledger SET status = 'released', tokens = 0, cost_usd = 0, "
-                    "updated_at = :now WHERE turn_id = :turn AND step = :step "
-                    "AND status = 'reserved'"
-                ),
+                text(f"{_RELEASE} AND step = :step"),
                 {"turn": step.turn_id, "step": step.step, "now": self._clock()},
             )
 
     async def close_turn(self, turn_id: str, conn: AsyncConnection) -> None:
         """The turn is over: what it still holds reserved (a step a crash cut short and
         nothing retried) stops counting."""
-        await conn.execute(
-            text(
-                "UPDATE usage_ledger SET status = 'released', tokens = 0, cost_usd = 0, "
-                "updated_at = :now WHERE turn_id = :turn AND status = 'reserved'"
-            ),
-            {"turn": turn_id, "now": self._clock()},
-        )
+        await conn.execute(text(_RELEASE), {"turn": turn_id, "now": self._clock()})
 
     async def record_tools(
         self, conn: AsyncConnection, step: Step, calls: list[tuple[str, float]]
