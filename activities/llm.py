@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,9 +24,10 @@ from activities.tools.registry import ToolRegistry
 from shared.breaker import Breaker, ProviderUnavailable, guarded, unavailable_error
 from shared.config import Settings
 from shared.logging import bind
-from shared.models import GeneratedReply, GenerateReplyInput, TokenUsage
-from shared.pii import Redaction, StreamRestorer
+from shared.models import GeneratedReply, GenerateReplyInput, PromptParts, TokenUsage
+from shared.pii import PiiRedactor, Redaction, StreamRestorer
 from shared.redis import REDIS_UNAVAILABLE
+from shared.response_cache import CachedReply, CacheQuery, ResponseCache, query_for
 from shared.streams import TokenWriter, TurnStreams
 from shared.tool_calls import ModelStep, ModelStepInput
 from shared.usage import BudgetExceeded, Step, UsageLedger, cost_of
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 # A provider that refuses the request itself will refuse it again: do not retry these.
 NON_RETRYABLE_STATUS = frozenset({400, 401, 403, 404, 422})
 CANCEL_CHECK_SECONDS = 0.1
+# A cached reply streams as words (each with the space after it), as a model's would.
+CACHED_PIECES = re.compile(r"\s*\S+\s*|\s+")
 
 
 def build_openai_client(settings: Settings) -> AsyncOpenAI:
@@ -152,6 +156,7 @@ class LlmActivities:
         tools: ToolRegistry | None = None,
         ledger: UsageLedger | None = None,
         breaker: Breaker | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self._client = client
         self._streams = TurnStreams(redis)
@@ -160,6 +165,9 @@ class LlmActivities:
         self._ledger = ledger  # where each call's usage is reserved and settled
         self._breaker = breaker  # fails calls at once while the provider is down
         self._pii = settings.pii_in_prompts
+        self._cache = cache if cache is not None and cache.enabled else None
+        # A message with personal data is never cached, whatever PII_REDACTION says.
+        self._personal = PiiRedactor(settings.pii_national_ids)
 
     def warm(self) -> None:
         """Load the tokenizer now (it may try to fetch its files), not inside a turn."""
@@ -190,8 +198,21 @@ class LlmActivities:
         if req.parts is not None:
             messages, context = assemble(req.parts, s.context_max_tokens, count)
         owner = (req.session_id, req.user_id) if req.session_id else None
+        query = self._cache_query(req.parts, req.user_id, tools=[])
+        hit = await self._cache.get(query) if self._cache and query else None
+        if hit is not None:
+            served = await self._serve_cached(req.turn_id, owner, hit)
+            return GeneratedReply(
+                text=served.text,
+                usage=served.usage,
+                first_token_ms=served.first_token_ms,
+                model=hit.model,
+                context=context,
+                cached=True,
+            )
         wire, redaction = self._redacted([m.model_dump() for m in messages])
         prompt = context.prompt_tokens if context else count(json.dumps(wire))
+        started = time.perf_counter()
         out = await self._stream(
             req.turn_id,
             owner,
@@ -200,6 +221,7 @@ class LlmActivities:
             prompt=prompt,
             redaction=redaction,
         )
+        await self._remember(query, req.turn_id, out, started)
         return GeneratedReply(
             text=out.text,
             usage=out.usage,
@@ -217,6 +239,20 @@ class LlmActivities:
         bind(turn_id=req.turn_id)
         count = token_counter(s.openai_chat_model)
         messages, context = assemble(req.parts, s.context_max_tokens, count)
+        # Only the first round of a turn can be answered from the cache: later ones
+        # follow tool calls, and a turn that called tools is never stored.
+        first = req.step == 0 and not req.exchange and not req.answer_now
+        query = self._cache_query(req.parts, req.user_id, tools=req.tools) if first else None
+        hit = await self._cache.get(query) if self._cache and query else None
+        if hit is not None:
+            served = await self._serve_cached(req.turn_id, (req.session_id, req.user_id), hit)
+            return ModelStep(
+                text=served.text,
+                usage=served.usage,
+                first_token_ms=served.first_token_ms,
+                context=context,
+                cached=True,
+            )
         # After the user's message: this turn's calls and results.
         wire, redaction = self._redacted([*(m.model_dump() for m in messages), *req.exchange])
         registry = self._tools
@@ -225,6 +261,7 @@ class LlmActivities:
         # The worst case: the assembled prompt, this turn's calls and results so far, and
         # the tools' schemas.
         prompt = context.prompt_tokens + count(json.dumps([req.exchange, offered]))
+        started = time.perf_counter()
         out = await self._stream(
             req.turn_id,
             owner,
@@ -236,6 +273,7 @@ class LlmActivities:
             prompt=prompt,
             redaction=redaction,
         )
+        await self._remember(query, req.turn_id, out, started)
         if redaction is not None:  # the model's arguments may name what it was shown
             for c in out.calls:
                 c.arguments = redaction.restore(c.arguments)
@@ -255,6 +293,62 @@ class LlmActivities:
             cancelled=out.cancelled,
             context=context,
         )
+
+    def _cache_query(
+        self, parts: PromptParts | None, user_id: str | None, *, tools: list[str]
+    ) -> CacheQuery | None:
+        """Where this prompt's answer is cached; None with the cache off, or for a prompt
+        with anything personal in it."""
+        if self._cache is None or parts is None or not user_id:
+            return None
+        s = self._settings
+        return query_for(
+            parts,
+            user_id=user_id,
+            scope=self._cache.config.scope,
+            model=s.openai_chat_model,
+            sampling={"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens},
+            tools=tools,
+            pii=self._personal,
+        )
+
+    async def _remember(
+        self, query: CacheQuery | None, turn_id: str, out: _Streamed, started: float
+    ) -> None:
+        """Cache a whole answer written without tools (not a cancelled or empty one)."""
+        if self._cache is None or query is None or out.cancelled or out.calls or not out.text:
+            return
+        reply = CachedReply(
+            text=out.text,
+            model=self._settings.openai_chat_model,
+            prompt_tokens=out.usage.prompt_tokens,
+            completion_tokens=out.usage.completion_tokens,
+            cost_usd=out.usage.cost_usd,
+            generated_ms=round((time.perf_counter() - started) * 1000, 1),
+            turn_id=turn_id,
+        )
+        await self._cache.put(query, reply)
+
+    async def _serve_cached(
+        self, turn_id: str, owner: tuple[str, str] | None, hit: CachedReply
+    ) -> _Streamed:
+        """Stream a cached answer into the turn's stream like a model's reply: no
+        provider call, no tokens spent or charged."""
+        started = time.perf_counter()
+        if activity.info().attempt > 1:
+            await self._announce_restart(turn_id)
+        tokens = TokenWriter(self._streams, turn_id, owner)
+        try:
+            for piece in CACHED_PIECES.findall(hit.text):
+                tokens.add(piece)
+        finally:
+            await tokens.close()
+        out = _Streamed(text=hit.text, first_token_ms=(time.perf_counter() - started) * 1000)
+        log.info(
+            "reply served from the response cache",
+            extra={"similarity": hit.similarity, "cached_from": hit.turn_id},
+        )
+        return out
 
     def _redacted(
         self, wire: list[dict[str, Any]]
@@ -388,13 +482,13 @@ class LlmActivities:
                             if await self._cancel_requested(turn_id):
                                 out.cancelled = True
                                 break
+                if restorer is not None and (tail := restorer.flush()):
+                    parts.append(tail)
+                    tokens.add(tail)
         except openai.APIError as err:
             raise provider_error(err) from err
         except ProviderUnavailable as err:
             raise unavailable_error(err) from None
-            if restorer is not None and (tail := restorer.flush()):
-                parts.append(tail)
-                tokens.add(tail)
         finally:
             await tokens.close()
         out.text = "".join(parts)

@@ -192,6 +192,7 @@ class SessionStore:
                 "findings": turn.findings,
                 "timings_ms": turn.timings_ms,
                 "error": turn.error,
+                "cached": turn.cached,
             }
         )
         common = {

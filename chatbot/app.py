@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chatbot.errors import install_error_handlers
 from chatbot.headers import ResponseHeaders
-from chatbot.health import breaker_states
+from chatbot.health import shared_metrics
 from chatbot.middleware import install_middleware
 from chatbot.resources import Resources
 from chatbot.routes import health, messages, sessions, turns, ui, usage, ws
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        await breaker_states(request.app.state.resources)  # shared state, read at scrape
+        await shared_metrics(request.app.state.resources)  # read from Redis at scrape
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -7,6 +7,7 @@ detail is logged at warning either way."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,11 +18,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from activities.embeddings import embedder_name
-from chatbot.metrics import BREAKER_STATE, BREAKER_STATES
+from chatbot.metrics import BREAKER_STATE, BREAKER_STATES, record_cache
 from chatbot.resources import Resources
 from shared.breaker import PROVIDERS, states
 from shared.db.migrate import current_revision, head_revision
 from shared.redis import REDIS_UNAVAILABLE
+from shared.response_cache import cache_stats
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 3.0
@@ -146,3 +148,13 @@ async def breaker_states(res: Resources) -> dict[str, str]:
         for state in BREAKER_STATES:
             BREAKER_STATE.labels(b.provider, state).set(1 if b.state == state else 0)
     return {b.provider: b.state for b in found}
+
+
+async def shared_metrics(res: Resources) -> None:
+    """What /metrics exports from the state all workers share in Redis: breaker states
+    and the response cache's figures."""
+    await breaker_states(res)
+    if res.settings.cache_mode == "off":
+        return
+    with contextlib.suppress(*REDIS_UNAVAILABLE):  # the last figures stay; /ready says why
+        record_cache(await cache_stats(res.redis))

@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.mcp import McpServers
 from shared.pii import NATIONAL_IDS, PiiRedactor
+from shared.response_cache import CacheConfig
 from shared.tool_calls import BUILTIN_TOOLS
 from shared.usage import DEFAULT_MODEL_PRICES, Limits, ModelPrice
 
@@ -200,6 +201,17 @@ class Settings(BaseSettings):
     breaker_window_seconds: float = Field(30.0, gt=0, le=3600)
     breaker_open_seconds: float = Field(30.0, gt=0, le=3600)
 
+    # The response cache: a question asked again in the same context (no tools, nothing
+    # personal in the prompt; shared/response_cache.py) is answered from Redis without
+    # the model: `exact` by the normalized question, `semantic` also by embedding
+    # similarity at or above CACHE_SIMILARITY. Scope `user`: never shared between users;
+    # `shared`: every user of this deployment.
+    cache_mode: Literal["off", "exact", "semantic"] = "off"
+    cache_scope: Literal["user", "shared"] = "user"
+    cache_ttl_seconds: int = Field(86_400, ge=1, le=30 * 86_400)
+    cache_similarity: float = Field(0.92, gt=0, le=1)
+    cache_semantic_entries: int = Field(256, ge=1, le=10_000)
+
     databricks_host: HttpUrl | None = None
     databricks_token: SecretStr | None = None
     databricks_endpoint_name: str | None = None
@@ -363,6 +375,16 @@ class Settings(BaseSettings):
     @property
     def pii_in_prompts(self) -> PiiRedactor | None:
         return PiiRedactor(self.pii_national_ids) if self.pii_redaction == "logs+prompts" else None
+
+    @property
+    def cache_config(self) -> CacheConfig:
+        return CacheConfig(
+            mode=self.cache_mode,
+            scope=self.cache_scope,
+            ttl_seconds=self.cache_ttl_seconds,
+            similarity=self.cache_similarity,
+            semantic_entries=self.cache_semantic_entries,
+        )
 
     @property
     def budget_limits(self) -> Limits:

@@ -227,6 +227,7 @@ class GeneratedReply(BaseModel):
     first_token_ms: float | None = None
     model: str = ""
     context: ContextReport | None = None
+    cached: bool = False  # served by the response cache, no model asked
 
 
 class TurnResult(BaseModel):
@@ -249,6 +250,8 @@ class TurnResult(BaseModel):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     context: ContextReport | None = None
     error: str | None = None
+    # The reply came from the response cache (CACHE_MODE): no provider tokens spent.
+    cached: bool = False
 
 
 class PersistTurn(BaseModel):

@@ -7,13 +7,16 @@ answers with 503 and Retry-After."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from shared.config import Settings
+if TYPE_CHECKING:  # shared.config imports modules that use REDIS_UNAVAILABLE
+    from shared.config import Settings
 
 # redis-py's outage errors: neither is an OSError. BusyLoadingError and "no connection
 # available" (a full pool) are ConnectionErrors too.

@@ -118,6 +118,7 @@ class ModelStep(BaseModel):
     first_token_ms: float | None = None
     cancelled: bool = False
     context: ContextReport | None = None
+    cached: bool = False  # served by the response cache, no model asked
 
 
 class ToolCallInput(BaseModel):

@@ -24,7 +24,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from activities.company_search import CompanySearch
-from activities.embeddings import build_embedder
+from activities.embeddings import build_embedder, embedder_name
 from activities.intent import IntentActivities, build_router
 from activities.llm import LlmActivities, build_openai_client
 from activities.memory import MemoryActivities
@@ -40,6 +40,7 @@ from shared.config import Settings, get_settings
 from shared.db.engine import engine_from_settings
 from shared.logging import configure_logging
 from shared.redis import redis_from_settings
+from shared.response_cache import ResponseCache
 from shared.streams import TurnStreams
 from shared.temporal_client import (
     SearchAttributesMissing,
@@ -83,7 +84,8 @@ def build_worker(
     )
     registry.start_listing()
     ledger = ledger_from_settings(engine, settings)
-    llm = LlmActivities(llm_client, redis, settings, registry, ledger, guards["llm"])
+    cache = ResponseCache(redis, settings.cache_config, embedder, embedder_name(settings) or "")
+    llm = LlmActivities(llm_client, redis, settings, registry, ledger, guards["llm"], cache)
     tools = ToolActivities(registry)
     memory = MemoryActivities(llm_client, engine, embedder, settings)
     store = SessionStore(engine, TurnStreams(redis), ledger, settings.tool_prices)

@@ -488,6 +488,7 @@ class ChatSessionWorkflow:
         if reply.first_token_ms is not None:
             timings["first_token"] = reply.first_token_ms
         result.reply, result.usage, result.context = reply.text, reply.usage, reply.context
+        result.cached = reply.cached
         result.status = "cancelled" if reply.cancelled else "complete"
         result.timings_ms = timings
         # Stored, then its final event published by the same step (its number taken now);
@@ -552,6 +553,7 @@ class ChatSessionWorkflow:
             cancelled=outcome.cancelled,
             first_token_ms=outcome.first_token_ms,
             context=outcome.context,
+            cached=outcome.cached,
         )
 
     def _record_calls(self, outcome: ToolTurnOutcome, result: TurnResult) -> None:

@@ -57,6 +57,7 @@ class ToolTurnOutcome:
     calls: list[ToolCallRecord] = field(default_factory=list)
     steps: int = 0
     out_of_budget: bool = False  # a later round was refused by the user's budget
+    cached: bool = False  # the first round was answered by the response cache
 
     @property
     def tool_results(self) -> list[dict[str, Any]]:
@@ -97,6 +98,7 @@ class ToolTurn:
                 out.text += ("\n\n" if out.text else "") + OUT_OF_BUDGET
                 break
             out.steps = step + 1
+            out.cached = reply.cached
             out.text += reply.text
             out.usage = out.usage + reply.usage
             out.context = reply.context

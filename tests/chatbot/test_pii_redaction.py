@@ -68,3 +68,14 @@ async def test_personal_data_stays_out_of_prompts_and_logs(
 def test_logs_mode_keeps_prompts_as_written(settings: Settings) -> None:
     only_logs = settings.model_copy(update={"pii_redaction": "logs"})
     assert only_logs.pii_in_logs is not None and only_logs.pii_in_prompts is None
+
+
+async def test_a_reply_ending_in_what_might_start_a_placeholder_keeps_its_end(
+    worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
+) -> None:
+    # The restorer holds back a trailing `[` until it knows it is no placeholder; the
+    # stream's end gives it back.
+    llm.script({"endpoint": "chat", "reply": "I will write to [EMAIL_1] [see note [2"})
+    resp = await alice.post("/sessions/pii-end/messages", json={"text": "Mail ana@example.com"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["reply"] == "I will write to ana@example.com [see note [2"
