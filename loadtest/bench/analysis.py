@@ -71,6 +71,40 @@ def analyse_scenario(
         "steps_ms": steps,
         "errors": dict(errors.most_common(10)),
         **({"tool_calls": tool_call_figures(ok, len(llm.tool_calls))} if llm.tool_calls else {}),
+        **({"cache": cache_figures(ok)} if scenario.questions else {}),
+    }
+
+
+def cache_figures(ok: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The response cache as the users saw it: how many answers came from it, and how
+    much sooner a cached answer ended (and began) than one the model wrote."""
+    hits = [m for m in ok if m.get("cached")]
+    misses = [m for m in ok if not m.get("cached")]
+
+    def of(turns: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
+        return summary([float(m[key]) for m in turns if m.get(key) is not None])
+
+    e2e_hit, e2e_miss = of(hits, "e2e_ms"), of(misses, "e2e_ms")
+    ttft_hit, ttft_miss = of(hits, "ttft_ms"), of(misses, "ttft_ms")
+
+    def saved(hit: dict[str, Any], miss: dict[str, Any]) -> float | None:
+        if hit["p50"] is None or miss["p50"] is None:
+            return None
+        return float(miss["p50"] - hit["p50"])
+
+    spent = [int(m.get("completion_tokens") or 0) for m in misses]
+    return {
+        "hits": len(hits),
+        "misses": len(misses),
+        "hit_rate": len(hits) / len(ok) if ok else 0.0,
+        "e2e_hit_ms": e2e_hit,
+        "e2e_miss_ms": e2e_miss,
+        "ttft_hit_ms": ttft_hit,
+        "ttft_miss_ms": ttft_miss,
+        "e2e_saved_p50_ms": saved(e2e_hit, e2e_miss),
+        "ttft_saved_p50_ms": saved(ttft_hit, ttft_miss),
+        # The provider tokens the hits did not spend: what the misses cost each, on average.
+        "completion_tokens_saved": len(hits) * sum(spent) / len(spent) if spent else 0.0,
     }
 
 

@@ -48,6 +48,7 @@ RUN_ORDER = (
     "llm1s-direct",
     "tools-sequential",
     "tools",
+    "repeated",
     "sustained",
     "scale",
 )

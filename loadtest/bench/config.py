@@ -133,6 +133,11 @@ class BenchConfig:
         return replace(llm, tool_calls=TOOL_TURN_CALLS) if scenario.tool_calling else llm
 
     @property
+    def cache(self) -> bool:
+        """Some scenario's turns go through a gateway whose workers cache replies."""
+        return any(s.questions for s in self.scenarios)
+
+    @property
     def tool_calling(self) -> bool:
         """Some scenario's turns go through a gateway with TOOL_CALLING on."""
         return any(s.tool_calling for s in self.scenarios)

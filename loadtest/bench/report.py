@@ -186,6 +186,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         out.append(f"| {' | '.join(row)} |")
     out += ["", "Step columns are the workflow's own timings (p50).", ""]
     out += tool_turn_lines(scenarios, results.get("tool_turns") or [])
+    out += cache_lines(scenarios)
     out += timeline_lines(results.get("timelines") or [])
     out += cpu_per_turn_table(scenarios)
     out += ["", "## Integrity", ""]
@@ -279,6 +280,41 @@ def context_lines(
             "no-op update throughput, before the load generator takes its share."
         )
     return lines
+
+
+def cache_lines(scenarios: dict[str, dict[str, Any]]) -> list[str]:
+    """The response cache: what share of repeated questions it answered, and how much
+    sooner its answers ended and began than the model's."""
+    cached = [s for s in scenarios.values() if "cache" in s]
+    if not cached:
+        return []
+    out = [
+        "",
+        "## Response cache",
+        "",
+        "Through a worker with `CACHE_MODE=exact` on a task queue of its own (the other "
+        "scenarios' turns never touch the cache). A hit is a turn answered from Redis: no "
+        "provider call, no tokens.",
+        "",
+        "| scenario | hit rate | hits / turns | e2e p50 hit | e2e p50 miss | saved p50 "
+        "| first token p50 hit | first token p50 miss | completion tokens saved |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in cached:
+        c = s["cache"]
+        row = [
+            s["name"],
+            f"{c['hit_rate']:.0%}",
+            f"{c['hits']} / {c['hits'] + c['misses']}",
+            _num(c["e2e_hit_ms"]["p50"]),
+            _num(c["e2e_miss_ms"]["p50"]),
+            _num(c["e2e_saved_p50_ms"]),
+            _num(c["ttft_hit_ms"]["p50"]),
+            _num(c["ttft_miss_ms"]["p50"]),
+            f"{c['completion_tokens_saved']:.0f}",
+        ]
+        out.append(f"| {' | '.join(row)} |")
+    return [*out, ""]
 
 
 def _ratio_cell(value: float | None) -> str:
@@ -415,6 +451,14 @@ def console_summary(results: dict[str, Any], out_dir: Path) -> str:
             lines.append(
                 f"{s['name']}: {per_turn}; {calls['turns_not_as_expected']} did not make "
                 f"exactly {calls['expected_per_turn']}, each ok."
+            )
+        if "cache" in s:
+            c = s["cache"]
+            lines.append(
+                f"{s['name']}: response cache hit rate {c['hit_rate']:.0%} "
+                f"({c['hits']} of {c['hits'] + c['misses']}); e2e p50 "
+                f"{_num(c['e2e_hit_ms']['p50'])} ms from the cache against "
+                f"{_num(c['e2e_miss_ms']['p50'])} ms from the model."
             )
     t = results["integrity_total"]
     lines += [

@@ -140,6 +140,8 @@ class BenchRun:
             host = stack.direct_url
         elif scenario.tool_calling:
             host = stack.tools_gateway_url
+        elif scenario.questions:
+            host = stack.cache_gateway_url
         else:
             host = stack.gateway_url
         self.out(f"Scenario {name}: {scenario.summary} ...")

@@ -45,6 +45,7 @@ class BenchStack:
         self.databricks_root = f"http://127.0.0.1:{free_port()}" if config.databricks else None
         self.direct_url = f"http://127.0.0.1:{free_port()}"
         self.tools_port = free_port() if config.tool_calling else None
+        self.cache_port = free_port() if config.cache else None
         self.temporal_address = config.temporal_address or f"127.0.0.1:{free_port()}"
         self.env: dict[str, str] = {
             "TEMPORAL_ADDRESS": self.temporal_address,
@@ -89,6 +90,13 @@ class BenchStack:
         if self.tools_port is None:
             raise EmbeddedError("the stack has no tool-calling gateway: no scenario needs one")
         return f"http://127.0.0.1:{self.tools_port}"
+
+    @property
+    def cache_gateway_url(self) -> str:
+        """The gateway whose workers answer repeated questions from the response cache."""
+        if self.cache_port is None:
+            raise EmbeddedError("the stack has no caching gateway: no scenario needs one")
+        return f"http://127.0.0.1:{self.cache_port}"
 
     @property
     def namespace(self) -> str:
@@ -175,6 +183,9 @@ class BenchStack:
         if self.tools_port is not None:
             env = {**self.dev.env, "CHATBOT_HOME": str(self.home)}
             self._start_tools_gateway(logs, self.tools_port, env)
+        if self.cache_port is not None:
+            env = {**self.dev.env, "CHATBOT_HOME": str(self.home)}
+            self._start_cache_pair(logs, self.cache_port, env)
         if not self.config.direct:
             return
         direct_port = self.direct_url.rsplit(":", 1)[1]
@@ -205,6 +216,38 @@ class BenchStack:
                 [*PYTHON_M, "chatbot", "serve"],
                 env=env,
                 log_path=logs / "gateway2.log",
+                ready=lambda: http_ok(f"{url}/health"),
+            ),
+            late=True,
+        )
+
+    def _start_cache_pair(self, logs: Path, port: int, env: dict[str, str]) -> None:
+        """A worker with CACHE_MODE=exact on a task queue (and deployment) of its own, and
+        a gateway sending its sessions there: the other scenarios' turns never look up
+        or fill the cache."""
+        url = f"http://127.0.0.1:{port}"
+        env = {
+            **env,
+            "CACHE_MODE": env.get("CACHE_MODE", "exact"),
+            "TEMPORAL_TASK_QUEUE": "chat-sessions-cached",
+            "WORKER_DEPLOYMENT_NAME": "chatbot-cached",
+        }
+        self._run(
+            ManagedProcess(
+                "cache-worker",
+                [*PYTHON_M, "workers"],
+                env=env,
+                log_path=logs / "cache-worker.log",
+                ready=lambda: True,
+            ),
+            late=True,
+        )
+        self._run(
+            ManagedProcess(
+                "cache-gateway",
+                [*PYTHON_M, "chatbot", "serve"],
+                env={**env, "API_PORT": str(port)},
+                log_path=logs / "cache-gateway.log",
                 ready=lambda: http_ok(f"{url}/health"),
             ),
             late=True,

@@ -37,6 +37,10 @@ class Scenario:
     tool_calling: bool = False
     # The chat scenario of the same shape, whose figures a tool-calling one is held against.
     counterpart: str | None = None
+    # Each message one of this many questions (loadtest.scenarios.users.QUESTIONS), so
+    # they repeat: through a gateway whose workers have CACHE_MODE=exact, the response
+    # cache's hit rate and the latency it saves.
+    questions: int = 0
 
     def __post_init__(self) -> None:
         if self.users < 1 or self.messages < 1 or self.rounds < 1:
@@ -48,6 +52,8 @@ class Scenario:
             raise ValueError(f"{self.name}: duration must be more than 0 s")
         if self.spawn_rate <= 0:
             raise ValueError(f"{self.name}: spawn rate must be more than 0 users/s")
+        if self.questions < 0 or (self.questions and self.tool_calling):
+            raise ValueError(f"{self.name}: questions must be 0 or more, and not with tools")
 
     @property
     def planned_messages(self) -> int | None:
@@ -170,6 +176,16 @@ SCENARIOS: dict[str, Scenario] = {
         # Tool-calling turns (model -> two searches in parallel -> model), streamed.
         *(_tools(s, "tools-sequential") for s in _STREAMED if s.name == "sequential-stream"),
         *(_tools(s, "tools") for s in _STREAMED if s.name == "high-stream"),
+        Scenario(
+            "repeated",
+            "10 users x 10 sessions, each asking one of 3 questions a round (so 7 of 10 "
+            "are repeats); CACHE_MODE=exact, streamed: hit rate and latency saved",
+            users=10,
+            messages=1,
+            rounds=10,
+            streaming=True,
+            questions=3,
+        ),
     )
 }
 
@@ -185,6 +201,7 @@ SMOKE_CHANGES: dict[str, dict[str, object]] = {
     "llm1s-direct": {"users": 2, "messages": 2},
     "tools-sequential": {"messages": 3, "rounds": 1},
     "tools": {"users": 5, "messages": 2},
+    "repeated": {"users": 2, "rounds": 4},
 }
 
 

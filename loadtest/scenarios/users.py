@@ -42,6 +42,15 @@ PAUSE_AFTER_FAILURE = 0.5
 # Times one message is asked again after a 503 with Retry-After before it counts as failed.
 MAX_RETRIES = 20
 TOKEN_TTL_SECONDS = 6 * 3600
+# What a scenario with `questions` asks: the questions people ask again and again (each
+# routed as chat, so no tool runs and the answer may be cached).
+QUESTIONS = (
+    "How do I reset my password?",
+    "How do I book a meeting room?",
+    "Explain what a durable workflow is",
+    "Write a short welcome message for new team members",
+    "How many vacation days do new employees get?",
+)
 
 
 def add_options(parser: Any) -> None:
@@ -274,7 +283,10 @@ class ChatUser(HttpUser):
     def send(self, session_id: str, round_no: int, index: int) -> bool:
         self.sent += 1
         cmid = f"{RUN.prefix}-{RUN.scenario.name}-u{self.no}-r{round_no}-m{index}"
-        body = {"text": f"Load test message {index + 1} [{cmid}]", "client_message_id": cmid}
+        text = f"Load test message {index + 1} [{cmid}]"
+        if RUN.scenario.questions:  # round by round, each user goes through the questions
+            text = QUESTIONS[(round_no + index) % min(RUN.scenario.questions, len(QUESTIONS))]
+        body = {"text": text, "client_message_id": cmid}
         record = self._record(
             kind="message",
             session_id=session_id,
@@ -396,6 +408,8 @@ def _take_result(record: dict[str, Any], result: dict[str, Any]) -> None:
     record["turn_status"] = result.get("status")
     record["reply"] = result.get("reply", "")
     record["timings_ms"] = result.get("timings_ms") or {}
+    record["cached"] = bool(result.get("cached"))
+    record["completion_tokens"] = (result.get("usage") or {}).get("completion_tokens", 0)
     if calls := result.get("tool_calls"):  # a tool-calling turn's calls, in brief
         keys = ("name", "status", "step", "ms")
         record["tool_calls"] = [{k: c.get(k) for k in keys} for c in calls]

@@ -297,6 +297,12 @@ def test_smoke_run_writes_results_report_and_plots(tmp_path: Path) -> None:
         if s["streaming"]:
             assert 0 < s["ttft_ms"]["p50"] < s["e2e_ms"]["p50"], name
 
+    # The repeated questions: each of the 2 users asks 3 questions, then the first again,
+    # which the response cache answers without the model.
+    cache = scenarios["repeated"]["cache"]
+    assert (cache["hits"], cache["misses"]) == (2, 6) and cache["hit_rate"] == 0.25
+    assert cache["completion_tokens_saved"] > 0
+
     total = results["integrity_total"]
     assert total["lost"] == 0 and total["duplicated"] == 0
     assert total["sent"] == total["acknowledged"] == total["persisted"] > 0
