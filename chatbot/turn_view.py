@@ -42,6 +42,8 @@ def _meta(result: Mapping[str, Any]) -> str:
     status = STATUS_LABELS.get(findings.text(result.get("status")))
     if status:
         parts.append(status)
+    if result.get("cached") is True:
+        parts.append("cached")
     raw = result.get("timings_ms")
     steps = {
         k: float(v)

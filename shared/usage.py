@@ -355,16 +355,18 @@ class UsageLedger:
                         needed=more,
                     )
 
-    async def check(self, user_id: str) -> None:
-        """Refuse a new message when a budget is used up already (the gateway's check;
-        each model call still reserves its own worst case)."""
+    async def check(self, user_id: str, *, tokens: int = 0) -> None:
+        """Refuse a new message when a budget is used up already, or has less left than
+        `tokens` (the least a reply can reserve: MAX_TOKENS), which its first model call
+        would be refused for anyway (the gateway's check; each model call still reserves
+        its own worst case)."""
         now = self._clock()
         async with self._engine.connect() as conn:
             limits = await self.limits(user_id, conn)
             if not limits.any:
                 return
             spent = await self._spent(conn, user_id, now)
-        self._refuse(limits, spent, now, 0, 0.0)
+        self._refuse(limits, spent, now, tokens, 0.0)
 
     async def reserve(self, step: Step, *, tokens: int, cost: float) -> None:
         """Hold a step's worst case, or raise BudgetExceeded when the user's budget

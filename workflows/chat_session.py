@@ -467,7 +467,9 @@ class ChatSessionWorkflow:
             if turn is not None:  # the calls made before the model failed are kept
                 self._record_calls(turn.outcome, result)
             cause = err.cause
-            message = str(cause) if cause else str(err)
+            # An ApplicationError's own message: its str() puts the type in front, which
+            # error_type carries apart.
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
             error_type = cause.type if isinstance(cause, ApplicationError) else None
             result.status, result.error = "failed", message
             workflow.set_current_details(self._details(f"**Turn {turn_id}** failed: {message}"))

@@ -68,7 +68,7 @@ async def send_message(
     # Independent checks, one round trip's wait instead of four.
     limited, spent, owned, stored = await asyncio.gather(
         enforce(res.redis, user, limit_per_minute=res.settings.rate_limit_per_minute),
-        res.ledger.check(user),
+        res.ledger.check(user, tokens=res.settings.max_tokens),
         repository.ensure_session(
             res.engine,
             session_id=session_id,

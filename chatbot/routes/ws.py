@@ -120,7 +120,7 @@ class Socket:
         res = self.res
         await enforce(res.redis, self.user, limit_per_minute=res.settings.rate_limit_per_minute)
         try:
-            await res.ledger.check(self.user)
+            await res.ledger.check(self.user, tokens=res.settings.max_tokens)
         except BudgetExceeded as err:
             raise over_budget(str(err), err.details()) from None
         turns = Turns(await res.temporal(), res.settings)

@@ -68,6 +68,7 @@ export class ApiError extends Error {
       502: "The model provider failed",
       503: "The service is unavailable right now",
     }[this.status] ?? `Error ${this.status}`;
+    if (this.code === "budget_exceeded") return `Budget used up: ${this.message}`;
     return `${prefix}: ${this.message}.${later}`.replace(/\.\.(?= |$)/, ".");
   }
 }
@@ -137,6 +138,10 @@ export class Api {
 
   me() {
     return this.json("GET", "/me");
+  }
+
+  usage() {
+    return this.json("GET", "/me/usage");
   }
 
   listSessions(cursor = null, limit = 20) {

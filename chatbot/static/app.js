@@ -5,12 +5,14 @@ import { Api, ApiError, tokenStore } from "./api.js";
 import { byId, el, safeHref, str } from "./dom.js";
 import { AssistantMessage, historyMessages, userMessage } from "./messages.js";
 import { SessionList, sessionTitle } from "./sessions.js";
+import { describeUsage } from "./usage.js";
 
 const ui = {
   app: byId("app"),
   who: byId("who"),
   devMode: byId("dev-mode"),
   devModeNote: byId("dev-mode-note"),
+  usage: byId("usage"),
   signOut: byId("sign-out"),
   openSidebar: byId("open-sidebar"),
   closeSidebar: byId("close-sidebar"),
@@ -135,6 +137,7 @@ async function start() {
   ui.devMode.hidden = !me.dev_mode;
   ui.devModeNote.hidden = !me.dev_mode;
   ui.signOut.hidden = me.dev_mode;
+  refreshUsage();
   await sessions.reload();
   const fromUrl = sessionIdFromUrl();
   if (fromUrl) await openSession(fromUrl);
@@ -142,6 +145,19 @@ async function start() {
   else openNewChat();
   state.ready = true;
   updateComposer();
+}
+
+/** The usage line; a failure to read it hides the line and leaves the chat as it is. */
+async function refreshUsage() {
+  try {
+    const usage = describeUsage(await api.usage());
+    ui.usage.textContent = usage.text;
+    ui.usage.title = usage.title;
+    ui.usage.classList.toggle("over", usage.over);
+    ui.usage.hidden = false;
+  } catch {
+    ui.usage.hidden = true;
+  }
 }
 
 function signOut() {
@@ -153,6 +169,7 @@ function signOut() {
   sessions.render();
   openNewChat();
   ui.who.textContent = "Signed out";
+  ui.usage.hidden = true;
   ui.signOut.hidden = true;
   askForToken();
 }
@@ -381,13 +398,17 @@ function onTurnEvent(view, event, started) {
     const result = data.result ?? {};
     view.finish(result, started === null ? null : performance.now() - started);
     setStatus(result.status === "cancelled" ? "Stopped; the partial reply was kept." : "");
+    refreshUsage();
   } else if (type === "error") {
     const prefix =
-      data.error_type === "LLMRequestRejected"
-        ? "The model provider rejected the request"
-        : "The reply failed";
+      {
+        LLMRequestRejected: "The model provider rejected the request",
+        BudgetExceeded: "Budget used up",
+        ProviderUnavailable: "The model provider is unavailable",
+      }[data.error_type] ?? "The reply failed";
     view.fail(`${prefix}: ${str(data.error) || "no details given"}`);
     setStatus("");
+    refreshUsage();
   }
 }
 

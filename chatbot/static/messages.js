@@ -35,6 +35,7 @@ export function historyMessages(items) {
         citations: data.citations,
         timings_ms: data.timings_ms,
         error: data.error,
+        cached: data.cached,
       },
       null,
     );
@@ -114,6 +115,13 @@ export class AssistantMessage {
       this.meta,
       intentBadge(result.intent, result.tool_calls),
       label ? el("span", { class: `pill status-${status}`, text: label }) : null,
+      result.cached
+        ? el("span", {
+            class: "pill cached",
+            text: "cached",
+            title: "Answered from the response cache: the same question was answered before",
+          })
+        : null,
       timings(result.timings_ms, endToEndMs),
     );
     if (!this.text && status === "cancelled") {
