@@ -232,7 +232,7 @@ class Settings(BaseSettings):
     max_tokens: int = Field(512, ge=1, le=128_000)
 
     # Per-user budgets (UTC days and months); unset = no limit. A row in user_budgets
-    # (`chatbot budgets set`) overrides them for one user. Each model call reserves its
+    # (`chatbot ops budget USER ...`) overrides them for one user. Each model call reserves its
     # worst case (prompt + MAX_TOKENS) first; a reservation a crash left behind stops
     # counting after BUDGET_RESERVATION_MINUTES.
     budget_tokens_per_day: int | None = Field(None, ge=0)
