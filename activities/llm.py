@@ -30,7 +30,7 @@ from shared.redis import REDIS_UNAVAILABLE
 from shared.response_cache import CachedReply, CacheQuery, ResponseCache, query_for
 from shared.streams import TokenWriter, TurnStreams
 from shared.tool_calls import ModelStep, ModelStepInput
-from shared.usage import BudgetExceeded, Step, UsageLedger, cost_of
+from shared.usage import BudgetExceeded, Step, UsageLedger, cost_of, reported_usage
 
 log = logging.getLogger(__name__)
 
@@ -135,15 +135,6 @@ def budget_error(err: BudgetExceeded) -> ApplicationError:
         type="BudgetExceeded",
         non_retryable=True,
         category=ApplicationErrorCategory.BENIGN,
-    )
-
-
-def _usage(reported: dict[str, Any]) -> TokenUsage:
-    details = reported.get("prompt_tokens_details") or {}
-    return TokenUsage(
-        prompt_tokens=int(reported.get("prompt_tokens") or 0),
-        completion_tokens=int(reported.get("completion_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
     )
 
 
@@ -463,7 +454,7 @@ class LlmActivities:
                     async for chunk in stream:
                         usage = chunk.get("usage")
                         if usage:
-                            out.usage = _usage(usage)
+                            out.usage = reported_usage(usage)
                         for choice in chunk.get("choices") or ():
                             for piece in (choice.get("delta") or {}).get("tool_calls") or ():
                                 call = pending.setdefault(int(piece["index"]), _PendingCall())

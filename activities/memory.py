@@ -11,12 +11,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
-from activities.embeddings import Embedder, vector_literal
+from activities.embeddings import Embedder, openai_failed, vector_literal
 from activities.llm import provider_error
+from shared.breaker import Breaker, ProviderUnavailable, guarded, unavailable_error
 from shared.config import Settings
 from shared.db.schema import has_column
 from shared.logging import bind
 from shared.models import Retrieved, RetrieveInput, SummarizeInput, SummaryResult
+from shared.pii import Redaction
+from shared.usage import UsageLedger, reported_usage, summary_step
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +55,18 @@ class MemoryActivities:
         engine: AsyncEngine,
         embedder: Embedder | None,
         settings: Settings,
+        *,
+        breaker: Breaker | None = None,
+        ledger: UsageLedger | None = None,
     ) -> None:
         self._client = client
         self._engine = engine
         self._embedder = embedder
         self._settings = settings
         self._vectors: bool | None = None
+        self._breaker = breaker  # the chat model's: a fold fails at once while it is open
+        self._ledger = ledger  # where a fold's tokens are recorded, as the session user's
+        self._pii = settings.pii_in_prompts
 
     async def _current(self, session_id: str) -> SummaryResult:
         async with self._engine.connect() as conn:
@@ -84,20 +93,32 @@ class MemoryActivities:
         limit = self._settings.summary_max_chars
         transcript = "\n".join(f"{m.role}: {m.content}" for m in req.turns)
         prompt = f"Summary so far:\n{req.summary or '(none yet)'}\n\nNew turns:\n{transcript}"
+        redaction = Redaction()  # logs+prompts: the model sees placeholders, the summary not
+        if self._pii is not None:
+            prompt = self._pii.redact(prompt, redaction)
+        model = self._settings.openai_chat_model
+        instructions = SUMMARY_INSTRUCTIONS.format(words=limit // 8)
         try:
-            completion = await self._client.chat.completions.create(
-                model=self._settings.openai_chat_model,
-                messages=[
-                    {"role": "system", "content": SUMMARY_INSTRUCTIONS.format(words=limit // 8)},
-                    {"role": "user", "content": prompt},
-                ],
-                max_tokens=max(64, limit // 3),
-                temperature=0,
-            )
+            async with guarded(self._breaker, openai_failed):
+                completion = await self._client.chat.completions.create(
+                    model=model,
+                    messages=[
+                        {"role": "system", "content": instructions},
+                        {"role": "user", "content": prompt},
+                    ],
+                    max_tokens=max(64, limit // 3),
+                    temperature=0,
+                )
         except openai.APIError as err:
             raise provider_error(err) from err
+        except ProviderUnavailable as err:
+            raise unavailable_error(err) from None
+        if self._ledger is not None and req.user_id:
+            step = summary_step(req.session_id, req.user_id, req.version, model)
+            used = completion.usage.model_dump() if completion.usage else None
+            await self._ledger.record(step, reported_usage(used))
         content = completion.choices[0].message.content if completion.choices else None
-        summary = (content or "").strip()[:limit] or req.summary
+        summary = redaction.restore((content or "").strip())[:limit] or req.summary
         async with self._engine.begin() as conn:
             updated = await conn.execute(
                 text(

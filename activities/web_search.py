@@ -13,6 +13,7 @@ from shared.breaker import Breaker, ProviderUnavailable, guarded, unavailable_er
 from shared.config import Settings
 from shared.pii import Redaction
 from shared.tools import Citation, SearchWebInput, WebResults
+from shared.usage import Step, UsageLedger, reported_usage
 
 NOT_CONFIGURED = (
     "Real-time web search is not configured here (it needs OPENAI_API_KEY and a search "
@@ -22,13 +23,18 @@ NOT_CONFIGURED = (
 
 class WebSearch:
     def __init__(
-        self, client: AsyncOpenAI | None, settings: Settings, breaker: Breaker | None = None
+        self,
+        client: AsyncOpenAI | None,
+        settings: Settings,
+        breaker: Breaker | None = None,
+        ledger: UsageLedger | None = None,
     ) -> None:
         # Only a real OpenAI key reaches the search model; a local model cannot search.
         self._client = client if settings.openai_api_key is not None else None
         self._model = settings.openai_search_model
         self._breaker = breaker
         self._pii = settings.pii_in_prompts  # logs+prompts: the query's personal data kept here
+        self._ledger = ledger  # where each search's tokens are recorded, under its turn
 
     @activity.defn
     async def search_web(self, req: SearchWebInput) -> WebResults:
@@ -47,6 +53,10 @@ class WebSearch:
             raise provider_error(err) from err
         except ProviderUnavailable as err:
             raise unavailable_error(err) from None
+        if self._ledger is not None and req.turn_id:
+            step = Step(req.turn_id, req.step, req.user_id, req.session_id, self._model)
+            used = completion.usage.model_dump() if completion.usage else None
+            await self._ledger.record(step, reported_usage(used))
         message = completion.choices[0].message if completion.choices else None
         raw = (message.content or "") if message else ""
         answer = redaction.restore(raw)

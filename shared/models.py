@@ -134,6 +134,10 @@ class SessionRef(BaseModel):
 
 class DetectIntentInput(BaseModel):
     text: str
+    # Whose turn it is: the LLM layer's tokens are recorded under it (none: not recorded).
+    turn_id: str = ""
+    session_id: str = ""
+    user_id: str = ""
 
 
 class IntentResult(BaseModel):
@@ -182,6 +186,7 @@ class GenerateReplyInput(BaseModel):
 
 class SummarizeInput(BaseModel):
     session_id: str
+    user_id: str = ""  # whose usage the fold is (none: not recorded)
     version: int  # the summary version this fold applies to
     summary: str
     turns: list[ChatMessage]

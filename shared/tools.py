@@ -46,6 +46,11 @@ class CompanyResults(BaseModel):
 
 class SearchWebInput(BaseModel):
     query: str = Field(min_length=1, max_length=2000)
+    # Whose turn it is, and the search's step in the usage ledger (none: not recorded).
+    turn_id: str = ""
+    session_id: str = ""
+    user_id: str = ""
+    step: str = Field("search:web", max_length=64)
 
 
 class WebResults(BaseModel):

@@ -14,6 +14,7 @@ Days and months are UTC."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.models import TokenUsage
@@ -74,6 +76,30 @@ def cost_of(prices: Mapping[str, ModelPrice], model: str, usage: TokenUsage) -> 
             log.warning("no price for model %s: its cost counts as 0 (set MODEL_PRICES)", model)
         return 0.0
     return price.cost(usage)
+
+
+def reported_usage(reported: Mapping[str, Any] | None) -> TokenUsage:
+    """The `usage` object of an OpenAI-compatible response (as a dict)."""
+    reported = reported or {}
+    details = reported.get("prompt_tokens_details") or {}
+    return TokenUsage(
+        prompt_tokens=int(reported.get("prompt_tokens") or 0),
+        completion_tokens=int(reported.get("completion_tokens") or 0),
+        cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+    )
+
+
+def summary_step(session_id: str, user_id: str, version: int, model: str) -> Step:
+    """The ledger key of folding turns into a session's summary (version N -> N+1): a
+    step of no turn, so it has a key of its own."""
+    digest = hashlib.sha256(session_id.encode()).hexdigest()[:32]
+    return Step(
+        turn_id=f"summary-{digest}-{version}"[:64],
+        step="summary",
+        user_id=user_id,
+        session_id=session_id,
+        model=model,
+    )
 
 
 class Limits(BaseModel):
@@ -246,11 +272,13 @@ class UsageLedger:
         defaults: Limits,
         reservation_ttl: timedelta,
         clock: Clock = lambda: datetime.now(UTC),
+        prices: Mapping[str, ModelPrice] | None = None,
     ) -> None:
         self._engine = engine
         self._defaults = defaults
         self._ttl = reservation_ttl
         self._clock = clock
+        self._prices = DEFAULT_MODEL_PRICES if prices is None else prices
 
     async def limits(self, user_id: str, conn: AsyncConnection | None = None) -> Limits:
         """The user's budgets: their row in user_budgets where it sets one, else BUDGET_*."""
@@ -402,6 +430,18 @@ class UsageLedger:
                 tool_calls=tool_calls,
             )
 
+    async def record(self, step: Step, usage: TokenUsage) -> TokenUsage:
+        """A call made without a reservation (an intent check, a web search, a summary):
+        its usage settled, with its estimated cost. A database fault is logged, not
+        raised: failing the step would make the call again and spend twice."""
+        cost = round(cost_of(self._prices, step.model, usage), 6)
+        priced = usage.model_copy(update={"cost_usd": cost})
+        try:
+            await self.settle(step, priced)
+        except (OSError, SQLAlchemyError) as err:
+            log.warning("usage of step %s not recorded: %s", step.step, err)
+        return priced
+
     async def release(self, step: Step) -> None:
         """A step that ended without using anything it can be charged for."""
         async with self._engine.begin() as conn:
@@ -551,4 +591,5 @@ def ledger_from_settings(engine: AsyncEngine, settings: Settings) -> UsageLedger
         engine,
         defaults=settings.budget_limits,
         reservation_ttl=timedelta(minutes=settings.budget_reservation_minutes),
+        prices=settings.prices,
     )

@@ -75,7 +75,8 @@ def build_worker(
     companies = CompanySearch(
         settings=settings, engine=engine, embedder=embedder, breaker=guards["databricks"]
     )
-    web = WebSearch(llm_client, settings, guards["web_search"])
+    ledger = ledger_from_settings(engine, settings)
+    web = WebSearch(llm_client, settings, guards["web_search"], ledger)
     registry = ToolRegistry(
         builtin_tools(companies=companies, web=web, engine=engine, enabled=set(settings.tools)),
         mcp_servers=settings.mcp_servers,
@@ -83,19 +84,22 @@ def build_worker(
         mcp_refresh_seconds=settings.mcp_refresh_seconds,
     )
     registry.start_listing()
-    ledger = ledger_from_settings(engine, settings)
     cache = ResponseCache(redis, settings.cache_config, embedder, embedder_name(settings) or "")
     llm = LlmActivities(llm_client, redis, settings, registry, ledger, guards["llm"], cache)
     tools = ToolActivities(registry)
-    memory = MemoryActivities(llm_client, engine, embedder, settings)
+    memory = MemoryActivities(
+        llm_client, engine, embedder, settings, breaker=guards["llm"], ledger=ledger
+    )
     store = SessionStore(engine, TurnStreams(redis), ledger, settings.tool_prices)
     streams = StreamActivities(redis)
-    router = build_router(settings, llm_client if settings.intent_llm_fallback else None)
+    router = build_router(
+        settings, llm_client if settings.intent_llm_fallback else None, breaker=guards["llm"]
+    )
     router.warm()  # load the classifier now, not inside the first turn's local activity
     if embedder is not None:
         embedder.load()  # likewise the local embedding model (~0.3 s)
     llm.warm()
-    intent = IntentActivities(router)
+    intent = IntentActivities(router, ledger)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,

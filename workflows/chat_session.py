@@ -274,6 +274,7 @@ class ChatSessionWorkflow:
                 MemoryActivities.summarize,
                 SummarizeInput(
                     session_id=self._start.session_id,
+                    user_id=self._start.user_id,
                     version=self._summary_version,
                     summary=self._summary,
                     turns=turns,
@@ -404,7 +405,12 @@ class ChatSessionWorkflow:
         step = workflow.time()
         intent = await workflow.execute_local_activity_method(
             IntentActivities.detect_intent,
-            DetectIntentInput(text=msg.text),
+            DetectIntentInput(
+                text=msg.text,
+                turn_id=turn_id,
+                session_id=self._start.session_id,
+                user_id=self._start.user_id,
+            ),
             start_to_close_timeout=policies.LOCAL_TIMEOUT,
             retry_policy=policies.LOCAL_RETRY,
             summary=f"detect intent of {said}",
@@ -417,7 +423,13 @@ class ChatSessionWorkflow:
             workflow.set_current_details(
                 self._details(f"**Turn {turn_id}**: {said}, {found}, searching")
             )
-            tools = await run_tools(intent, msg.text)
+            tools = await run_tools(
+                intent,
+                msg.text,
+                turn_id=turn_id,
+                session_id=self._start.session_id,
+                user_id=self._start.user_id,
+            )
             timings.update(tools.timings_ms)
             timings["tools"], step = (workflow.time() - step) * 1000, workflow.time()
             for tool_result in tools.results:

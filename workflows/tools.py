@@ -55,7 +55,9 @@ def _failure(err: BaseException) -> str:
     return str(cause) or type(cause).__name__
 
 
-async def run_tools(intent: IntentResult, text: str) -> ToolOutcome:
+async def run_tools(
+    intent: IntentResult, text: str, *, turn_id: str, session_id: str, user_id: str
+) -> ToolOutcome:
     """Company search and/or web search as the intent needs, in parallel."""
     outcome = ToolOutcome()
     query = intent.query or text
@@ -72,7 +74,12 @@ async def run_tools(intent: IntentResult, text: str) -> ToolOutcome:
     if intent.intent in ("web_search", "both"):
         calls["web_search"] = workflow.execute_activity_method(
             WebSearch.search_web,
-            SearchWebInput(query=intent.web_query or query),
+            SearchWebInput(
+                query=intent.web_query or query,
+                turn_id=turn_id,
+                session_id=session_id,
+                user_id=user_id,
+            ),
             start_to_close_timeout=policies.TOOL_TIMEOUT,
             retry_policy=policies.TOOL_RETRY,
             summary=f"web search: “{query[:60]}”",

@@ -13,6 +13,7 @@ from temporalio import activity
 
 from activities.intent.router import Decision, Router, build_router
 from shared.models import DetectIntentInput, IntentResult
+from shared.usage import Step, UsageLedger
 
 __all__ = ["Decision", "IntentActivities", "Router", "build_router"]
 
@@ -20,8 +21,9 @@ __all__ = ["Decision", "IntentActivities", "Router", "build_router"]
 class IntentActivities:
     """The worker builds one Router (loading its model once) and hands it in."""
 
-    def __init__(self, router: Router | None = None) -> None:
+    def __init__(self, router: Router | None = None, ledger: UsageLedger | None = None) -> None:
         self._router = router if router is not None else Router()
+        self._ledger = ledger  # where the LLM layer's tokens are recorded, under the turn
 
     @property
     def router(self) -> Router:
@@ -29,4 +31,9 @@ class IntentActivities:
 
     @activity.defn
     async def detect_intent(self, req: DetectIntentInput) -> IntentResult:
-        return await self._router.aroute(req.text)
+        decision = await self._router.adecide(req.text)
+        used, llm = decision.usage, self._router.llm
+        if self._ledger is not None and req.turn_id and used is not None and llm is not None:
+            step = Step(req.turn_id, "intent", req.user_id, req.session_id, llm.model)
+            await self._ledger.record(step, used)
+        return decision.result

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass, field
 
 import openai
 from openai import AsyncOpenAI
@@ -15,7 +16,11 @@ from openai.types.chat import ChatCompletionMessageParam
 from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel, Field, ValidationError
 
-from shared.models import Intent
+from activities.embeddings import openai_failed
+from shared.breaker import Breaker, ProviderUnavailable, guarded
+from shared.models import Intent, TokenUsage
+from shared.pii import PiiRedactor, Redaction
+from shared.usage import reported_usage
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +76,18 @@ class LlmIntent(BaseModel):
     location: str | None = Field(default=None, max_length=200)
 
 
+@dataclass(frozen=True)
+class Classified:
+    """The model's decision (None: none usable) and what asking it used."""
+
+    answer: LlmIntent | None
+    usage: TokenUsage = field(default_factory=TokenUsage)
+
+
 class LlmFallback:
-    """One structured-output call per unsure message, through an injected client."""
+    """One structured-output call per unsure message, through an injected client; skipped
+    at once while the model's breaker is open, and (PII_REDACTION=logs+prompts) sent the
+    message with its personal data as placeholders."""
 
     def __init__(
         self,
@@ -80,35 +95,46 @@ class LlmFallback:
         model: str,
         *,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        breaker: Breaker | None = None,
+        pii: PiiRedactor | None = None,
     ) -> None:
         self._client = client
-        self._model = model
+        self.model = model
         self._timeout = timeout_seconds
+        self._breaker = breaker
+        self._pii = pii
 
-    async def classify(self, text: str) -> LlmIntent | None:
-        """The model's decision, or None when it cannot give one in time and in shape."""
+    async def classify(self, text: str) -> Classified:
+        """The model's decision, or none when it cannot give one in time and in shape."""
+        redaction = Redaction()
+        sent = self._pii.redact(text, redaction) if self._pii is not None else text
         messages: list[ChatCompletionMessageParam] = [
             {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": text},
+            {"role": "user", "content": sent},
         ]
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._timeout), guarded(self._breaker, openai_failed):
                 completion = await self._client.chat.completions.create(
-                    model=self._model,
+                    model=self.model,
                     messages=messages,
                     response_format=INTENT_SCHEMA,
                     temperature=0,
                     max_tokens=200,
                     timeout=self._timeout,
                 )
-        except (openai.APIError, TimeoutError) as err:
+        except (openai.APIError, TimeoutError, ProviderUnavailable) as err:
             log.warning("intent LLM fallback failed, keeping the classifier's answer: %s", err)
-            return None
+            return Classified(None)
+        usage = reported_usage(completion.usage.model_dump() if completion.usage else None)
         content = completion.choices[0].message.content if completion.choices else None
         try:
-            return LlmIntent.model_validate(json.loads(content or ""))
+            answer = LlmIntent.model_validate(json.loads(content or ""))
         except (ValueError, ValidationError) as err:
             log.warning(
                 "intent LLM fallback gave an unusable reply (%s); keeping the classifier's", err
             )
-            return None
+            return Classified(None, usage)
+        restored = {"query": redaction.restore(answer.query)}
+        if answer.location is not None:
+            restored["location"] = redaction.restore(answer.location)
+        return Classified(answer.model_copy(update=restored), usage)

@@ -5,6 +5,7 @@ Every answer carries a confidence and, for searches, the query and location filt
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -21,8 +22,9 @@ from activities.intent.classifier import (
     top,
 )
 from activities.intent.llm_fallback import LlmFallback
+from shared.breaker import Breaker
 from shared.config import Settings
-from shared.models import IntentResult
+from shared.models import IntentResult, TokenUsage
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class Decision:
     source: Source
     detail: str  # the rule's or the classifier's name
     probabilities: dict[str, float] | None = None
+    usage: TokenUsage | None = None  # of the LLM layer's call, when it was asked
 
 
 def _result(text: str, intent: str, confidence: float) -> IntentResult:
@@ -98,16 +101,17 @@ class Router:
             or decision.result.confidence >= self.llm_threshold
         ):
             return decision
-        answer = await self.llm.classify(text)
+        found = await self.llm.classify(text)
+        answer = found.answer
         if answer is None:
-            return decision
+            return dataclasses.replace(decision, usage=found.usage)
         result = IntentResult(intent=answer.intent, confidence=round(answer.confidence, 4))
         if result.intent != "chat":
             ours = query_mod.extract(text, result.intent)
             result.query = answer.query.strip() or ours.query
             result.location = (answer.location or "").strip() or ours.location
             result.web_query = ours.web_query
-        return Decision(result, "llm", "llm", decision.probabilities)
+        return Decision(result, "llm", "llm", decision.probabilities, found.usage)
 
     async def aroute(self, text: str) -> IntentResult:
         return (await self.adecide(text)).result
@@ -118,11 +122,14 @@ def build_router(
     llm_client: AsyncOpenAI | None = None,
     *,
     classifier: ClassifierName = "auto",
+    breaker: Breaker | None = None,
 ) -> Router:
     """The worker's router. The LLM layer needs a real model: an OpenAI key (with or
     without a base URL). The embedded SmolLM of `chatbot dev` is too small to judge, and
     without a key the router stays offline."""
     llm = None
     if llm_client is not None and settings.openai_api_key is not None:
-        llm = LlmFallback(llm_client, settings.openai_chat_model)
+        llm = LlmFallback(
+            llm_client, settings.openai_chat_model, breaker=breaker, pii=settings.pii_in_prompts
+        )
     return Router(default_classifier(classifier), llm=llm)

@@ -89,7 +89,15 @@ def builtin_tools(
         return ToolCallOutput(content=content, data=data)
 
     async def search_web(args: SearchWebArgs, ctx: ToolContext) -> ToolCallOutput:
-        found = await web.search_web(SearchWebInput(query=args.query))
+        found = await web.search_web(
+            SearchWebInput(
+                query=args.query,
+                turn_id=ctx.turn_id,
+                session_id=ctx.session_id,
+                user_id=ctx.user_id,
+                step=f"search:{ctx.idempotency_key}"[:64],
+            )
+        )
         data = found.model_dump(mode="json")
         if found.unavailable:
             return ToolCallOutput(ok=False, content=found.message, data=data)

@@ -4,12 +4,16 @@ fake OpenAI server (including that a failing LLM leaves the classifier's answer)
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
+from redis.asyncio import Redis
 from temporalio.testing import ActivityEnvironment
 
 from activities.intent import IntentActivities, Router, build_router, linear, rules
@@ -24,8 +28,10 @@ from activities.intent.evaluation import Report, read_items
 from activities.intent.llm_fallback import INTENT_SCHEMA, LlmFallback
 from activities.intent.query import extract, location_aliases
 from loadtest.fakes import FakeOpenAIServer
+from shared.breaker import Breaker, BreakerPolicy
 from shared.config import load_settings
 from shared.models import DetectIntentInput, Intent
+from shared.pii import PiiRedactor
 
 KEY = "sk-intent-test"
 EVAL_PATH = linear.HERE / "eval.jsonl"
@@ -407,3 +413,29 @@ async def test_build_router_asks_the_llm_only_with_a_real_model(fake: FakeOpenAI
         assert build_router(plain, llm_client, classifier="light").llm is None
         assert build_router(keyed, None, classifier="light").llm is None
         assert isinstance(build_router(keyed, llm_client, classifier="light").llm, LlmFallback)
+
+
+async def test_an_open_llm_breaker_skips_the_llm_layer_at_once(
+    fake: FakeOpenAIServer, client: openai.AsyncOpenAI, redis: Redis
+) -> None:
+    breaker = Breaker(redis, "llm", BreakerPolicy(1, 30, 30), scope=uuid.uuid4().hex)
+    with contextlib.suppress(openai.APIConnectionError):
+        async with breaker.call(lambda err: True):
+            raise openai.APIConnectionError(request=httpx.Request("POST", "http://llm"))
+    assert (await breaker.state()).state == "open"
+    fallback = LlmFallback(client, "m", breaker=breaker)
+    decision = await Router(Unsure(), llm=fallback).adecide("find me welders in Ohio")
+    assert decision.source == "classifier" and fake.requests == []
+
+
+async def test_the_llm_layer_sees_placeholders_and_answers_with_the_originals(
+    fake: FakeOpenAIServer, client: openai.AsyncOpenAI
+) -> None:
+    answer = {"intent": "web_search", "confidence": 0.8, "query": "[EMAIL_1]", "location": None}
+    fake.script({"endpoint": "chat", "reply": json.dumps(answer)})
+    fallback = LlmFallback(client, "m", pii=PiiRedactor())
+    decision = await Router(Unsure(), llm=fallback).adecide("who is ana.lopez@example.com")
+    assert decision.result.query == "ana.lopez@example.com"
+    sent = json.dumps(fake.requests[0]["body"])
+    assert "[EMAIL_1]" in sent and "ana.lopez@example.com" not in sent
+    assert decision.usage is not None and decision.usage.prompt_tokens > 0
