@@ -6,6 +6,7 @@ are not held, and GET /v1/me/usage reports what the ledger holds."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -18,6 +19,17 @@ from temporalio.worker import Worker
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
 from shared.db.engine import create_engine
+from shared.usage import Limits, ledger_from_settings
+from tests.workflows.tool_support import (
+    ToolCallStep,
+    answer,
+    calls,
+    decide,
+    enable_tool_calling,
+    start_turn,
+    until,
+)
+from workflows.tool_turn import OUT_OF_BUDGET
 
 BUDGET = 400  # tokens a day; a turn here uses ~60 and reserves ~110 (MAX_TOKENS=40)
 MAX_TOKENS = 40
@@ -109,3 +121,43 @@ async def test_twenty_sessions_of_one_user_never_overspend_a_small_budget(
     assert {s["session_id"] for s in usage["sessions"]} == {
         f"budget-{i}" for i, r in enumerate(answers) if r.status_code == 200
     } | {"budget-0"}
+
+
+class TestToolCallingTurn:
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        changed = settings.model_copy(update={"budget_tokens_per_day": None})
+        enable_tool_calling(changed)
+        return changed
+
+    async def test_a_turn_that_runs_out_between_rounds_answers_with_what_it_has(
+        self,
+        worker: Worker,
+        alice: httpx.AsyncClient,
+        llm: FakeOpenAIServer,
+        engine: AsyncEngine,
+        settings: Settings,
+    ) -> None:
+        llm.script(
+            calls(ToolCallStep(id="call_b1", name="create_ticket", arguments={"title": "VPN"})),
+            answer("The ticket is open."),
+        )
+        session = f"budget-loop-{uuid.uuid4().hex[:6]}"
+        turn_id = await start_turn(alice, session, "Open a ticket about the VPN")
+        await until(alice, turn_id, "approval_required")
+        # While the call waits for approval, an operator cuts Alice's budget to what the
+        # first round used: the next round cannot reserve anything.
+        ledger = ledger_from_settings(engine, settings)
+        spent = sum(int(str(r["tokens"])) for r in await _ledger(engine, "alice"))
+        await ledger.set_limits("alice", Limits(tokens_per_day=spent + 1))
+        decided = await decide(alice, session, turn_id, "call_b1", "approve")
+        assert decided.status_code == 200, decided.text
+        seen = await until(alice, turn_id, "final")
+        result = seen[-1].data["result"]
+        assert result["status"] == "complete", result
+        assert result["reply"].endswith(OUT_OF_BUDGET)  # what it has, and why it stops
+        assert [c["status"] for c in result["tool_calls"]] == ["ok"]  # the ticket is open
+        steps = {r["step"]: r["status"] for r in await _ledger(engine, "alice")}
+        assert steps["step:0"] == "settled"
+        assert steps.get("step:1", "released") == "released"  # refused: nothing charged
+        await ledger.clear_limits("alice")
