@@ -27,6 +27,7 @@ from openai import AsyncOpenAI
 from shared.breaker import Breaker, ProviderUnavailable, guarded, unavailable_error
 from shared.config import Settings
 from shared.db.models import EMBEDDING_DIMENSIONS
+from shared.pii import PiiRedactor
 
 BATCH = 64
 
@@ -54,11 +55,20 @@ class OpenAIEmbedder:
     def load(self) -> None:
         pass  # a remote API: nothing to load
 
-    def __init__(self, client: AsyncOpenAI, model: str, breaker: Breaker | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        model: str,
+        breaker: Breaker | None = None,
+        pii: PiiRedactor | None = None,
+    ) -> None:
         self._client = client
         self._model = model
         self.name = self.name_for(model)
         self._breaker = breaker
+        # PII_REDACTION=logs+prompts: texts leave with placeholders for their personal data
+        # (a vector needs no originals back).
+        self._pii = pii
 
     @staticmethod
     def name_for(model: str) -> str:
@@ -66,6 +76,9 @@ class OpenAIEmbedder:
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
+        if self._pii is not None:
+            pii = self._pii
+            texts = [pii.redact(t) for t in texts]
         for start in range(0, len(texts), BATCH):
             try:
                 async with guarded(self._breaker, openai_failed):
@@ -211,7 +224,9 @@ def build_embedder(
     if choice == "local":
         return LocalEmbedder()
     if choice == "openai" and client is not None:
-        return OpenAIEmbedder(client, settings.openai_embedding_model, breaker)
+        return OpenAIEmbedder(
+            client, settings.openai_embedding_model, breaker, settings.pii_in_prompts
+        )
     return None
 
 

@@ -18,8 +18,10 @@ from activities.embeddings import (
     embedder_name,
     local_available,
 )
+from loadtest.fakes import FakeOpenAIServer
 from shared.config import load_settings
 from shared.db.models import EMBEDDING_DIMENSIONS
+from shared.pii import PiiRedactor
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +90,20 @@ def test_without_the_embed_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_openai_embedder_is_named_by_its_model() -> None:
     embedder = OpenAIEmbedder(AsyncOpenAI(api_key="x", base_url="http://127.0.0.1:9"), "m")
     assert embedder.name == "openai:m"
+
+
+async def test_openai_embedder_sends_placeholders_with_prompt_redaction(
+    llm: FakeOpenAIServer,
+) -> None:
+    client = AsyncOpenAI(api_key="test-key", base_url=llm.url, max_retries=0)
+    try:
+        plain = OpenAIEmbedder(client, "m")
+        redacting = OpenAIEmbedder(client, "m", pii=PiiRedactor())
+        text = "write to ana.lopez@example.com about card 4111 1111 1111 1111"
+        await plain.embed([text])
+        await redacting.embed([text])
+    finally:
+        await client.close()
+    sent = [r["body"]["input"] for r in llm.requests if r["endpoint"] == "embeddings"]
+    assert sent[0] == [text]
+    assert sent[1] == ["write to [EMAIL_1] about card [CARD_1]"]
