@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chatbot.errors import error_body
 from shared.config import Settings
 from shared.logging import log_scope
+from shared.pii import PiiRedactor
 
 log = logging.getLogger("chatbot.request")
 tracer = trace.get_tracer("chatbot.gateway")
@@ -34,9 +35,12 @@ _QUIET_PATHS = ("/health", "/ready", "/metrics")
 class RequestScope:
     """Each HTTP request: its id, log scope, span, size limit and log line."""
 
-    def __init__(self, app: ASGIApp, *, max_request_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_request_bytes: int, pii: PiiRedactor | None = None
+    ) -> None:
         self.app = app
         self.max_request_bytes = max_request_bytes
+        self.pii = pii  # PII_REDACTION: what a path may carry stays out of span names too
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,7 +78,9 @@ class RequestScope:
 
         with (
             log_scope(request_id=request_id) as ids,
-            tracer.start_as_current_span(f"{method} {path}", kind=SpanKind.SERVER) as span,
+            tracer.start_as_current_span(
+                f"{method} {self.pii.redact(path) if self.pii else path}", kind=SpanKind.SERVER
+            ) as span,
         ):
             try:
                 if too_big:
@@ -109,4 +115,6 @@ class RequestScope:
 
 
 def install_middleware(app: FastAPI, settings: Settings) -> None:
-    app.add_middleware(RequestScope, max_request_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        RequestScope, max_request_bytes=settings.max_request_bytes, pii=settings.pii_in_logs
+    )

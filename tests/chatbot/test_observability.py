@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.worker import Worker
 
+from shared.config import Settings
 from shared.logging import JsonFormatter
 
 
@@ -91,3 +92,19 @@ async def test_one_trace_spans_the_gateway_and_the_activities(
     assert any(n.startswith("HandleUpdate:send_message") for n in by_name), sorted(by_name)
     assert request.attributes is not None
     assert request.attributes["chatbot.session_id"] == "obs-trace"
+
+
+class TestRedactedTraces:
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={"pii_redaction": "logs"})
+
+    async def test_span_names_hold_no_personal_data_a_path_carried(
+        self, spans: InMemorySpanExporter, gateway: str, alice: httpx.AsyncClient
+    ) -> None:
+        spans.clear()
+        resp = await alice.post("/sessions/ana.lopez@example.com/messages", json={"text": "hi"})
+        assert resp.status_code == 422  # no session id has an @; the path still reached a span
+        names = [s.name for s in spans.get_finished_spans()]
+        assert "POST /v1/sessions/[EMAIL_1]/messages" in names, names
+        assert not [n for n in names if "ana.lopez" in n]
