@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
@@ -18,7 +17,6 @@ from temporalio.worker import Worker
 
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
-from shared.db.engine import create_engine
 from shared.usage import Limits, ledger_from_settings
 from tests.workflows.tool_support import (
     ToolCallStep,
@@ -38,14 +36,6 @@ MAX_TOKENS = 40
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"budget_tokens_per_day": BUDGET, "max_tokens": MAX_TOKENS})
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    assert settings.database_url is not None
-    engine = create_engine(settings.database_url.get_secret_value(), pool_size=2, max_overflow=0)
-    yield engine
-    await engine.dispose()
 
 
 async def _ledger(engine: AsyncEngine, user: str) -> list[dict[str, object]]:

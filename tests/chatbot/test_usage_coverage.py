@@ -6,7 +6,6 @@ the stored summary the originals)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -16,18 +15,9 @@ from temporalio.worker import Worker
 
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
-from shared.db.engine import create_engine
 from tests.support import assert_eventually
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    assert settings.database_url is not None
-    engine = create_engine(settings.database_url.get_secret_value(), pool_size=2, max_overflow=0)
-    yield engine
-    await engine.dispose()
 
 
 async def rows(engine: AsyncEngine, where: str, **params: object) -> list[dict[str, object]]:
