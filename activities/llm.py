@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -192,7 +192,8 @@ class LlmActivities:
         query = self._cache_query(req.parts, req.user_id, tools=[])
         hit = await self._cache.get(query) if self._cache and query else None
         if hit is not None:
-            served = await self._serve_cached(req.turn_id, owner, hit)
+            charge = self._step(req.turn_id, "reply", owner)
+            served = await self._serve_cached(req.turn_id, owner, hit, charge)
             return GeneratedReply(
                 text=served.text,
                 usage=served.usage,
@@ -236,7 +237,9 @@ class LlmActivities:
         query = self._cache_query(req.parts, req.user_id, tools=req.tools) if first else None
         hit = await self._cache.get(query) if self._cache and query else None
         if hit is not None:
-            served = await self._serve_cached(req.turn_id, (req.session_id, req.user_id), hit)
+            owner = (req.session_id, req.user_id)
+            charge = self._step(req.turn_id, f"step:{req.step}", owner)
+            served = await self._serve_cached(req.turn_id, owner, hit, charge)
             return ModelStep(
                 text=served.text,
                 usage=served.usage,
@@ -321,11 +324,13 @@ class LlmActivities:
         await self._cache.put(query, reply)
 
     async def _serve_cached(
-        self, turn_id: str, owner: tuple[str, str] | None, hit: CachedReply
+        self, turn_id: str, owner: tuple[str, str] | None, hit: CachedReply, charge: Step | None
     ) -> _Streamed:
         """Stream a cached answer into the turn's stream like a model's reply: no
-        provider call, no tokens spent or charged."""
+        provider call, and in the ledger a step of no tokens (the turn still counts)."""
         started = time.perf_counter()
+        if charge is not None and self._ledger is not None:
+            await self._ledger.record(replace(charge, model=f"cache:{hit.model}"), TokenUsage())
         if activity.info().attempt > 1:
             await self._announce_restart(turn_id)
         tokens = TokenWriter(self._streams, turn_id, owner)

@@ -434,7 +434,8 @@ class UsageLedger:
         """A call made without a reservation (an intent check, a web search, a summary):
         its usage settled, with its estimated cost. A database fault is logged, not
         raised: failing the step would make the call again and spend twice."""
-        cost = round(cost_of(self._prices, step.model, usage), 6)
+        used = usage.prompt_tokens + usage.completion_tokens
+        cost = round(cost_of(self._prices, step.model, usage), 6) if used else 0.0
         priced = usage.model_copy(update={"cost_usd": cost})
         try:
             await self.settle(step, priced)

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.worker import Worker
 
 from loadtest.fakes import FakeOpenAIServer
@@ -73,6 +75,7 @@ async def test_an_exact_repeat_is_served_without_the_provider(
     alice: httpx.AsyncClient,
     bob: httpx.AsyncClient,
     llm: FakeOpenAIServer,
+    engine: AsyncEngine,
 ) -> None:
     before = lookups(gateway)
     llm.script(answer("Temporal runs durable workflows: code that survives crashes."))
@@ -94,6 +97,14 @@ async def test_an_exact_repeat_is_served_without_the_provider(
     history = (await alice.get(f"/sessions/{session}/messages")).json()["items"]
     (reply,) = [m for m in history if m["role"] == "assistant"]
     assert reply["tool_data"]["cached"] is True and reply["content"] == first["reply"]
+    async with engine.connect() as conn:  # in the ledger: a turn, of no tokens
+        charged = (
+            await conn.execute(
+                text("SELECT step, model, tokens FROM usage_ledger WHERE turn_id = :t"),
+                {"t": turn},
+            )
+        ).all()
+    assert [tuple(r) for r in charged] == [("reply", "cache:gpt-4o-mini", 0)]
 
     # Bob asks the same: his own answer, not Alice's.
     llm.script(answer("Bob's own answer about Temporal."))
