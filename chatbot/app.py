@@ -15,7 +15,7 @@ from chatbot.headers import ResponseHeaders
 from chatbot.health import shared_metrics
 from chatbot.middleware import install_middleware
 from chatbot.resources import Resources
-from chatbot.routes import health, messages, sessions, turns, ui, usage, ws
+from chatbot.routes import artifacts, health, messages, sessions, turns, ui, usage, ws
 from shared.config import Settings, get_settings
 from shared.tracing import configure_tracing
 
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ws.router,
         ui.me_router,
         usage.router,
+        artifacts.router,
     ):
         app.include_router(router, prefix="/v1")
     app.include_router(health.router)

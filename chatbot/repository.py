@@ -311,4 +311,5 @@ async def _stored_turn(
         timings_ms=data.get("timings_ms", {}),
         error=data.get("error"),
         cached=bool(data.get("cached", False)),
+        data_timings=data.get("data_timings") or {},
     )

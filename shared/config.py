@@ -212,6 +212,20 @@ class Settings(BaseSettings):
     cache_similarity: float = Field(0.92, gt=0, le=1)
     cache_semantic_entries: int = Field(256, ge=1, le=10_000)
 
+    # The query_data tool: questions over a SQL database, read as a SELECT-only role.
+    # Unset: `chatbot dev` points it at the sample maintenance data it loads into its
+    # Postgres; elsewhere the tool is not offered. DATA_SCHEMAS are the only schemas a
+    # query may read; a query gets MAX_SQL_RETRIES more tries after an error, runs at
+    # most SQL_TIMEOUT_SECONDS and returns at most SQL_MAX_ROWS rows (HEAD_ROWS of them
+    # shown to the model, all in the CSV artifact, each artifact at most ARTIFACT_MAX_BYTES).
+    data_database_url: PostgresUrl | None = None
+    data_schemas: Annotated[list[str], NoDecode, BeforeValidator(_names)] = ["sample_maintenance"]
+    max_sql_retries: int = Field(2, ge=0, le=5)
+    sql_timeout_seconds: float = Field(5.0, gt=0, le=300)
+    sql_max_rows: int = Field(10_000, ge=1, le=1_000_000)
+    head_rows: int = Field(10, ge=1, le=200)
+    artifact_max_bytes: int = Field(5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+
     databricks_host: HttpUrl | None = None
     databricks_token: SecretStr | None = None
     databricks_endpoint_name: str | None = None

@@ -257,6 +257,9 @@ class TurnResult(BaseModel):
     error: str | None = None
     # The reply came from the response cache (CACHE_MODE): no provider tokens spent.
     cached: bool = False
+    # The query_data calls' steps, inside the turn's own timings: sql_ms, sql_attempts
+    # (queries the SQL model wrote) and chart_ms, summed over the turn's calls.
+    data_timings: dict[str, float] = Field(default_factory=dict)
 
 
 class PersistTurn(BaseModel):

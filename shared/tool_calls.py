@@ -12,7 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.models import ContextReport, PromptParts, TokenUsage
 
 # The built-in tools (activities/tools/builtin.py), all offered unless TOOLS says otherwise.
-BUILTIN_TOOLS = ("search_companies", "search_web", "create_ticket", "escalate_to_human")
+BUILTIN_TOOLS = (
+    "search_companies",
+    "search_web",
+    "query_data",  # offered where a database is configured (DATA_DATABASE_URL)
+    "create_ticket",
+    "escalate_to_human",
+)
 MAX_TOOL_CONTENT_CHARS = 8000  # what one call's result may put in front of the model
 MAX_ARGUMENT_CHARS = 8000
 

@@ -31,7 +31,7 @@ from chatbot.embedded.process import EmbeddedError
 from loadtest.fakes import FakeOpenAIServer, ServerThread
 from shared.config import Settings, get_settings, load_settings
 from shared.db import migrate
-from shared.db.engine import create_engine, engine_from_settings
+from shared.db.engine import create_engine, data_engine_from_settings, engine_from_settings
 from shared.redis import redis_from_settings
 from shared.temporal_client import connect_temporal
 from tests.chatbot.api_support import auth
@@ -242,13 +242,23 @@ async def worker(settings: Settings) -> AsyncIterator[Worker]:
     redis_client = redis_from_settings(settings)
     engine = engine_from_settings(settings)
     llm_client = build_openai_client(settings)
-    w = build_worker(temporal, settings, redis=redis_client, engine=engine, llm_client=llm_client)
+    data_engine = data_engine_from_settings(settings)
+    w = build_worker(
+        temporal,
+        settings,
+        redis=redis_client,
+        engine=engine,
+        llm_client=llm_client,
+        data_engine=data_engine,
+    )
     async with w:
         await versioning.promote(temporal, settings, only_if_none=True)  # as `chatbot worker`
         yield w
     await llm_client.close()
     await redis_client.aclose()
     await engine.dispose()
+    if data_engine is not None:
+        await data_engine.dispose()
 
 
 @pytest.fixture

@@ -29,15 +29,17 @@ from activities.intent import IntentActivities, build_router
 from activities.llm import LlmActivities, build_openai_client
 from activities.memory import MemoryActivities
 from activities.sessions import SessionStore
+from activities.sql.tool import DataTool
 from activities.streams import StreamActivities
 from activities.tools.builtin import builtin_tools
 from activities.tools.registry import ToolRegistry
 from activities.tools.runner import ToolActivities
 from activities.web_search import WebSearch
+from shared.artifacts import ArtifactStore
 from shared.breaker import breakers
 from shared.build import build_id
 from shared.config import Settings, get_settings
-from shared.db.engine import engine_from_settings
+from shared.db.engine import data_engine_from_settings, engine_from_settings
 from shared.logging import configure_logging
 from shared.redis import redis_from_settings
 from shared.response_cache import ResponseCache
@@ -69,7 +71,9 @@ def build_worker(
     engine: AsyncEngine,
     llm_client: AsyncOpenAI,
     task_queue: str | None = None,
+    data_engine: AsyncEngine | None = None,
 ) -> Worker:
+    """`data_engine`: the query_data tool's database (None: the tool is not offered)."""
     guards = breakers(redis, settings)  # per provider, shared by all workers through Redis
     embedder = build_embedder(llm_client, settings, guards["embeddings"])
     companies = CompanySearch(
@@ -77,8 +81,22 @@ def build_worker(
     )
     ledger = ledger_from_settings(engine, settings)
     web = WebSearch(llm_client, settings, guards["web_search"], ledger)
+    data = (
+        DataTool(
+            llm_client,
+            data_engine,
+            ArtifactStore(engine, max_bytes=settings.artifact_max_bytes),
+            settings,
+            breaker=guards["llm"],
+            ledger=ledger,
+        )
+        if data_engine is not None
+        else None
+    )
     registry = ToolRegistry(
-        builtin_tools(companies=companies, web=web, engine=engine, enabled=set(settings.tools)),
+        builtin_tools(
+            companies=companies, web=web, engine=engine, enabled=set(settings.tools), data=data
+        ),
         mcp_servers=settings.mcp_servers,
         auto_approve=settings.tools_auto_approve,
         mcp_refresh_seconds=settings.mcp_refresh_seconds,
@@ -163,7 +181,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, promote: bool =
     engine = engine_from_settings(settings)
     await wait_for_database(engine, settings)
     llm_client = build_openai_client(settings)
-    worker = build_worker(client, settings, redis=redis, engine=engine, llm_client=llm_client)
+    data_engine = data_engine_from_settings(settings)
+    worker = build_worker(
+        client, settings, redis=redis, engine=engine, llm_client=llm_client, data_engine=data_engine
+    )
     build = build_id(settings)
     log.info(
         "worker started",
@@ -191,6 +212,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, promote: bool =
         await llm_client.close()
         await redis.aclose()
         await engine.dispose()
+        if data_engine is not None:
+            await data_engine.dispose()
     log.info("worker stopped")
 
 

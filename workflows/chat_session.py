@@ -59,7 +59,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows import policies
     from workflows.approvals import Approvals
     from workflows.tool_turn import ToolTurn, ToolTurnOutcome
-    from workflows.tools import ToolOutcome, fixed_reply, grounding, router_hint, run_tools
+    from workflows.tools import (
+        ToolOutcome,
+        data_timings,
+        fixed_reply,
+        grounding,
+        router_hint,
+        run_tools,
+    )
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant. Answer clearly and concisely, in the language of the "
@@ -505,6 +512,7 @@ class ChatSessionWorkflow:
         result.cached = reply.cached
         result.status = "cancelled" if reply.cancelled else "complete"
         result.timings_ms = timings
+        result.data_timings = data_timings(result.tool_results)
         # Stored, then its final event published by the same step (its number taken now);
         # readers that get the event find the turn in Postgres.
         final_seq = self._next_seq()

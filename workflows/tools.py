@@ -103,6 +103,21 @@ async def run_tools(
     return outcome
 
 
+DATA_TIMINGS = ("sql_ms", "sql_attempts", "chart_ms")
+
+
+def data_timings(tool_results: list[dict[str, Any]]) -> dict[str, float]:
+    """The query_data calls' steps (SQL time and attempts, chart time), summed over the
+    turn's calls, for the TurnResult's timings."""
+    found: dict[str, float] = {}
+    for r in tool_results:
+        if r.get("tool") == "query_data":
+            for key in DATA_TIMINGS:
+                if isinstance(r.get(key), int | float):
+                    found[key] = found.get(key, 0) + r[key]
+    return found
+
+
 ROUTER_HINTS = {
     "company_search": "search_companies",
     "web_search": "search_web",

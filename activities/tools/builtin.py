@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.exceptions import ApplicationError
 
 from activities.company_search import CompanySearch
+from activities.sql.tool import DataTool
 from activities.tools.registry import Tool, ToolContext, pydantic_tool
 from activities.web_search import WebSearch
 from shared.tool_calls import ToolCallOutput
@@ -33,6 +34,13 @@ class SearchCompaniesArgs(BaseModel):
 class SearchWebArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str = Field(min_length=1, max_length=500, description="the question to look up")
+
+
+class QueryDataArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(
+        min_length=1, max_length=2000, description="the user's question, as they asked it"
+    )
 
 
 class CreateTicketArgs(BaseModel):
@@ -73,8 +81,20 @@ _ESCALATE = text(
 )
 
 
+DATA_DESCRIPTION = (
+    "Answer a question from the plant maintenance database (sites, equipment, maintenance "
+    "schedules, work orders) with the numbers, a table, a CSV file and, for a trend or a "
+    "comparison, a chart. Pass the user's question as they asked it, in any language."
+)
+
+
 def builtin_tools(
-    *, companies: CompanySearch, web: WebSearch, engine: AsyncEngine, enabled: set[str]
+    *,
+    companies: CompanySearch,
+    web: WebSearch,
+    engine: AsyncEngine,
+    enabled: set[str],
+    data: DataTool | None = None,
 ) -> list[Tool]:
     async def search_companies(args: SearchCompaniesArgs, ctx: ToolContext) -> ToolCallOutput:
         found = await companies.search_companies(
@@ -149,6 +169,10 @@ def builtin_tools(
         )
         return ToolCallOutput(content=content, data={"tool": "escalate_to_human"})
 
+    async def query_data(args: QueryDataArgs, ctx: ToolContext) -> ToolCallOutput:
+        assert data is not None
+        return await data.answer(args.question, ctx)
+
     tools = [
         pydantic_tool(
             "search_companies",
@@ -185,4 +209,20 @@ def builtin_tools(
             max_attempts=5,
         ),
     ]
+    if data is not None:  # offered where a database is configured
+        tools.append(
+            pydantic_tool(
+                "query_data",
+                DATA_DESCRIPTION
+                if data.sample
+                else "Answer a question from the SQL database with the numbers, a table, a "
+                "CSV file and, for a trend or a comparison, a chart. Pass the user's "
+                "question as they asked it, in any language.",
+                QueryDataArgs,
+                query_data,
+                # The SQL model's attempts and the queries' timeouts, with room to spare.
+                timeout_seconds=120,
+                max_attempts=2,
+            )
+        )
     return [t for t in tools if t.name in enabled]

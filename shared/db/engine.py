@@ -97,6 +97,20 @@ def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         raise DisconnectionError("the pooled connection was closed by the server")
 
 
+def data_engine_from_settings(settings: Settings) -> AsyncEngine | None:
+    """The query_data tool's connections (DATA_DATABASE_URL, a SELECT-only role), or
+    None where no data database is configured."""
+    if settings.data_database_url is None:
+        return None
+    return create_engine(
+        settings.data_database_url.get_secret_value(),
+        pool_size=5,
+        max_overflow=5,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        pgbouncer=settings.db_pgbouncer,
+    )
+
+
 def engine_from_settings(settings: Settings) -> AsyncEngine:
     if settings.database_url is None:
         raise ValueError(
