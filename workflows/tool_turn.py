@@ -61,11 +61,16 @@ class ToolTurnOutcome:
 
     @property
     def tool_results(self) -> list[dict[str, Any]]:
-        """The searches' structured results, for the turn's findings and the page."""
+        """The searches' and queries' structured results, for the turn's findings and the
+        page; a query that failed too (its attempts say why)."""
         return [
             c.data
             for c in self.calls
-            if c.data is not None and c.data.get("tool") in SEARCH_TOOLS and c.status == "ok"
+            if c.data is not None
+            and (
+                (c.data.get("tool") in SEARCH_TOOLS and c.status == "ok")
+                or c.data.get("tool") == "query_data"
+            )
         ]
 
 

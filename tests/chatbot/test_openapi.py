@@ -56,6 +56,8 @@ EXPECTED_ERRORS: dict[tuple[str, str], set[int]] = {
     ("get", "/v1/sessions/{session_id}/approvals"): {401, 404, 422, 503},
     ("get", "/v1/me"): {401},
     ("get", "/v1/me/usage"): {401, 503},
+    ("get", "/v1/sessions/{session_id}/artifacts"): {401, 404, 422, 503},
+    ("get", "/v1/artifacts/{artifact_id}"): {401, 404, 422, 503},
     ("get", "/health"): set(),
     ("get", "/ready"): {503},
 }
