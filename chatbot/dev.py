@@ -21,6 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import SecretStr
 
 from activities.embeddings import EmbedderUnavailable, build_embedder
+from activities.sql.sample import SCHEMA as DATA_SAMPLE_SCHEMA
+from activities.sql.sample import load_sample as load_data_sample
+from activities.sql.sample import reader_url
 from chatbot.companies import embed_missing, load_sample_if_empty
 from chatbot.embedded import llm, redis, temporal
 from chatbot.embedded.postgres import EmbeddedPostgres
@@ -195,10 +198,14 @@ class DevStack:
         url = self.url_of("DATABASE_URL", self.settings.database_url)
         started = time.perf_counter()
 
+        data = self.settings.data_database_url is None  # else the configured data database
+
         async def run() -> tuple[int, str | None]:
             engine = create_engine(url, pool_size=1, max_overflow=0)
             try:
                 await upgrade(engine)
+                if data:  # the query_data tool's sample, dated around today
+                    await load_data_sample(engine)
                 # The local embedder (when installed) embeds the sample, and rows an
                 # earlier run left without its vectors, so search by meaning works at once.
                 try:
@@ -214,6 +221,12 @@ class DevStack:
         sample, embedder_name = asyncio.run(run())
         self.timings["migrations"] = time.perf_counter() - started
         self.out(f"  schema    up to date in {self.timings['migrations']:.1f} s")
+        if data:
+            self.env["DATA_DATABASE_URL"] = reader_url(url)
+            self.out(
+                f"  data      sample maintenance data in schema {DATA_SAMPLE_SCHEMA} "
+                "(the query_data tool, for tool-calling models)"
+            )
         if sample:
             self.out(f"  companies {sample} sample companies loaded (`chatbot companies import`)")
         self.out(
