@@ -115,8 +115,7 @@ class MemoryActivities:
             raise unavailable_error(err) from None
         if self._ledger is not None and req.user_id:
             step = summary_step(req.session_id, req.user_id, req.version, model)
-            used = completion.usage.model_dump() if completion.usage else None
-            await self._ledger.record(step, reported_usage(used))
+            await self._ledger.record(step, reported_usage(completion.usage))
         content = completion.choices[0].message.content if completion.choices else None
         summary = redaction.restore((content or "").strip())[:limit] or req.summary
         async with self._engine.begin() as conn:

@@ -55,8 +55,7 @@ class WebSearch:
             raise unavailable_error(err) from None
         if self._ledger is not None and req.turn_id:
             step = Step(req.turn_id, req.step, req.user_id, req.session_id, self._model)
-            used = completion.usage.model_dump() if completion.usage else None
-            await self._ledger.record(step, reported_usage(used))
+            await self._ledger.record(step, reported_usage(completion.usage))
         message = completion.choices[0].message if completion.choices else None
         raw = (message.content or "") if message else ""
         answer = redaction.restore(raw)

@@ -78,8 +78,11 @@ def cost_of(prices: Mapping[str, ModelPrice], model: str, usage: TokenUsage) -> 
     return price.cost(usage)
 
 
-def reported_usage(reported: Mapping[str, Any] | None) -> TokenUsage:
-    """The `usage` object of an OpenAI-compatible response (as a dict)."""
+def reported_usage(reported: Mapping[str, Any] | BaseModel | None) -> TokenUsage:
+    """The `usage` of an OpenAI-compatible response: a streamed chunk's dict, or the
+    client's model of a whole completion's."""
+    if isinstance(reported, BaseModel):
+        reported = reported.model_dump()
     reported = reported or {}
     details = reported.get("prompt_tokens_details") or {}
     return TokenUsage(

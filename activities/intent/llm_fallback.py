@@ -125,7 +125,7 @@ class LlmFallback:
         except (openai.APIError, TimeoutError, ProviderUnavailable) as err:
             log.warning("intent LLM fallback failed, keeping the classifier's answer: %s", err)
             return Classified(None)
-        usage = reported_usage(completion.usage.model_dump() if completion.usage else None)
+        usage = reported_usage(completion.usage)
         content = completion.choices[0].message.content if completion.choices else None
         try:
             answer = LlmIntent.model_validate(json.loads(content or ""))

@@ -266,8 +266,7 @@ class DataTool:
                 ctx.session_id,
                 model,
             )
-            used = completion.usage.model_dump() if completion.usage else None
-            await self._ledger.record(step, reported_usage(used))
+            await self._ledger.record(step, reported_usage(completion.usage))
         return (completion.choices[0].message.content or "") if completion.choices else ""
 
     async def _artifacts_of(
