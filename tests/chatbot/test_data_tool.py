@@ -180,10 +180,16 @@ async def test_hostile_queries_are_stopped_and_the_model_told_by_what(
 async def test_a_huge_result_is_cut_at_the_limit(
     worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
 ) -> None:
-    question = "List ten million numbers"
+    question = "Every work order against every machine at every site"
+    # 3000 x 600 x 8 = 14.4 million rows, streamed (a generate_series would be built whole
+    # before the limit applies, racing the 1 s timeout on a busy machine).
+    huge = (
+        "SELECT w.id AS order_id, e.id AS machine_id, s.id AS site_id "
+        "FROM work_orders w CROSS JOIN equipment e CROSS JOIN sites s"
+    )
     llm.script(
         ask_tool(question),
-        sql_reply("SELECT n FROM generate_series(1, 10000000) AS n"),
+        sql_reply(huge),
         answer("Here they are."),
     )
     session = sid()
