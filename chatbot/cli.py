@@ -6,8 +6,9 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from chatbot.client import APPROVE_MODES, ClientConfig
+from chatbot.client import APPROVE_MODES, FILES_DIR, ClientConfig
 from chatbot.embedded.process import EmbeddedError
 from shared.config import ConfigError, Settings, get_settings, load_settings_without_dev_stack
 
@@ -107,13 +108,14 @@ def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         args.client_message_id,
         as_json=args.json,
         approve=args.approve,
+        files_dir=_files_dir(args),
     )
 
 
 def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from chatbot.client import run_chat
 
-    return run_chat(_client_config(args), args.session)
+    return run_chat(_client_config(args), args.session, files_dir=_files_dir(args))
 
 
 def _cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -169,6 +171,21 @@ def _positive_days(value: str) -> float:
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="gateway URL (default: CHATBOT_URL or http://127.0.0.1:8000)")
     parser.add_argument("--token", help="bearer token (default: CHATBOT_TOKEN)")
+    files = parser.add_mutually_exclusive_group()
+    files.add_argument(
+        "--files-dir",
+        type=Path,
+        default=FILES_DIR,
+        help="where the files a reply comes with (a data query's CSV and chart) are saved, "
+        f"in a folder per session; their paths are printed on stderr (default: ./{FILES_DIR})",
+    )
+    files.add_argument(
+        "--no-files", action="store_true", help="do not download the files a reply comes with"
+    )
+
+
+def _files_dir(args: argparse.Namespace) -> Path | None:
+    return None if args.no_files else args.files_dir
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

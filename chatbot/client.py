@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TextIO, get_args
 from urllib.parse import quote
 
@@ -30,6 +32,8 @@ ApproveMode = Literal["ask", "all", "none"]
 APPROVE_MODES: tuple[ApproveMode, ...] = get_args(ApproveMode)
 CALL_EVENTS = ("tool_call", "approval_required", "approval_decided", "tool_result")
 NOTE_LINE_CHARS = 160  # a tool line's length on the terminal
+FILES_DIR = Path("chatbot-files")  # where `send` and `chat` save a turn's files by default
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class ClientConfig(BaseSettings):
@@ -151,15 +155,18 @@ class ChatClient:
         timeout: float = 300,
         approver: Approver | None = None,
         notes: TextIO | None = None,
+        files_dir: Path | None = FILES_DIR,
     ) -> None:
         """`notes`: where tool calls and approvals are shown (stderr by default), apart
         from the reply; `approver`: who decides the calls that need approval (by default
-        nobody here: they are shown and left to the page or the API)."""
+        nobody here: they are shown and left to the page or the API); `files_dir`: where
+        the files a turn made (a query's CSV and chart) are saved, None: not saved."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._url = url.rstrip("/")
         self._http = httpx.Client(base_url=f"{self._url}/v1", headers=headers, timeout=timeout)
         self._notes = notes if notes is not None else sys.stderr
         self._approver = approver or Approver("ask", None, self._notes)
+        self._files_dir = files_dir
 
     def close(self) -> None:
         self._http.close()
@@ -178,7 +185,31 @@ class ChatClient:
         `line_open`: `out`'s line is already begun (chat's `bot> `)."""
         result = self._send(session_id, text, out, client_message_id, line_open)
         out.write("".join(f"{line}\n" for line in describe(result)))
+        if self._files_dir is not None:
+            for line in self.save_files(result, self._files_dir / _safe(session_id)):
+                self._note(line)
         return result
+
+    def save_files(self, result: dict[str, Any], folder: Path) -> list[str]:
+        """Download the files the turn's tools made into `folder` (as `<turn>-<name>`, so
+        a later turn's `result.csv` does not overwrite this one's): one line per file,
+        saved or why not."""
+        lines = []
+        for ref in _artifacts(result):
+            name = f"{_safe(str(ref.get('turn_id') or 'turn'))[:12]}-{_safe(str(ref['name']))}"
+            try:
+                resp = self._http.get(f"/artifacts/{quote(str(ref['id']), safe='')}")
+            except httpx.TransportError as err:
+                lines.append(f"[file] {ref['name']} not saved: the gateway is unreachable ({err})")
+                continue
+            if resp.status_code >= httpx.codes.BAD_REQUEST:
+                lines.append(f"[file] {ref['name']} not saved: {_error_message(resp)}")
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_bytes(resp.content)
+            lines.append(f"[file] saved {path} ({len(resp.content)} bytes)")
+        return lines
 
     def _send(
         self,
@@ -270,6 +301,23 @@ class ChatClient:
 
     def _note(self, line: str) -> None:
         _say(self._notes, line + "\n")
+
+
+def _artifacts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files the turn's tool results name (a query_data result's `artifacts`)."""
+    found = []
+    for tool in result.get("tool_results") or []:
+        refs = tool.get("artifacts") if isinstance(tool, dict) else None
+        for ref in refs if isinstance(refs, list) else []:
+            if isinstance(ref, dict) and ref.get("id") and ref.get("name"):
+                found.append(ref)
+    return found
+
+
+def _safe(name: str) -> str:
+    """A server-given name as one harmless path part: no separators, no `..`."""
+    cleaned = _UNSAFE_NAME.sub("_", name).strip("._")
+    return cleaned or "file"
 
 
 class Relay:
@@ -402,15 +450,16 @@ def run_send(
     *,
     as_json: bool = False,
     approve: ApproveMode = "ask",
+    files_dir: Path | None = FILES_DIR,
 ) -> int:
     """`as_json`: print only the TurnResult, for scripts (the stream is followed all the
     same, so a broken one is resumed). `approve`: see Approver; `ask` asks only when
-    stdin is a terminal."""
+    stdin is a terminal. `files_dir`: see ChatClient."""
     answers = (
         sys.stdin if approve == "ask" and sys.stdin is not None and sys.stdin.isatty() else None
     )
     approver = Approver(approve, answers, sys.stderr)
-    client = ChatClient(config.url, config.token, approver=approver)
+    client = ChatClient(config.url, config.token, approver=approver, files_dir=files_dir)
     try:
         result = client.send(
             session_id, text, io.StringIO() if as_json else sys.stdout, client_message_id=cmid
@@ -425,11 +474,14 @@ def run_send(
     return 0
 
 
-def run_chat(config: ClientConfig, session_id: str | None) -> int:
+def run_chat(
+    config: ClientConfig, session_id: str | None, *, files_dir: Path | None = FILES_DIR
+) -> int:
     """An interactive loop: each line is a message; a tool call that needs approval is
     asked about on the same input, terminal or not."""
     session_id = session_id or f"chat-{uuid.uuid4().hex[:8]}"
-    client = ChatClient(config.url, config.token, approver=Approver("ask", sys.stdin, sys.stderr))
+    approver = Approver("ask", sys.stdin, sys.stderr)
+    client = ChatClient(config.url, config.token, approver=approver, files_dir=files_dir)
     sys.stdout.write(f"Session {session_id}. Ctrl-D or /quit to leave.\n")
     try:
         while True:

@@ -1,7 +1,8 @@
-"""What a turn's tools found, as plain text: the companies with their key fields, the
-numbered sources, and the tools that were unavailable. Rendered the same way whatever the
-model made of the results, so a reply that ignores them still reaches the user with them
-(the TurnResult's `findings`, the stored turn, the CLI, the next turn's context).
+"""What a turn's tools found, as plain text: the companies with their key fields, a data
+query's first rows, the numbered sources, and the tools that were unavailable. Rendered
+the same way whatever the model made of the results, so a reply that ignores them still
+reaches the user with them (the TurnResult's `findings`, the stored turn, the CLI, the next
+turn's context).
 
 Works on the tool results as JSON (TurnResult.tool_results), so a client renders a stored
 turn exactly as the workflow did. Pure and deterministic: the workflow calls it."""
@@ -11,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-TOOL_NAMES = {"company_search": "Company search", "web_search": "Web search"}
+TOOL_NAMES = {
+    "company_search": "Company search",
+    "web_search": "Web search",
+    "query_data": "Data",
+}
+CELL_CHARS = 40  # a data cell's width at most, in a terminal's table
 
 
 def render(tool_results: Any, citations: Any = ()) -> str:
@@ -47,6 +53,8 @@ def _tool(result: Mapping[str, Any]) -> list[str]:
         return []
     if result.get("unavailable"):
         return [f"{name} is unavailable: {text(result.get('message')) or 'not configured'}"]
+    if result.get("tool") == "query_data":
+        return _data(result)
     if result.get("tool") != "company_search":
         return []  # the web's answer is the reply's to give; its sources are listed below
     companies = as_list(result.get("companies"))
@@ -59,6 +67,33 @@ def _tool(result: Mapping[str, Any]) -> list[str]:
         _company(i, c, mark=not every and _is_sample(c, result)) for i, c in enumerate(companies, 1)
     )
     return [head, *(line for lines in rows for line in lines)]
+
+
+def _data(result: Mapping[str, Any]) -> list[str]:
+    """A query's first rows as an aligned table (the full result is its CSV file)."""
+    columns = result.get("columns")
+    if not isinstance(columns, list):
+        attempts = as_list(result.get("attempts"))
+        last = text(attempts[-1].get("error")) if attempts else text(result.get("error"))
+        return [f"The data could not be read: {last}" if last else "The data could not be read."]
+    raw_rows = result.get("rows")
+    rows = [r for r in raw_rows if isinstance(r, list)] if isinstance(raw_rows, list) else []
+    count = result.get("row_count")
+    total = count if isinstance(count, int) and not isinstance(count, bool) else len(rows)
+    shown = f"{total} row{'' if total == 1 else 's'}"
+    if len(rows) < total:
+        shown += f", the first {len(rows)}"
+    if result.get("truncated"):
+        shown += " (cut at the row limit)"
+    head = f"Data{' (sample data)' if result.get('sample') else ''}: {shown}:"
+
+    def cell(value: Any) -> str:
+        shown = "" if value is None else " ".join(str(value).split())
+        return shown if len(shown) <= CELL_CHARS else shown[: CELL_CHARS - 1] + "…"
+
+    grid = [[cell(c) for c in columns], *([cell(v) for v in row] for row in rows)]
+    widths = [max((len(r[i]) for r in grid if i < len(r)), default=0) for i in range(len(columns))]
+    return [head, *("  " + " | ".join(map(str.ljust, r, widths)).rstrip() for r in grid)]
 
 
 def _is_sample(company: Mapping[str, Any], result: Mapping[str, Any]) -> bool:

@@ -18,6 +18,7 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
@@ -259,6 +260,15 @@ async def worker(settings: Settings) -> AsyncIterator[Worker]:
     await engine.dispose()
     if data_engine is not None:
         await data_engine.dispose()
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """The test's database, to check what a request stored."""
+    assert settings.database_url is not None
+    engine = create_engine(settings.database_url.get_secret_value(), pool_size=2, max_overflow=0)
+    yield engine
+    await engine.dispose()
 
 
 @pytest.fixture

@@ -216,11 +216,12 @@ class DataTool:
         refs, chart_ms, chart_note = await self._artifacts_of(result, draft, ctx)
         head = result.rows[: s.head_rows]
         sample = self.sample
+        # The first line is the call's summary on the page and in the CLI.
         lines = [
+            f"Rows: {len(result.rows)}{' (more were cut at the limit)' if result.truncated else ''}"
+            + (f"; the first {len(head)} are below." if len(head) < len(result.rows) else "."),
             "SAMPLE DATA (fictional, generated for demos); say so." if sample else "",
             f"SQL: {attempts[-1]['sql']}",
-            f"Rows: {len(result.rows)}{' (more were cut at the limit)' if result.truncated else ''}"
-            + (f"; the first {len(head)}:" if len(head) < len(result.rows) else ":"),
             as_table(result.columns, head),
             "The full result is attached as a CSV file" + (" with a chart." if chart_ms else "."),
             chart_note,

@@ -36,7 +36,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self'",
-        "img-src 'self' data:",
+        "img-src 'self' data: blob:",  # blob: a chart fetched with the bearer token
         "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",

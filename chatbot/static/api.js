@@ -185,6 +185,12 @@ export class Api {
     return this.json("POST", path, { body: { decision, note } });
   }
 
+  /** A file a turn made (`GET /artifacts/{id}`), as a Blob; another user's is a 404. */
+  async artifact(id) {
+    const response = await this.request("GET", `/artifacts/${enc(id)}`);
+    return response.blob();
+  }
+
   /** The tool calls the session's running turn waits on a decision for: `{items}`. */
   pendingApprovals(sessionId) {
     return this.json("GET", `/sessions/${enc(sessionId)}/approvals`);

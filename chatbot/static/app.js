@@ -233,7 +233,7 @@ async function loadHistory() {
   const page = await api.history(sessionId, state.olderBefore);
   if (state.session?.id !== sessionId) return; // another chat was opened meanwhile
   const keep = ui.messages.scrollHeight - ui.messages.scrollTop;
-  ui.list.prepend(...historyMessages(page.items));
+  ui.list.prepend(...historyMessages(page.items, fetchArtifact));
   state.olderBefore = page.next_before;
   ui.older.hidden = !page.next_before;
   // Earlier messages go above what the reader is looking at, without moving it.
@@ -275,6 +275,9 @@ function titleFrom(text) {
   return line.length > 60 ? `${line.slice(0, 57).trimEnd()}\u2026` : line;
 }
 
+/** A file a turn made (a query's CSV or chart), as a Blob. */
+const fetchArtifact = (id) => api.artifact(id);
+
 /** A turn the page follows, with the reply it renders (whose cards decide on its calls). */
 function newTurn(sessionId = null, turnId = null) {
   const turn = { sessionId, turnId, abort: new AbortController(), view: null };
@@ -282,6 +285,7 @@ function newTurn(sessionId = null, turnId = null) {
     onChange: scrollToEnd,
     decide: (callId, decision, note) =>
       api.decideApproval(turn.sessionId, turn.turnId, callId, decision, note),
+    fetchArtifact,
   });
   return turn;
 }

@@ -1,8 +1,9 @@
 // How a conversation looks: user and assistant messages; on a reply, its intent badge,
-// status, timings on hover, its tool calls (tools.js), company cards and numbered web
-// citations. Everything that comes from a person or a model is inserted as text, never
+// status, timings on hover, its tool calls (tools.js), company cards, a data query's
+// table, chart and files (data.js) and numbered web citations. Everything that comes from a person or a model is inserted as text, never
 // as HTML.
 
+import { dataResult } from "./data.js";
 import { el, externalLink, safeHref, str } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { ToolCalls } from "./tools.js";
@@ -19,11 +20,14 @@ export function userMessage(text) {
   return el("li", { class: "msg user" }, el("div", { class: "bubble", text }));
 }
 
-/** The page's messages for one page of `GET /sessions/{id}/messages`. */
-export function historyMessages(items) {
+/**
+ * The page's messages for one page of `GET /sessions/{id}/messages`; `fetchArtifact(id)`
+ * (a Blob) loads the files their data results name.
+ */
+export function historyMessages(items, fetchArtifact) {
   return items.map((item) => {
     if (item.role === "user") return userMessage(str(item.content));
-    const view = new AssistantMessage();
+    const view = new AssistantMessage({ fetchArtifact });
     const data = item.tool_data ?? {};
     view.finish(
       {
@@ -53,11 +57,13 @@ export function keepChars(text, count) {
 
 /**
  * A reply, from its first token to its final event (or straight from history).
- * `decide(callId, decision, note)` posts a decision on a call the turn waits on.
+ * `decide(callId, decision, note)` posts a decision on a call the turn waits on;
+ * `fetchArtifact(id)` resolves to the Blob of a file a data result names.
  */
 export class AssistantMessage {
-  constructor({ onChange, decide } = {}) {
+  constructor({ onChange, decide, fetchArtifact } = {}) {
     this.onChange = onChange ?? (() => {});
+    this.fetchArtifact = fetchArtifact ?? (() => Promise.reject(new Error("files cannot be loaded here")));
     this.text = "";
     this.frame = 0;
     this.meta = el("div", { class: "meta" });
@@ -128,7 +134,11 @@ export class AssistantMessage {
       this.body.replaceChildren(el("p", { class: "muted", text: "Stopped before any text." }));
     }
     this.tools.all(result.tool_calls);
-    fill(this.extras, ...toolResults(result.tool_results), citations(sources(result)));
+    fill(
+      this.extras,
+      ...toolResults(result.tool_results, this.fetchArtifact),
+      citations(sources(result)),
+    );
     if (status === "failed") {
       this.fail(result.error ? `The reply failed: ${str(result.error)}` : "The reply failed.");
     }
@@ -194,11 +204,12 @@ function timings(raw, endToEndMs) {
   );
 }
 
-function toolResults(results) {
+function toolResults(results, fetchArtifact) {
   if (!Array.isArray(results)) return [];
   return results.map((result) => {
     if (result?.tool === "company_search") return companies(result);
     if (result?.tool === "web_search") return webSearch(result);
+    if (result?.tool === "query_data") return dataResult(result, fetchArtifact);
     return null; // a tool this page does not know yet: its text is in the reply
   });
 }

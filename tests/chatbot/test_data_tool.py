@@ -14,16 +14,15 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.worker import Worker
 
-from activities.sql.sample import SCHEMA, load_sample, reader_url
+from activities.sql.sample import SCHEMA
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
-from shared.db.engine import create_engine
-from tests.workflows.tool_support import ToolCallStep, answer, calls, enable_tool_calling
+from tests.chatbot.data_support import ask_tool, sql_reply, with_sample_data
+from tests.workflows.tool_support import answer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,33 +35,9 @@ DUE = (
 
 @pytest.fixture
 async def settings(settings: Settings) -> Settings:
-    assert settings.database_url is not None
-    url = settings.database_url.get_secret_value()
-    owner = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        await load_sample(owner)
-    finally:
-        await owner.dispose()
-    changed = settings.model_copy(
-        update={
-            "data_database_url": SecretStr(reader_url(url)),
-            "sql_timeout_seconds": 1.0,
-            "sql_max_rows": 500,
-            "max_sql_retries": 3,
-        }
+    return await with_sample_data(
+        settings, sql_timeout_seconds=1.0, sql_max_rows=500, max_sql_retries=3
     )
-    enable_tool_calling(changed)
-    return changed
-
-
-def sql_reply(sql: str, chart: str = "none", x: str = "", y: str = "") -> dict[str, Any]:
-    """What the SQL model answers (a non-streamed structured reply)."""
-    body = {"sql": sql, "chart": chart, "x": x, "y": y, "title": ""}
-    return {"endpoint": "chat", "stream": False, "reply": json.dumps(body)}
-
-
-def ask_tool(question: str) -> Any:
-    return calls(ToolCallStep(id="call_d1", name="query_data", arguments={"question": question}))
 
 
 def sql_requests(llm: FakeOpenAIServer) -> list[dict[str, Any]]:
