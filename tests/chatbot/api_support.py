@@ -1,7 +1,11 @@
-"""The gateway as a client sees it: served by uvicorn on a real port, with tokens."""
+"""The gateway as a client sees it: served by uvicorn on a real port, with tokens, and
+the `chatbot` command run as a person runs it."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -22,3 +26,25 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[Event]:
     async for line in response.aiter_lines():
         if (event := parser.feed(line)) is not None:
             yield event
+
+
+def token(settings: Settings, user: str) -> str:
+    return auth(settings, user)["Authorization"].split()[1]
+
+
+async def run_chatbot(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """`python -m chatbot ARGS` in a child process: its exit code, stdout and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "chatbot",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
+    return proc.returncode or 0, out.decode(), err.decode()

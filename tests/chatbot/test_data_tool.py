@@ -6,9 +6,13 @@ cut at the limit, a chart, files only their owner can read, a Spanish question."
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import io
 import json
+import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.worker import Worker
 
 from activities.sql.sample import SCHEMA
+from chatbot.client import ChatClient
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
+from tests.chatbot.api_support import run_chatbot, token
 from tests.chatbot.data_support import ask_tool, sql_reply, with_sample_data
 from tests.workflows.tool_support import answer
 
@@ -38,6 +44,9 @@ async def settings(settings: Settings) -> Settings:
     return await with_sample_data(
         settings, sql_timeout_seconds=1.0, sql_max_rows=500, max_sql_retries=3
     )
+
+
+BY_STATUS = "SELECT status, count(*) AS orders FROM work_orders GROUP BY status ORDER BY status"
 
 
 def sql_requests(llm: FakeOpenAIServer) -> list[dict[str, Any]]:
@@ -220,3 +229,62 @@ async def test_a_spanish_question_is_passed_as_asked_and_answered_in_spanish(
     last = json.dumps(llm.requests[-1]["body"]["messages"][-1], ensure_ascii=False)
     assert "Answer in the language of the user's question." in last
     assert turn["reply"] == reply and turn["tool_results"][0]["rows"][0][0] > 0
+
+
+async def test_the_cli_prints_the_rows_and_saves_the_files_where_it_says(
+    worker: Worker, gateway: str, settings: Settings, llm: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    question = "Compare open work orders by site"
+    sql = (
+        "SELECT s.name AS site, count(*) AS open_orders FROM work_orders w "
+        "JOIN equipment e ON e.id = w.equipment_id JOIN sites s ON s.id = e.site_id "
+        "WHERE w.status = 'open' GROUP BY s.name ORDER BY s.name"
+    )
+    llm.script(ask_tool(question), sql_reply(sql, "bar", "site", "open_orders"), answer("Done."))
+    files = tmp_path / "files"
+    session = sid()
+    args = ("--url", gateway, "--token", token(settings, "carol"), "--files-dir", str(files))
+    code, out, err = await run_chatbot("send", session, question, *args)
+    assert code == 0, err
+
+    saved = dict(re.findall(r"^\[file\] saved (\S+/[^/\s]+-(\S+)) \(\d+ bytes\)$", err, re.M))
+    saved = {name: Path(path) for path, name in saved.items()}
+    assert sorted(saved) == ["chart.png", "result.csv"], err
+    assert all(p.parent == files / session for p in saved.values())
+    with saved["result.csv"].open() as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["site", "open_orders"] and len(table) > 2
+    Image.open(saved["chart.png"]).verify()
+    # The rows are printed under the reply, as the page's table shows them.
+    lines = out.splitlines()
+    head = lines.index(f"Data (sample data): {len(table) - 1} rows:")
+    assert re.match(r"^  site\s+\| open_orders$", lines[head + 1]), out
+    first_site, first_count = table[1]
+    assert re.match(rf"^  {re.escape(first_site)}\s+\| {first_count}$", lines[head + 2]), out
+
+    # --no-files: nothing downloaded, nothing said about files.
+    llm.script(ask_tool(question), sql_reply(sql), answer("Again."))
+    code, out, err = await run_chatbot("send", sid(), question, *args[:4], "--no-files")
+    assert code == 0, err
+    assert "[file]" not in err
+
+
+async def test_a_file_name_from_the_server_cannot_leave_the_folder(
+    worker: Worker, gateway: str, settings: Settings, llm: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    """The names come from the server; a hostile one ("../../x") is saved inside anyway."""
+    llm.script(ask_tool("orders by status"), sql_reply(BY_STATUS), answer("Here."))
+    client = ChatClient(gateway, token(settings, "dave"), notes=io.StringIO(), files_dir=None)
+    try:
+        # In a thread: the worker runs on this test's event loop.
+        turn = await asyncio.to_thread(client.send, sid(), "orders by status", io.StringIO())
+        (ref,) = turn["tool_results"][0]["artifacts"]
+        ref.update(name="../../../outside.csv", turn_id="../..")
+        (line,) = await asyncio.to_thread(client.save_files, turn, tmp_path / "in")
+    finally:
+        client.close()
+    (path,) = (tmp_path / "in").iterdir()
+    assert line == f"[file] saved {path} ({path.stat().st_size} bytes)"
+    assert path.name.endswith("outside.csv") and "/" not in path.name
+    assert not (tmp_path / "outside.csv").exists()
+    assert path.read_text().startswith("status,orders")
