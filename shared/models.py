@@ -148,6 +148,9 @@ class IntentResult(BaseModel):
     # For `both`: the web search's own query, the whole request ("cloud suppliers and the
     # latest news about them"), where `query` is its company half ("cloud suppliers").
     web_query: str | None = None
+    # A question about the data database that no model here can query (no tool calling):
+    # the turn says so plainly instead of guessing numbers.
+    data_question: bool = False
 
 
 class PromptParts(BaseModel):

@@ -117,7 +117,9 @@ def build_worker(
     if embedder is not None:
         embedder.load()  # likewise the local embedding model (~0.3 s)
     llm.warm()
-    intent = IntentActivities(router, ledger)
+    # With a tool-calling model the model decides to query; without, nothing can answer.
+    unanswerable = data if not settings.tool_calling_enabled else None
+    intent = IntentActivities(router, ledger, unanswerable_data=unanswerable)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,

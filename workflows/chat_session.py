@@ -426,7 +426,7 @@ class ChatSessionWorkflow:
         found = f"intent: {intent.intent} ({intent.confidence:.2f})"
         tools = ToolOutcome()
         by_model = self._start.tool_calling  # the model chooses the tools, not the router
-        if intent.intent != "chat" and not by_model:
+        if intent.intent != "chat" and not by_model and not intent.data_question:
             workflow.set_current_details(
                 self._details(f"**Turn {turn_id}**: {said}, {found}, searching")
             )

@@ -175,9 +175,11 @@ def fixed_reply(
     models asked anyway make up news and companies). `templated` (TOOL_REPLIES): found
     companies get a fixed lead-in too, the results themselves being the turn's findings.
     None when a model should answer."""
+    lang = "es" if looks_spanish(text) else "en"
+    if intent.data_question:  # the data database holds the answer and nothing here can ask it
+        return NO_DATA_MODEL_REPLY[lang]
     if intent.confidence < FIXED_REPLY_CONFIDENCE:
         return None  # perhaps not a search at all: the model answers, told what failed
-    lang = "es" if looks_spanish(text) else "en"
     web, companies = outcome.web, outcome.companies
     if templated and companies is not None and companies.companies:
         return _found_reply(intent, companies, web, lang)
@@ -267,6 +269,20 @@ NO_COMPANIES_REPLY = {
     ),
 }
 # Why it failed is in the turn's findings (the provider's words, in English).
+NO_DATA_MODEL_REPLY = {
+    "en": (
+        "I can't answer questions about the data here: that needs a chat model that can "
+        "call tools, to write the database query, and this service runs without one. Ask "
+        "whoever runs it to configure one (OPENAI_API_KEY, with TOOL_CALLING on or auto); "
+        "I won't guess the numbers."
+    ),
+    "es": (
+        "No puedo responder preguntas sobre los datos aquí: hace falta un modelo de chat "
+        "que pueda llamar a herramientas, para escribir la consulta a la base de datos, y "
+        "este servicio funciona sin él. Pide a quien lo administra que configure uno "
+        "(OPENAI_API_KEY, con TOOL_CALLING en on o auto); no voy a inventar las cifras."
+    ),
+}
 FAILED_REPLY = {
     "en": "I couldn't look that up just now; the search failed. Please try again in a moment.",
     "es": "No he podido buscarlo ahora: la búsqueda ha fallado. Inténtalo de nuevo en un momento.",

@@ -107,7 +107,8 @@ async def _route(args: argparse.Namespace, router: Router) -> int:
     with _open(args.file) as stream:
         for item in read_items(stream, args.file, labelled=False):
             result = await router.aroute(item.text)
-            row = {"text": item.text, **result.model_dump()}
+            # data_question is the worker's to set (it needs the data catalog), not the router's.
+            row = {"text": item.text, **result.model_dump(exclude={"data_question"})}
             _print(json.dumps(row, ensure_ascii=False), out)
             out.flush()
     return 0

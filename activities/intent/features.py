@@ -9,8 +9,9 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import unicodedata
 from collections.abc import Iterable
+
+from shared.language import fold_accents
 
 FEATURE_VERSION = 5
 
@@ -34,13 +35,6 @@ _REWRITES = [
 ]
 _REWRITES_RE = [(re.compile(p), r) for p, r in _REWRITES]
 _TOKEN = re.compile(r"[a-z0-9]+(?:[&'][a-z0-9]+)*|\$|%|\?")
-
-
-def fold_accents(text: str) -> str:
-    """ "compañías" -> "companias": the tokens are ASCII, and Spanish is often typed
-    without its accents anyway."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def normalize(text: str) -> str:

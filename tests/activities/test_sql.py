@@ -4,17 +4,27 @@ what the statement timeout and the row limit stop, and what the catalog tells th
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from openai import AsyncOpenAI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.intent import IntentActivities
 from activities.sql.catalog import read_catalog
 from activities.sql.checker import CheckedSql, SqlRejected, check_sql
+from activities.sql.questions import SAMPLE_TERMS, asks_data, terms_of
 from activities.sql.runner import SqlFailed, run_query
 from activities.sql.sample import READER_ROLE, SCHEMA, generate, load_sample, reader_url
+from activities.sql.tool import DataTool
+from shared.artifacts import ArtifactStore
+from shared.config import load_settings
 from shared.db.engine import create_engine
+from shared.models import DetectIntentInput
+from tests.support import free_port
 
 SCHEMAS = (SCHEMA,)
 
@@ -148,3 +158,65 @@ async def test_the_catalog_describes_tables_columns_keys_and_values(reader: Asyn
     assert "(values: 'done', 'cancelled'" not in described  # sorted, all of them
     assert "(values: 'cancelled', 'done', 'in_progress', 'open')" in described
     assert READER_ROLE not in described
+
+
+@pytest.mark.parametrize(
+    ("question", "about_data"),
+    [
+        ("How many machines need preventive maintenance this month?", True),
+        ("¿Cuántas máquinas necesitan mantenimiento preventivo este mes?", True),
+        ("cuantas maquinas necesitan mantenimiento", True),  # typed without accents
+        ("Total cost of work orders per site", True),
+        ("Which machines have open work orders?", True),
+        ("lista de equipos por planta", True),
+        ("How many maintenance schedules are overdue?", True),  # a table's own name
+        ("What is preventive maintenance?", False),  # no quantity asked for
+        ("How many legs does a spider have?", False),  # nothing the data holds
+        ("How much does a CNC machine cost?", False),
+        ("Which suppliers do machine maintenance in Ohio?", False),
+        ("How many companies do PCB assembly in Texas?", False),
+    ],
+)
+async def test_a_question_about_what_the_data_holds_is_recognised(
+    reader: AsyncEngine, question: str, about_data: bool
+) -> None:
+    terms = terms_of(await read_catalog(reader, SCHEMAS), sample=True)
+    assert asks_data(question, terms) is about_data
+
+
+def test_no_routing_example_or_eval_query_counts_as_a_data_question() -> None:
+    """`chatbot dev` flags data questions on every turn: the questions the router is
+    trained and scored on (companies, the web, chat) must all pass untouched."""
+    intent = Path(__file__).parents[2] / "activities" / "intent"
+    texts = [
+        json.loads(line)["text"]
+        for name in ("examples.jsonl", "eval.jsonl")
+        for line in (intent / name).read_text().splitlines()
+        if line.strip()
+    ]
+    assert len(texts) > 2000
+    terms = set(SAMPLE_TERMS) | {"work orders", "equipment", "sites", "maintenance schedules"}
+    assert [t for t in texts if asks_data(t, terms)] == []
+
+
+async def test_intent_detection_flags_a_data_question_and_goes_on_when_the_data_is_away(
+    reader: AsyncEngine, migrated_database_url: str
+) -> None:
+    """The flag comes from the catalog; with the data database down the turn is routed as
+    any other (logged), not failed."""
+    settings = load_settings(data_schemas=[SCHEMA], openai_api_key=None)
+    client = AsyncOpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1")
+    dead = create_engine(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", pool_size=1, max_overflow=0
+    )
+    question = DetectIntentInput(text="How many machines need preventive maintenance?")
+    files = ArtifactStore(reader, max_bytes=1000)  # unused: detection runs no query
+    try:
+        up = IntentActivities(unanswerable_data=DataTool(client, reader, files, settings))
+        assert (await up.detect_intent(question)).data_question is True
+        down = IntentActivities(unanswerable_data=DataTool(client, dead, files, settings))
+        routed = await down.detect_intent(question)
+        assert routed.data_question is False and routed.intent == "chat"
+    finally:
+        await dead.dispose()
+        await client.close()

@@ -15,9 +15,12 @@ from shared.db.engine import create_engine
 from tests.workflows.tool_support import ToolCallStep, calls, enable_tool_calling
 
 
-async def with_sample_data(settings: Settings, **update: Any) -> Settings:
+async def with_sample_data(
+    settings: Settings, *, tool_calling: bool = True, **update: Any
+) -> Settings:
     """`settings` with the sample loaded (as the database's owner) and the data tool
-    reading it as the reader role, tool calling on; `update` changes more settings."""
+    reading it as the reader role, tool calling on (or as the test's settings have it);
+    `update` changes more settings."""
     assert settings.database_url is not None
     url = settings.database_url.get_secret_value()
     owner = create_engine(url, pool_size=1, max_overflow=0)
@@ -27,7 +30,8 @@ async def with_sample_data(settings: Settings, **update: Any) -> Settings:
         await owner.dispose()
     reader = SecretStr(reader_url(url))
     changed = settings.model_copy(update={"data_database_url": reader, **update})
-    enable_tool_calling(changed)
+    if tool_calling:
+        enable_tool_calling(changed)
     return changed
 
 
