@@ -25,7 +25,7 @@ WORKDIR /src
 # Dependencies first, from pyproject.toml alone: this layer is rebuilt only when the
 # dependency list changes, not on every source edit.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; deps = p['dependencies'] + p['optional-dependencies']['embed'] + p['optional-dependencies']['data']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; deps = p['dependencies'] + p['optional-dependencies']['embed'] + p['optional-dependencies']['data'] + p['optional-dependencies']['s3']; open('/tmp/requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
  && pip install --no-cache-dir -r /tmp/requirements.txt
 
 # Then the source (.dockerignore keeps tests, virtualenvs, caches and .env files out).

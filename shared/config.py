@@ -225,6 +225,15 @@ class Settings(BaseSettings):
     sql_max_rows: int = Field(10_000, ge=1, le=1_000_000)
     head_rows: int = Field(10, ge=1, le=200)
     artifact_max_bytes: int = Field(5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
+    # Where artifacts' bytes go: Postgres (beside their row), or an S3-compatible bucket
+    # (AWS S3, MinIO, R2...; the `s3` extra), the row keeping who owns them. Credentials
+    # come from boto3's usual chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile,
+    # an instance role).
+    artifact_store: Literal["postgres", "s3"] = "postgres"
+    artifact_s3_bucket: str | None = Field(None, min_length=3, max_length=63)
+    artifact_s3_prefix: str = Field("artifacts/", max_length=200)
+    artifact_s3_endpoint_url: HttpUrl | None = None  # unset: AWS's own endpoint
+    artifact_s3_region: str | None = None
 
     databricks_host: HttpUrl | None = None
     databricks_token: SecretStr | None = None
@@ -341,6 +350,8 @@ class Settings(BaseSettings):
                 f"PII_NATIONAL_IDS names unknown kinds {', '.join(unknown_ids)}; known: "
                 f"{', '.join(NATIONAL_IDS)}"
             )
+        if self.artifact_store == "s3" and not self.artifact_s3_bucket:
+            raise ValueError("ARTIFACT_STORE=s3 needs ARTIFACT_S3_BUCKET, the bucket to use")
         unknown = sorted(set(self.tools) - set(BUILTIN_TOOLS))
         if unknown:
             raise ValueError(

@@ -35,7 +35,7 @@ from activities.tools.builtin import builtin_tools
 from activities.tools.registry import ToolRegistry
 from activities.tools.runner import ToolActivities
 from activities.web_search import WebSearch
-from shared.artifacts import ArtifactStore
+from shared.artifacts import artifact_store_from_settings
 from shared.breaker import breakers
 from shared.build import build_id
 from shared.config import Settings, get_settings
@@ -85,7 +85,7 @@ def build_worker(
         DataTool(
             llm_client,
             data_engine,
-            ArtifactStore(engine, max_bytes=settings.artifact_max_bytes),
+            artifact_store_from_settings(engine, settings),
             settings,
             breaker=guards["llm"],
             ledger=ledger,

@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from chatbot import repository
 from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
-from chatbot.errors import NotFound
+from chatbot.errors import NotFound, Unavailable
 from chatbot.schemas import SessionId, error_responses
-from shared.artifacts import ArtifactRef, ArtifactStore
+from shared.artifacts import ArtifactRef, ArtifactUnavailable, artifact_store_from_settings
 
 router = APIRouter(tags=["artifacts"], dependencies=[LogIds])
 
@@ -45,7 +45,7 @@ async def list_artifacts(
 ) -> ArtifactPage:
     """The session's files, oldest first (without their bytes)."""
     await repository.get_session(res.engine, session_id=session_id, user_id=user)  # or 404
-    store = ArtifactStore(res.engine, max_bytes=res.settings.artifact_max_bytes)
+    store = artifact_store_from_settings(res.engine, res.settings)
     refs = await store.list(session_id=session_id, user_id=user)
     return ArtifactPage(items=[_public(r) for r in refs])
 
@@ -62,8 +62,11 @@ async def download_artifact(
     artifact_id: ArtifactId, user: CurrentUser, res: ResourcesDep
 ) -> Response:
     """The file itself, as an attachment named as listed."""
-    store = ArtifactStore(res.engine, max_bytes=res.settings.artifact_max_bytes)
-    found = await store.get(artifact_id, user_id=user)
+    store = artifact_store_from_settings(res.engine, res.settings)
+    try:
+        found = await store.get(artifact_id, user_id=user)
+    except ArtifactUnavailable as err:
+        raise Unavailable(f"{err}; try again in a moment") from err
     if found is None:
         raise NotFound(f"artifact {artifact_id} not found")
     return Response(

@@ -21,6 +21,7 @@ from chatbot.schemas import (
     error_responses,
 )
 from chatbot.turns import Turns
+from shared.artifacts import ArtifactUnavailable, artifact_store_from_settings
 from shared.config import Settings
 from shared.models import workflow_id
 from shared.redis import REDIS_UNAVAILABLE
@@ -106,7 +107,13 @@ async def delete_session(session_id: SessionId, user: CurrentUser, res: Resource
     cut_short = await Turns(await res.temporal(), res.settings).close(
         session_id=session_id, within=DELETE_GRACE_SECONDS
     )
+    files = artifact_store_from_settings(res.engine, res.settings)
+    objects = await files.object_keys(session_id=session_id, user_id=user)  # bucket ones
     turn_ids = await repository.delete_session(res.engine, session_id=session_id, user_id=user)
+    try:
+        await files.forget_objects(objects)
+    except ArtifactUnavailable as err:  # no row names them any more: unreachable anyway
+        log.warning("%d artifact objects of a deleted session not removed: %s", len(objects), err)
     streams = TurnStreams(res.redis)
     try:
         if cut_short is not None:  # its readers hear why it stopped

@@ -101,6 +101,31 @@ def test_partial_databricks_config_is_rejected(monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"ARTIFACT_STORE": "s3"}, "ARTIFACT_STORE=s3 needs ARTIFACT_S3_BUCKET"),
+        ({"ARTIFACT_STORE": "disk"}, "ARTIFACT_STORE"),
+        ({"ARTIFACT_STORE": "s3", "ARTIFACT_S3_BUCKET": "x"}, "ARTIFACT_S3_BUCKET"),  # too short
+        (
+            {
+                "ARTIFACT_STORE": "s3",
+                "ARTIFACT_S3_BUCKET": "b1",
+                "ARTIFACT_S3_ENDPOINT_URL": "nope",
+            },
+            "ARTIFACT_S3_ENDPOINT_URL",
+        ),
+    ],
+)
+def test_the_artifact_store_settings_are_checked(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=expected):
+        load_settings()
+
+
+@pytest.mark.parametrize(
     ("secret", "expected"),
     [
         (None, "JWT_SECRET must be set"),
