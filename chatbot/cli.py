@@ -87,7 +87,11 @@ def _cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     if not args.user.strip() or len(args.user) > 256:
         raise UsageError("USER must be 1 to 256 characters")
     ttl = int(args.ttl_days * 86400)
-    _out(mint_token(settings.jwt_secret.get_secret_value(), args.user, ttl_seconds=ttl))
+    _out(
+        mint_token(
+            settings.jwt_secret.get_secret_value(), args.user, ttl_seconds=ttl, roles=args.role
+        )
+    )
     return 0
 
 
@@ -225,6 +229,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="mint a bearer token for USER (needs JWT_SECRET)")
     token.add_argument("user")
     token.add_argument("--ttl-days", type=_positive_days, default=30.0)
+    token.add_argument(
+        "--role",
+        action="append",
+        choices=("agent", "admin"),
+        default=[],
+        help="a role the token grants beside user (agent: the handoff console; admin: "
+        "everything an agent may, and the admin views); repeat for both",
+    )
     token.set_defaults(func=_cmd_token)
 
     send = sub.add_parser(

@@ -285,6 +285,20 @@ class Settings(BaseSettings):
     workflow_sandbox: bool = False
 
     jwt_secret: SecretStr | None = None
+    # Sign-in with an OIDC provider: RS256/ES256 tokens whose `iss` is exactly OIDC_ISSUER
+    # and whose `aud` holds OIDC_AUDIENCE, checked against the issuer's published keys
+    # (found by discovery, kept OIDC_JWKS_CACHE_SECONDS, fetched again on an unknown key
+    # id), with OIDC_LEEWAY_SECONDS for clocks that differ. The user is OIDC_USER_CLAIM;
+    # roles (agent, admin) come from OIDC_ROLES_CLAIM (a dotted path), renamed by
+    # OIDC_ROLE_MAP (JSON: the provider's group -> agent or admin). JWT_SECRET may be set
+    # too: its HS256 tokens are accepted beside them.
+    oidc_issuer: str | None = Field(None, max_length=500)
+    oidc_audience: str | None = Field(None, min_length=1, max_length=500)
+    oidc_user_claim: str = Field("sub", min_length=1, max_length=100)
+    oidc_roles_claim: str = Field("roles", max_length=200)
+    oidc_role_map: dict[str, Literal["user", "agent", "admin"]] = Field(default_factory=dict)
+    oidc_leeway_seconds: float = Field(60, ge=0, le=600)
+    oidc_jwks_cache_seconds: float = Field(3600, ge=30, le=86_400)
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -358,9 +372,26 @@ class Settings(BaseSettings):
                 f"TOOLS names unknown tools {', '.join(unknown)}; the built-in tools are "
                 f"{', '.join(BUILTIN_TOOLS)}"
             )
+        if self.oidc_issuer is not None:
+            issuer = urlsplit(self.oidc_issuer)
+            local = issuer.hostname in ("localhost", "127.0.0.1", "::1")
+            if issuer.scheme != "https" and not (issuer.scheme == "http" and local):
+                raise ValueError(
+                    f"OIDC_ISSUER must be an https URL (http only on localhost), "
+                    f"got {self.oidc_issuer!r}"
+                )
+            if not self.oidc_audience:
+                raise ValueError(
+                    "OIDC_ISSUER is set, so OIDC_AUDIENCE must be too: the client id (or API "
+                    "identifier) the provider puts in the tokens' aud claim"
+                )
         if self.environment == "production":
+            if self.jwt_secret is None and self.oidc_issuer is None:
+                raise ValueError(
+                    "JWT_SECRET or OIDC_ISSUER must be set when ENVIRONMENT=production"
+                )
             if self.jwt_secret is None:
-                raise ValueError("JWT_SECRET must be set when ENVIRONMENT=production")
+                return self
             if self.jwt_secret.get_secret_value().lower() in PLACEHOLDER_SECRETS:
                 raise ValueError("JWT_SECRET is a placeholder; set a random secret")
             if len(self.jwt_secret.get_secret_value()) < 32:

@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from chatbot.auth import CurrentUser
+from chatbot.auth import CurrentPrincipal
 from chatbot.deps import ResourcesDep
 from chatbot.errors import NotFound
 from chatbot.schemas import error_responses
@@ -59,13 +59,16 @@ me_router = APIRouter(tags=["auth"])
 class Me(BaseModel):
     user_id: str
     dev_mode: bool
+    roles: list[str]
 
 
 @me_router.get("/me", responses=error_responses(401))
-async def me(user: CurrentUser, res: ResourcesDep) -> Me:
-    """The caller as the gateway sees them; `dev_mode` is true when the gateway has no
-    JWT_SECRET (every request is then the local user)."""
-    return Me(user_id=user, dev_mode=res.settings.jwt_secret is None)
+async def me(caller: CurrentPrincipal, res: ResourcesDep) -> Me:
+    """The caller as the gateway sees them, with their roles (`user`, and `agent` or
+    `admin` where the token grants them); `dev_mode` is true when the gateway has neither
+    JWT_SECRET nor OIDC_ISSUER (every request is then the local user, with every role)."""
+    dev = res.settings.jwt_secret is None and res.settings.oidc_issuer is None
+    return Me(user_id=caller.user_id, dev_mode=dev, roles=sorted(caller.roles))
 
 
 def _file(name: str) -> FileResponse:

@@ -177,7 +177,10 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
     try:
         if not re.match(SESSION_ID_PATTERN, session_id):
             raise ApiError("session id is not valid")
-        user = authenticate(secret.get_secret_value() if secret else None, _token(websocket))
+        caller = await authenticate(
+            secret.get_secret_value() if secret else None, res.oidc, _token(websocket)
+        )
+        user = caller.user_id
         # As a first POST does: a session that was never created is created for its user.
         await repository.ensure_session(
             res.engine,

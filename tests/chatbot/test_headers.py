@@ -90,7 +90,12 @@ async def test_bearer_auth_errors_stay_our_json_with_www_authenticate(
 async def test_dev_mode_needs_no_token() -> None:
     async for client in _client(_settings()):
         resp = await client.get("/v1/me")
-        assert resp.json() == {"user_id": "local", "dev_mode": True}
+        # Every role: the console works on a laptop as the page does.
+        assert resp.json() == {
+            "user_id": "local",
+            "dev_mode": True,
+            "roles": ["admin", "agent", "user"],
+        }
 
 
 ORIGIN = "https://chat.example.com"

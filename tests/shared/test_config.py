@@ -103,6 +103,35 @@ def test_partial_databricks_config_is_rejected(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
+        ({"OIDC_ISSUER": "https://id.example.com"}, "OIDC_AUDIENCE must be too"),
+        ({"OIDC_ISSUER": "http://id.example.com", "OIDC_AUDIENCE": "a"}, "must be an https URL"),
+        ({"OIDC_ISSUER": "id.example.com", "OIDC_AUDIENCE": "a"}, "must be an https URL"),
+        ({"OIDC_ROLE_MAP": '{"ops": "root"}'}, "OIDC_ROLE_MAP"),
+    ],
+)
+def test_the_oidc_settings_are_checked(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=expected):
+        load_settings()
+
+
+def test_production_may_sign_in_with_oidc_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("OIDC_ISSUER", "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Ab")
+    monkeypatch.setenv("OIDC_AUDIENCE", "client-123")
+    monkeypatch.setenv("OIDC_ROLE_MAP", '{"support": "agent"}')
+    settings = load_settings()
+    assert settings.jwt_secret is None and settings.oidc_role_map == {"support": "agent"}
+    monkeypatch.setenv("OIDC_ISSUER", "http://localhost:8080/realms/dev")  # http on localhost
+    assert load_settings().oidc_issuer == "http://localhost:8080/realms/dev"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
         ({"ARTIFACT_STORE": "s3"}, "ARTIFACT_STORE=s3 needs ARTIFACT_S3_BUCKET"),
         ({"ARTIFACT_STORE": "disk"}, "ARTIFACT_STORE"),
         ({"ARTIFACT_STORE": "s3", "ARTIFACT_S3_BUCKET": "x"}, "ARTIFACT_S3_BUCKET"),  # too short
@@ -128,7 +157,7 @@ def test_the_artifact_store_settings_are_checked(
 @pytest.mark.parametrize(
     ("secret", "expected"),
     [
-        (None, "JWT_SECRET must be set"),
+        (None, "JWT_SECRET or OIDC_ISSUER must be set"),
         ("changeme", "JWT_SECRET is a placeholder"),
         ("short-but-real", "at least 32 characters"),
     ],
