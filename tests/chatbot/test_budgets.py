@@ -85,10 +85,12 @@ async def test_twenty_sessions_of_one_user_never_overspend_a_small_budget(
 
     # Once used up, a new message is refused before it reaches the workflow.
     # Used up (or too little left for a turn's worst case): refused, saying what and when.
+    more = 0  # of these, answered
     for _ in range(10):  # what is left may still hold a turn or two
         over = await alice.post("/sessions/budget-0/messages", json={"text": "one more"})
         if over.status_code != 200:
             break
+        more += 1
     assert over.status_code == 429
     error = over.json()["error"]
     assert error["code"] == "budget_exceeded" and "daily tokens budget" in error["message"]
@@ -108,9 +110,10 @@ async def test_twenty_sessions_of_one_user_never_overspend_a_small_budget(
     assert usage["day"]["reserved_tokens"] == 0
     assert usage["month"]["tokens"] == spent and usage["month"]["limit_tokens"] is None
     assert sum(s["tokens"] for s in usage["sessions"]) == spent
+    # budget-0 spent something if it was answered in the burst or once more after it.
     assert {s["session_id"] for s in usage["sessions"]} == {
         f"budget-{i}" for i, r in enumerate(answers) if r.status_code == 200
-    } | {"budget-0"}
+    } | ({"budget-0"} if more else set())
 
 
 class TestToolCallingTurn:
