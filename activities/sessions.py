@@ -24,10 +24,13 @@ from shared.findings import in_context
 from shared.logging import bind
 from shared.models import (
     SEEN_MESSAGE_IDS,
+    AgentTurn,
     ChatMessage,
+    Handoff,
     LoadedSession,
     PersistOutcome,
     PersistTurn,
+    RecordHandoff,
     SessionRef,
     TurnEvent,
     TurnResult,
@@ -36,18 +39,19 @@ from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TurnStreams
 from shared.usage import Step, UsageLedger
 
-# One statement, one round trip: both messages of the turn, and the session's turn count
-# raised only when the user message is new, so a retried write changes nothing.
-_WRITE_TURN = text(
-    """
+# One statement, one round trip: both messages of the turn (the user's alone while a person
+# has the session: nobody answered it yet), and the session's turn count raised only when
+# the user message is new, so a retried write changes nothing.
+_REPLY_ROW = """,
+               (:reply_id, :turn_id, :session_id, 'assistant', :reply, NULL, :intent,
+                CAST(:tool_data AS jsonb), :status, NULL, :completion_tokens, :latency_ms)"""
+_WRITE_TURN_SQL = """
     WITH written AS (
         INSERT INTO messages (id, turn_id, session_id, role, content, client_message_id,
                               intent, tool_data, status, prompt_tokens, completion_tokens,
                               latency_ms)
         VALUES (:user_id, :turn_id, :session_id, 'user', :user_text, :cmid, :intent,
-                CAST(:tool_data AS jsonb), :status, :prompt_tokens, NULL, NULL),
-               (:reply_id, :turn_id, :session_id, 'assistant', :reply, NULL, :intent,
-                CAST(:tool_data AS jsonb), :status, NULL, :completion_tokens, :latency_ms)
+                CAST(:tool_data AS jsonb), :status, :prompt_tokens, NULL, NULL){reply}
         ON CONFLICT (turn_id, role) DO NOTHING
         RETURNING role
     ), counted AS (
@@ -57,7 +61,8 @@ _WRITE_TURN = text(
     )
     SELECT count(*) AS new FROM written WHERE role = 'user'
     """
-)
+_WRITE_TURN = text(_WRITE_TURN_SQL.format(reply=_REPLY_ROW))
+_WRITE_USER_MESSAGE = text(_WRITE_TURN_SQL.format(reply=""))
 
 log = logging.getLogger(__name__)
 FOREIGN_KEY_VIOLATION = "23503"  # Postgres SQLSTATE
@@ -67,6 +72,16 @@ DATA_EXCEPTION_CLASS = "22"  # SQLSTATE class: invalid text, out of range, bad e
 def _is_data_error(err: DBAPIError) -> bool:
     sqlstate = getattr(err.orig, "sqlstate", None) or ""
     return sqlstate.startswith(DATA_EXCEPTION_CLASS)
+
+
+def _in_context(role: str, content: str, tool_data: Any) -> ChatMessage:
+    """A stored message as the model sees it: replies with their findings, and what a
+    person from the team wrote as the service's own words, marked as theirs."""
+    if role == "assistant":
+        return ChatMessage(role="assistant", content=in_context(content, _findings(tool_data)))
+    if role == "agent":
+        return ChatMessage(role="assistant", content=f"(A person from the team wrote:) {content}")
+    return ChatMessage(role="user", content=content)
 
 
 def _findings(tool_data: Any) -> str:
@@ -112,7 +127,8 @@ class SessionStore:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT summary, summary_version, turn_count FROM sessions WHERE id = :id"
+                        "SELECT summary, summary_version, turn_count, handoff FROM sessions "
+                        "WHERE id = :id"
                     ),
                     {"id": ref.session_id},
                 )
@@ -140,17 +156,70 @@ class SessionStore:
             summary=row.summary if row else "",
             summary_version=row.summary_version if row else 0,
             turns_total=row.turn_count if row else 0,
-            recent=[
-                ChatMessage(
-                    role=r.role,
-                    content=in_context(r.content, _findings(r.tool_data))
-                    if r.role == "assistant"
-                    else r.content,
-                )
-                for r in reversed(recent)
-            ],
+            recent=[_in_context(r.role, r.content, r.tool_data) for r in reversed(recent)],
             seen_message_ids=[r.client_message_id for r in reversed(seen)],
+            handoff=Handoff.model_validate(row.handoff) if row and row.handoff else None,
         )
+
+    @activity.defn
+    async def record_handoff(self, req: RecordHandoff) -> None:
+        """The session's handoff as the workflow now holds it, for the agents' queue."""
+        handoff = req.handoff.model_dump_json() if req.handoff else None
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE sessions SET handoff = CAST(:h AS jsonb), updated_at = now() "
+                    "WHERE id = :id AND user_id = :user"
+                ),
+                {"h": handoff, "id": req.ref.session_id, "user": req.ref.user_id},
+            )
+
+    @activity.defn
+    async def persist_agent_turn(self, turn: AgentTurn) -> PersistOutcome:
+        """An agent's message: stored (role agent, under its own turn id, once), then
+        published as its turn's text and final event, as a bot's reply is."""
+        started = time.perf_counter()
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO messages (id, turn_id, session_id, role, content, "
+                    "client_message_id, intent, tool_data, status) VALUES (:id, :turn, :s, "
+                    "'agent', :text, :cmid, 'chat', CAST(:data AS jsonb), 'complete') "
+                    "ON CONFLICT (turn_id, role) DO NOTHING"
+                ),
+                {
+                    "id": message_uuid(turn.turn_id, "agent"),
+                    "turn": uuid.UUID(turn.turn_id),
+                    "s": turn.session_id,
+                    "text": turn.text,
+                    "cmid": turn.client_message_id,
+                    "data": json.dumps({"agent_id": turn.agent_id}),
+                },
+            )
+        ms = (time.perf_counter() - started) * 1000
+        if turn.final_seq is None or self._streams is None:
+            return PersistOutcome(ms=ms)
+        result = TurnResult(
+            turn_id=turn.turn_id,
+            session_id=turn.session_id,
+            client_message_id=turn.client_message_id,
+            reply=turn.text,
+            agent_id=turn.agent_id,
+        )
+        event = TurnEvent(
+            turn_id=turn.turn_id,
+            kind="final",
+            result=result,
+            session_id=turn.session_id,
+            user_id=turn.user_id,
+            seq=turn.final_seq,
+        )
+        try:
+            await append_event(self._streams, event)
+        except REDIS_UNAVAILABLE as err:
+            log.warning("agent message's event not published: %s", err)
+            return PersistOutcome(ms=ms)
+        return PersistOutcome(ms=ms, published=True)
 
     @activity.defn
     async def persist_turn(self, req: PersistTurn) -> PersistOutcome:
@@ -159,7 +228,7 @@ class SessionStore:
         turn or an event twice. Redis being away costs only the event: the outcome says
         it was not published, and the workflow publishes it with its own retries."""
         started = time.perf_counter()
-        await self._store(req.result, req.user_id)
+        await self._store(req.result, req.user_id, user_only=req.user_only)
         ms = (time.perf_counter() - started) * 1000
         if req.final_seq is None or self._streams is None:
             return PersistOutcome(ms=ms)
@@ -181,7 +250,7 @@ class SessionStore:
             return PersistOutcome(ms=ms)
         return PersistOutcome(ms=ms, published=True)
 
-    async def _store(self, turn: TurnResult, user_id: str) -> None:
+    async def _store(self, turn: TurnResult, user_id: str, *, user_only: bool = False) -> None:
         bind(turn_id=turn.turn_id)
         tool_data = json.dumps(
             {
@@ -205,7 +274,7 @@ class SessionStore:
         }
         latency = int(sum(turn.timings_ms.values()))
         try:
-            await self._write_turn(turn, user_id, common, latency)
+            await self._write_turn(turn, user_id, common, latency, user_only)
         except IntegrityError as err:
             if getattr(err.orig, "sqlstate", None) != FOREIGN_KEY_VIOLATION:
                 raise
@@ -227,7 +296,12 @@ class SessionStore:
             ) from None
 
     async def _write_turn(
-        self, turn: TurnResult, user_id: str, common: dict[str, Any], latency: int
+        self,
+        turn: TurnResult,
+        user_id: str,
+        common: dict[str, Any],
+        latency: int,
+        user_only: bool,
     ) -> None:
         """Write both messages of the turn; the first write also counts it on the session.
         In the same transaction: its tool calls charged, its leftover reservations closed."""
@@ -241,7 +315,7 @@ class SessionStore:
                 await self._ledger.close_turn(turn.turn_id, conn)
             new = (
                 await conn.execute(
-                    _WRITE_TURN,
+                    _WRITE_USER_MESSAGE if user_only else _WRITE_TURN,
                     {
                         **common,
                         "user_id": message_uuid(turn.turn_id, "user"),

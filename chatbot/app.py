@@ -15,7 +15,7 @@ from chatbot.headers import ResponseHeaders
 from chatbot.health import shared_metrics
 from chatbot.middleware import install_middleware
 from chatbot.resources import Resources
-from chatbot.routes import artifacts, health, messages, sessions, turns, ui, usage, ws
+from chatbot.routes import artifacts, handoff, health, messages, sessions, turns, ui, usage, ws
 from shared.config import Settings, get_settings
 from shared.tracing import configure_tracing
 
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ui.me_router,
         usage.router,
         artifacts.router,
+        handoff.router,
     ):
         app.include_router(router, prefix="/v1")
     app.include_router(health.router)

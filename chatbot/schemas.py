@@ -74,7 +74,7 @@ class MessageCreate(SendMessage):
 class MessagePublic(BaseModel):
     id: str
     turn_id: str
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "agent"]  # agent: a person from the team
     content: str
     status: Literal["complete", "cancelled", "failed"]
     intent: str | None
@@ -128,9 +128,11 @@ class ErrorBody(BaseModel):
 _ERROR_DESCRIPTIONS = {
     400: "The body is not UTF-8 JSON, or a cursor does not decode to a position",
     401: "No valid bearer token (with `WWW-Authenticate: Bearer`)",
+    403: "The caller lacks the role this needs (agent or admin); the message names it",
     404: "No such session or turn for this user",
     409: "The session's state forbids it: the id is taken, the session was ended, the "
-    "user's session limit is reached (`session_limit_reached`), the turn is not running",
+    "user's session limit is reached (`session_limit_reached`), the turn is not running, "
+    "another agent claimed the session",
     413: "The request body is over MAX_REQUEST_BYTES",
     422: "The request does not match this operation's schema",
     429: "The user's rate limit or token budget is reached (with `Retry-After`)",

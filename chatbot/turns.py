@@ -44,7 +44,12 @@ from chatbot.errors import (
 from shared import search_attributes as sa
 from shared.config import Settings
 from shared.models import (
+    AgentReply,
     CancelTurn,
+    ClaimHandoff,
+    Handoff,
+    ReleaseHandoff,
+    RequestHandoff,
     SendMessage,
     SessionStart,
     TurnResult,
@@ -71,6 +76,10 @@ _ERRORS: dict[str, type[ApiError]] = {
     "ApprovalConflict": Conflict,
     "ApprovalStale": Conflict,
     "ApprovalNotFound": NotFound,
+    # Handoff: claimed by another agent first, not claimed (by this agent), not handed off.
+    "HandoffClaimed": Conflict,
+    "HandoffNotClaimed": Conflict,
+    "NotHandedOff": Conflict,
     "LLMRequestRejected": UpstreamFailed,
     "LLMUnavailable": Unavailable,
     # Nothing of the turn was kept, and a retry of the same update gets the same outcome:
@@ -142,7 +151,26 @@ class Turns:
         is over (one call instead of a second one polling for the result): the turn id and
         its handle."""
         update_id = message.client_message_id or uuid.uuid4().hex
-        start = WithStartWorkflowOperation(
+        start = self._start_operation(session_id, user_id)
+        handle = await temporal_call(
+            self._client.start_update_with_start_workflow(
+                ChatSessionWorkflow.send_message,
+                message,
+                id=update_id,
+                start_workflow_operation=start,
+                wait_for_stage=(
+                    WorkflowUpdateStage.COMPLETED if until_done else WorkflowUpdateStage.ACCEPTED
+                ),
+            )
+        )
+        return turn_id_for(session_id, update_id), handle
+
+    def _start_operation(
+        self, session_id: str, user_id: str
+    ) -> WithStartWorkflowOperation[ChatSessionWorkflow, None]:
+        """The session's workflow, started if it is not running (a session that went idle
+        resumes from Postgres)."""
+        return WithStartWorkflowOperation(
             ChatSessionWorkflow.run,
             SessionStart(
                 session_id=session_id,
@@ -154,6 +182,7 @@ class Turns:
                 tool_calling=self._settings.tool_calling_enabled,
                 tool_max_steps=self._settings.tool_max_steps,
                 approval_timeout_seconds=self._settings.approval_timeout_seconds,
+                handoff_sla_seconds=self._settings.handoff_sla_seconds,
             ),
             id=workflow_id(session_id),
             task_queue=self._settings.temporal_task_queue,
@@ -171,18 +200,34 @@ class Turns:
                 "persist turn. Query `state` for the live view."
             ),
         )
-        handle = await temporal_call(
-            self._client.start_update_with_start_workflow(
-                ChatSessionWorkflow.send_message,
-                message,
-                id=update_id,
-                start_workflow_operation=start,
-                wait_for_stage=(
-                    WorkflowUpdateStage.COMPLETED if until_done else WorkflowUpdateStage.ACCEPTED
-                ),
+
+    async def request_handoff(
+        self, *, session_id: str, user_id: str, request: RequestHandoff
+    ) -> Handoff:
+        """Hand the session to a person (starting its workflow if it is idle)."""
+        return await temporal_call(
+            self._client.execute_update_with_start_workflow(
+                ChatSessionWorkflow.request_handoff,
+                request,
+                start_workflow_operation=self._start_operation(session_id, user_id),
             )
         )
-        return turn_id_for(session_id, update_id), handle
+
+    async def claim_handoff(self, *, session_id: str, agent_id: str) -> Handoff:
+        handle = self._client.get_workflow_handle(workflow_id(session_id))
+        return await temporal_call(
+            handle.execute_update(
+                ChatSessionWorkflow.claim_handoff, ClaimHandoff(agent_id=agent_id)
+            )
+        )
+
+    async def agent_reply(self, *, session_id: str, reply: AgentReply) -> TurnResult:
+        handle = self._client.get_workflow_handle(workflow_id(session_id))
+        return await temporal_call(handle.execute_update(ChatSessionWorkflow.agent_reply, reply))
+
+    async def release_handoff(self, *, session_id: str, release: ReleaseHandoff) -> None:
+        handle = self._client.get_workflow_handle(workflow_id(session_id))
+        await temporal_call(handle.execute_update(ChatSessionWorkflow.release_handoff, release))
 
     async def cancel(self, *, session_id: str, turn_id: str) -> None:
         handle = self._client.get_workflow_handle(workflow_id(session_id))

@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     tool_calling: Literal["auto", "on", "off"] = "auto"
     tool_max_steps: int = Field(4, ge=1, le=16)
     # A call waiting for approval longer than this is denied, and the model told so.
+    # A session handed to a person that no agent claims within this long: the user is
+    # told so and offered a ticket (it stays in the queue).
+    handoff_sla_seconds: float = Field(600, ge=5, le=7 * 86_400)
     approval_timeout_seconds: float = Field(900.0, gt=0, le=7 * 86400)
     # The built-in tools the model is offered, and those that run without approval.
     tools: Annotated[list[str], NoDecode, BeforeValidator(_names)] = list(BUILTIN_TOOLS)

@@ -5,6 +5,7 @@ workflow's event history stays bounded."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -62,6 +63,58 @@ class ChatMessage(BaseModel):
     content: str
 
 
+HandoffSource = Literal["user", "model", "rule"]
+HANDOFF_REASON_CHARS = 500
+
+
+class Handoff(BaseModel):
+    """A session handed to a person: `waiting` in the queue, then `claimed` by an agent,
+    who hands it back to the bot or closes it. The bot does not answer meanwhile."""
+
+    state: Literal["waiting", "claimed"]
+    source: HandoffSource
+    reason: str = ""
+    requested_by: str = ""
+    requested_at: datetime
+    agent_id: str | None = None
+    claimed_at: datetime | None = None
+    # No agent claimed it within HANDOFF_SLA_SECONDS: the user was told, and offered a ticket.
+    sla_missed: bool = False
+
+
+class RequestHandoff(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: HandoffSource = "user"
+    reason: StorableText = Field("", max_length=HANDOFF_REASON_CHARS)
+    requested_by: str = ""
+
+
+class ClaimHandoff(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: str = Field(min_length=1, max_length=256)
+
+
+class AgentReply(BaseModel):
+    """An agent's message to the user of a session they claimed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: str = Field(min_length=1, max_length=256)
+    text: StorableText = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    client_message_id: str | None = Field(None, max_length=128)
+
+
+class ReleaseHandoff(BaseModel):
+    """The agent is done: back to the bot, or the session closed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: str = Field(min_length=1, max_length=256)
+    outcome: Literal["bot", "closed"] = "bot"
+
+
 class SessionStart(BaseModel):
     """The workflow's input. A fresh start carries only who owns the session; the state is
     loaded from Postgres. Continue-as-new carries bounded state instead (`loaded`)."""
@@ -85,6 +138,8 @@ class SessionStart(BaseModel):
     tool_calling: bool = False
     tool_max_steps: int = 4
     approval_timeout_seconds: float = 900.0
+    handoff: Handoff | None = None  # carried across continue-as-new
+    handoff_sla_seconds: float = 600.0
 
 
 class SendMessage(BaseModel):
@@ -116,6 +171,7 @@ class SessionState(BaseModel):
     recent: list[ChatMessage]
     # Tool calls of the running turn waiting for a decision (ToolCallRecord, as JSON).
     pending_approvals: list[dict[str, Any]] = Field(default_factory=list)
+    handoff: Handoff | None = None
 
 
 class LoadedSession(BaseModel):
@@ -124,12 +180,32 @@ class LoadedSession(BaseModel):
     recent: list[ChatMessage] = Field(default_factory=list)
     seen_message_ids: list[str] = Field(default_factory=list)
     turns_total: int = 0
+    handoff: Handoff | None = None
 
 
 class SessionRef(BaseModel):
     session_id: str
     user_id: str
     recent_turns: int = RECENT_TURNS
+
+
+class RecordHandoff(BaseModel):
+    """The session's handoff as Postgres keeps it (None: the bot answers)."""
+
+    ref: SessionRef
+    handoff: Handoff | None
+
+
+class AgentTurn(BaseModel):
+    """An agent's message as stored and published: a turn of its own."""
+
+    turn_id: str
+    session_id: str
+    user_id: str
+    agent_id: str
+    text: str
+    client_message_id: str | None = None
+    final_seq: int | None = None
 
 
 class DetectIntentInput(BaseModel):
@@ -244,6 +320,10 @@ class TurnResult(BaseModel):
     client_message_id: str | None = None
     user_text: str = ""
     reply: str
+    # The person from the team who wrote `reply` (a handed-off session); None: the bot.
+    agent_id: str | None = None
+    # The session is with a person (this turn was not answered by the bot): its handoff.
+    handoff: Handoff | None = None
     status: TurnStatus = "complete"
     intent: Intent = "chat"
     intent_confidence: float = 1.0
@@ -272,6 +352,8 @@ class PersistTurn(BaseModel):
     result: TurnResult
     user_id: str
     final_seq: int | None = None
+    # A message while a person has the session: the user's alone is stored (no reply yet).
+    user_only: bool = False
 
 
 class PersistOutcome(BaseModel):

@@ -138,6 +138,8 @@ def build_worker(
             store.persist_turn,
             store.mark_idle,
             store.mark_ended,
+            store.record_handoff,
+            store.persist_agent_turn,
             streams.publish_turn_event,
             streams.request_cancel,
         ],

@@ -35,14 +35,21 @@ with workflow.unsafe.imports_passed_through():
     from shared import search_attributes as sa
     from shared.models import (
         SEEN_MESSAGE_IDS,
+        AgentReply,
+        AgentTurn,
         CancelTurn,
         ChatMessage,
+        ClaimHandoff,
         DetectIntentInput,
         GeneratedReply,
         GenerateReplyInput,
+        Handoff,
         PersistOutcome,
         PersistTurn,
         PromptParts,
+        RecordHandoff,
+        ReleaseHandoff,
+        RequestHandoff,
         Retrieved,
         RetrieveInput,
         SendMessage,
@@ -58,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
     from shared.tool_calls import ApprovalDecision, ApprovalOutcome
     from workflows import policies
     from workflows.approvals import Approvals
+    from workflows.handoff import HandoffDesk
     from workflows.tool_turn import ToolTurn, ToolTurnOutcome
     from workflows.tools import (
         ToolOutcome,
@@ -93,6 +101,16 @@ TURN_ATTRIBUTES_EVERY = timedelta(seconds=30)
 STEP_FAILED = (ActivityError, ApplicationError)
 A = TypeVar("A")
 R = TypeVar("R")
+
+
+def _escalation(result: TurnResult) -> str | None:
+    """The reason, when the turn ran escalate_to_human (approved, and it worked)."""
+    for call in result.tool_calls:
+        if call.get("name") == "escalate_to_human" and call.get("status") == "ok":
+            arguments = call.get("arguments")
+            reason = arguments.get("reason") if isinstance(arguments, dict) else None
+            return str(reason or "the assistant handed over")[:500]
+    return None
 
 
 def _clip(text: str, limit: int = DETAIL_CHARS) -> str:
@@ -143,6 +161,8 @@ class ChatSessionWorkflow:
         self._ended = False
         self._fold_failed_at: int | None = None  # _activity_seq when a fold last failed
         self._approvals = Approvals()  # tool calls waiting for a person's decision
+        self._handoff = HandoffDesk(start.handoff)  # with a person instead of the bot
+        self._rearm = False  # the main loop's timer must be set again (a handoff began)
         self._cancelled: set[str] = set()  # turns asked to stop (cleared when they end)
         self._published = 0  # events published by this run, each numbered (TurnEvent.seq)
         self._attributes_at: datetime | None = None  # when turn attributes were last upserted
@@ -175,6 +195,7 @@ class ChatSessionWorkflow:
             self._summary_version = loaded.summary_version
             self._seen.extend(loaded.seen_message_ids)
             self._turns_total = loaded.turns_total
+            self._handoff.current = loaded.handoff
             self._loaded = True
         idle = timedelta(seconds=start.idle_timeout_seconds)
         self._set_status("active")
@@ -186,12 +207,22 @@ class ChatSessionWorkflow:
             # turn saved); when the timer fires after activity, it waits out the rest.
             try:
                 await workflow.wait_condition(
-                    lambda: self._ended or self._wants_new_run() or self._wants_fold(),
+                    lambda: (
+                        self._ended or self._wants_new_run() or self._wants_fold() or self._rearm
+                    ),
                     # A turn running (or waiting on a person) is not idleness: a whole
                     # period again, not a timer a second until it ends.
-                    timeout=idle if self._queued else max(self._idle_left(idle), MIN_IDLE_WAIT),
+                    timeout=self._next_wake(idle),
                 )
+                if self._rearm:  # a handoff began: its SLA timer, from now
+                    self._rearm = False
+                    continue
             except TimeoutError:
+                if await self._check_sla():
+                    continue
+                if self._handoff.active:
+                    self._idle_since = workflow.now()  # with a person: never idle
+                    continue
                 if self._queued or self._idle_left(idle) > timedelta(0):
                     continue  # busy, or active since the timer was armed: not idle yet
                 seen = self._activity_seq
@@ -205,7 +236,11 @@ class ChatSessionWorkflow:
                     await self._mark(
                         SessionStore.mark_idle, f"mark idle after {idle.total_seconds() / 60:g} min"
                     )
-                    if self._queued == 0 and self._activity_seq == seen:
+                    if (
+                        self._queued == 0
+                        and self._activity_seq == seen
+                        and not self._handoff.active
+                    ):
                         self._set_status("idle")
                         break
                 continue
@@ -248,6 +283,41 @@ class ChatSessionWorkflow:
             )
         except ActivityError as err:
             workflow.logger.warning("%s failed: %s", what, err.cause or err)
+
+    def _next_wake(self, idle: timedelta) -> timedelta:
+        """The loop's timer: the idle timeout, or sooner the handoff's SLA."""
+        wake = idle if self._queued else max(self._idle_left(idle), MIN_IDLE_WAIT)
+        sla = self._handoff.sla_left(self._sla, workflow.now())
+        return wake if sla is None else min(wake, max(sla, MIN_IDLE_WAIT))
+
+    @property
+    def _sla(self) -> timedelta:
+        return timedelta(seconds=self._start.handoff_sla_seconds)
+
+    async def _check_sla(self) -> bool:
+        """Nobody claimed the session in HANDOFF_SLA: the user is told (the handoff says
+        so, with a ticket offered), once."""
+        left = self._handoff.sla_left(self._sla, workflow.now())
+        if left is None or left > timedelta(0):
+            return False
+        self._handoff.miss_sla()
+        await self._save_handoff("no agent within the SLA")
+        return True
+
+    async def _save_handoff(self, what: str) -> None:
+        """Postgres's copy, for the queue; the workflow's state is the truth meanwhile."""
+        req = RecordHandoff(ref=self._ref, handoff=self._handoff.current)
+        try:
+            await _store_step(
+                SessionStore.record_handoff,
+                req,
+                policies.DB_TIMEOUT,
+                policies.DB_RETRY,
+                f"handoff: {what}",
+            )
+        except STEP_FAILED as err:
+            workflow.logger.warning("handoff not recorded: %s", err.cause or err)
+        self._set_status("handoff" if self._handoff.active else "active")
 
     def _idle_left(self, idle: timedelta) -> timedelta:
         """How much longer the session must stay quiet to count as idle."""
@@ -347,6 +417,8 @@ class ChatSessionWorkflow:
             tool_calling=start.tool_calling,
             tool_max_steps=start.tool_max_steps,
             approval_timeout_seconds=start.approval_timeout_seconds,
+            handoff=self._handoff.current,
+            handoff_sla_seconds=start.handoff_sla_seconds,
             loaded=True,
             summary=self._summary,
             summary_version=self._summary_version,
@@ -369,6 +441,7 @@ class ChatSessionWorkflow:
             summary=self._summary,
             recent=self._recent,
             pending_approvals=self._approvals.pending,
+            handoff=self._handoff.current,
         )
 
     @workflow.update
@@ -406,6 +479,8 @@ class ChatSessionWorkflow:
             )
 
     async def _run_turn(self, turn_id: str, msg: SendMessage) -> TurnResult:
+        if self._handoff.active:
+            return await self._turn_for_a_person(turn_id, msg)
         timings: dict[str, float] = {}
         said = f"“{_clip(msg.text)}”"
         workflow.set_current_details(self._details(f"**Turn {turn_id}**: {said}, detecting intent"))
@@ -513,6 +588,12 @@ class ChatSessionWorkflow:
         result.status = "cancelled" if reply.cancelled else "complete"
         result.timings_ms = timings
         result.data_timings = data_timings(result.tool_results)
+        escalated = _escalation(result)
+        if escalated is not None:  # the model handed over, and the user approved it
+            await self._enter_handoff(
+                RequestHandoff(source="model", reason=escalated, requested_by="assistant")
+            )
+            result.handoff = self._handoff.current
         # Stored, then its final event published by the same step (its number taken now);
         # readers that get the event find the turn in Postgres.
         final_seq = self._next_seq()
@@ -545,6 +626,115 @@ class ChatSessionWorkflow:
             final = TurnEvent(turn_id=turn_id, kind="final", result=result)
             await self._publish(final, seq=final_seq)
         return result
+
+    async def _turn_for_a_person(self, turn_id: str, msg: SendMessage) -> TurnResult:
+        """A user's message while a person has the session: stored for the agent, no
+        model asked; the result carries the handoff (who has it, or that it waits)."""
+        result = TurnResult(
+            turn_id=turn_id,
+            session_id=self._start.session_id,
+            client_message_id=msg.client_message_id,
+            user_text=msg.text,
+            reply="",
+            handoff=self._handoff.current,
+        )
+        final_seq = self._next_seq()
+        persisted = await self._persist(result, final_seq=final_seq, user_only=True)
+        if persisted is None:
+            self._not_stored(turn_id, msg)
+        self._recent.append(ChatMessage(role="user", content=msg.text))
+        self._turns_total += 1
+        self._turns_this_run += 1
+        if not persisted.published:
+            await self._publish(
+                TurnEvent(turn_id=turn_id, kind="final", result=result), seq=final_seq
+            )
+        return result
+
+    async def _enter_handoff(self, req: RequestHandoff) -> Handoff:
+        if self._handoff.request(req, workflow.now()):
+            self._rearm = True
+            await self._save_handoff(f"requested by the {req.source}")
+        assert self._handoff.current is not None
+        return self._handoff.current
+
+    @workflow.update
+    async def request_handoff(self, req: RequestHandoff) -> Handoff:
+        """The user (or a rule) asks for a person: the session joins the agents' queue
+        and the bot stops answering. Asked again, the same handoff."""
+        return await self._enter_handoff(req)
+
+    @request_handoff.validator
+    def _validate_request_handoff(self, req: RequestHandoff) -> None:
+        if self._ended:
+            raise ApplicationError("this session has ended", type="SessionEnded")
+
+    @workflow.update
+    async def claim_handoff(self, req: ClaimHandoff) -> Handoff:
+        if self._handoff.claim(req.agent_id, workflow.now()):
+            await self._save_handoff(f"claimed by {req.agent_id}")
+        assert self._handoff.current is not None
+        return self._handoff.current
+
+    @claim_handoff.validator
+    def _validate_claim_handoff(self, req: ClaimHandoff) -> None:
+        self._handoff.check_claim(req.agent_id)
+
+    @workflow.update
+    async def agent_reply(self, req: AgentReply) -> TurnResult:
+        """The claiming agent's message to the user: stored with role agent and published
+        as a turn of its own (its text in the final event)."""
+        self._handoff.check_agent(req.agent_id)  # again: the claim may have moved on
+        turn_id = str(workflow.uuid4())
+        final_seq = self._next_seq()
+        turn = AgentTurn(
+            turn_id=turn_id,
+            session_id=self._start.session_id,
+            user_id=self._start.user_id,
+            agent_id=req.agent_id,
+            text=req.text,
+            client_message_id=req.client_message_id,
+            final_seq=final_seq,
+        )
+        outcome = await _store_step(
+            SessionStore.persist_agent_turn,
+            turn,
+            policies.DB_TIMEOUT,
+            policies.DB_RETRY,
+            f"the message of agent {req.agent_id}",
+        )
+        result = TurnResult(
+            turn_id=turn_id,
+            session_id=self._start.session_id,
+            client_message_id=req.client_message_id,
+            reply=req.text,
+            agent_id=req.agent_id,
+            handoff=self._handoff.current,
+        )
+        if not outcome.published:
+            await self._publish(
+                TurnEvent(turn_id=turn_id, kind="final", result=result), seq=final_seq
+            )
+        self._recent.append(
+            ChatMessage(role="assistant", content=f"(A person from the team wrote:) {req.text}")
+        )
+        return result
+
+    @agent_reply.validator
+    def _validate_agent_reply(self, req: AgentReply) -> None:
+        self._handoff.check_agent(req.agent_id)
+
+    @workflow.update
+    async def release_handoff(self, req: ReleaseHandoff) -> None:
+        """The agent is done: the bot answers again (`bot`), or the session ends (`closed`)."""
+        self._handoff.release(req.agent_id)
+        await self._save_handoff(f"{req.agent_id}: {req.outcome}")
+        if req.outcome == "closed":
+            self._ended = True
+
+    @release_handoff.validator
+    def _validate_release_handoff(self, req: ReleaseHandoff) -> None:
+        self._handoff.check_agent(req.agent_id)
 
     async def _tool_turn(self, turn_id: str, parts: PromptParts) -> ToolTurn:
         catalog = await workflow.execute_local_activity_method(
@@ -620,12 +810,14 @@ class ChatSessionWorkflow:
             return Retrieved(available=False)
 
     async def _persist(
-        self, result: TurnResult, *, final_seq: int | None = None
+        self, result: TurnResult, *, final_seq: int | None = None, user_only: bool = False
     ) -> PersistOutcome | None:
         """Store the turn, and with `final_seq` publish its final event once stored; None
         when it could not be stored within DB_DEADLINE, or its data can never be (the
         session was deleted meanwhile, a value Postgres refuses)."""
-        req = PersistTurn(result=result, user_id=self._start.user_id, final_seq=final_seq)
+        req = PersistTurn(
+            result=result, user_id=self._start.user_id, final_seq=final_seq, user_only=user_only
+        )
         then = ", then its final event" if final_seq is not None else ""
         try:
             return await _store_step(

@@ -1,0 +1,177 @@
+"""Handing a session to a person. The user asks for one (`POST /sessions/{id}/handoff`);
+agents see the queue, claim a session (the first claim wins, the second is 409 naming
+who has it), read its transcript, write to its user, and hand it back to the bot or close
+it. Every agent route needs the agent role (admins have it too)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+from sqlalchemy import text
+
+from chatbot import repository
+from chatbot.auth import AgentPrincipal, CurrentUser
+from chatbot.deps import LogIds, ResourcesDep
+from chatbot.errors import NotFound
+from chatbot.schemas import MessagePage, Seq, SessionId, error_responses
+from chatbot.turns import Turns
+from shared.models import (
+    HANDOFF_REASON_CHARS,
+    MAX_MESSAGE_CHARS,
+    AgentReply,
+    Handoff,
+    ReleaseHandoff,
+    RequestHandoff,
+    StorableText,
+    TurnResult,
+)
+
+router = APIRouter(tags=["handoff"], dependencies=[LogIds])
+
+
+class HandoffAsk(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: StorableText = Field("", max_length=HANDOFF_REASON_CHARS)
+
+
+class QueuedSession(BaseModel):
+    session_id: str
+    user_id: str
+    title: str | None
+    handoff: Handoff
+    last_activity_at: datetime | None
+
+
+class HandoffQueue(BaseModel):
+    items: list[QueuedSession] = Field(description="Waiting ones first, oldest request first")
+
+
+class AgentMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: StorableText = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    client_message_id: str | None = Field(None, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+
+
+class Release(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["bot", "closed"] = Field(
+        "bot", description="bot: the assistant answers again; closed: the session ends"
+    )
+
+
+@router.post(
+    "/sessions/{session_id}/handoff", responses=error_responses(400, 401, 404, 409, 422, 503)
+)
+async def ask_for_a_person(
+    session_id: SessionId, body: HandoffAsk, user: CurrentUser, res: ResourcesDep
+) -> Handoff:
+    """Hand the session to a person: the assistant stops answering, and the session waits
+    in the agents' queue. Asked again, the same handoff."""
+    await repository.get_session(res.engine, session_id=session_id, user_id=user)  # or 404
+    request = RequestHandoff(source="user", reason=body.reason, requested_by=user)
+    return await Turns(await res.temporal(), res.settings).request_handoff(
+        session_id=session_id, user_id=user, request=request
+    )
+
+
+@router.get("/handoffs", responses=error_responses(401, 403, 503))
+async def handoff_queue(agent: AgentPrincipal, res: ResourcesDep) -> HandoffQueue:
+    """The sessions handed to a person: waiting ones first (oldest first), then claimed."""
+    async with res.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT id AS session_id, user_id, title, handoff, last_activity_at "
+                    "FROM sessions WHERE handoff IS NOT NULL ORDER BY "
+                    "(handoff->>'state') = 'claimed', handoff->>'requested_at' LIMIT 500"
+                )
+            )
+        ).mappings()
+        return HandoffQueue(items=[QueuedSession.model_validate(dict(r)) for r in rows])
+
+
+async def _handed_off(res: Any, session_id: str) -> dict[str, Any]:
+    """The session, whoever owns it; 404 when it does not exist."""
+    async with res.engine.connect() as conn:
+        row = (
+            (
+                await conn.execute(
+                    text("SELECT id, user_id, handoff FROM sessions WHERE id = :id"),
+                    {"id": session_id},
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise NotFound(f"session {session_id} not found")
+    return dict(row)
+
+
+@router.post(
+    "/handoffs/{session_id}/claim", responses=error_responses(401, 403, 404, 409, 422, 503)
+)
+async def claim(session_id: SessionId, agent: AgentPrincipal, res: ResourcesDep) -> Handoff:
+    """Take the session: 409 when another agent claimed it first (the message names them)."""
+    await _handed_off(res, session_id)
+    return await Turns(await res.temporal(), res.settings).claim_handoff(
+        session_id=session_id, agent_id=agent.user_id
+    )
+
+
+@router.get("/handoffs/{session_id}/messages", responses=error_responses(401, 403, 404, 422, 503))
+async def transcript(
+    session_id: SessionId,
+    agent: AgentPrincipal,
+    res: ResourcesDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[Seq | SkipJsonSchema[None], Query()] = None,
+) -> MessagePage:
+    """The session's messages, with tool calls and approvals, as its user sees them."""
+    await _handed_off(res, session_id)
+    rows, next_before = await repository.list_messages(
+        res.engine, session_id=session_id, limit=limit, before=before
+    )
+    return MessagePage.model_validate({"items": rows, "next_before": next_before})
+
+
+@router.post(
+    "/handoffs/{session_id}/messages",
+    responses=error_responses(400, 401, 403, 404, 409, 422, 503),
+)
+async def write_to_the_user(
+    session_id: SessionId, body: AgentMessage, agent: AgentPrincipal, res: ResourcesDep
+) -> TurnResult:
+    """A message to the session's user, as the agent who claimed it (409 otherwise); it
+    reaches them as a turn of its own, stored with role agent."""
+    await _handed_off(res, session_id)
+    reply = AgentReply(
+        agent_id=agent.user_id, text=body.text, client_message_id=body.client_message_id
+    )
+    return await Turns(await res.temporal(), res.settings).agent_reply(
+        session_id=session_id, reply=reply
+    )
+
+
+@router.post(
+    "/handoffs/{session_id}/release",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(400, 401, 403, 404, 409, 422, 503),
+)
+async def release(
+    session_id: SessionId, body: Release, agent: AgentPrincipal, res: ResourcesDep
+) -> Response:
+    """Done: back to the assistant (`bot`) or the session closed (`closed`)."""
+    await _handed_off(res, session_id)
+    await Turns(await res.temporal(), res.settings).release_handoff(
+        session_id=session_id,
+        release=ReleaseHandoff(agent_id=agent.user_id, outcome=body.outcome),
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
