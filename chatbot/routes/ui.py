@@ -84,6 +84,13 @@ async def index() -> FileResponse:
     return _file("index.html")
 
 
+@page_router.get("/console")
+async def console() -> FileResponse:
+    """The operators' console: the handoff queue and its sessions (needs the agent role;
+    every action goes through /v1, which checks it)."""
+    return _file("console.html")
+
+
 @page_router.get("/static/{name}")
 async def static_file(name: str) -> FileResponse:
     return _file(name)

@@ -191,6 +191,37 @@ export class Api {
     return response.blob();
   }
 
+  /** Hand the session to a person (the assistant stops answering). */
+  askForPerson(sessionId, reason = "") {
+    return this.json("POST", `/sessions/${enc(sessionId)}/handoff`, { body: { reason } });
+  }
+
+  // ---- the console (the agent role) ----
+
+  handoffQueue() {
+    return this.json("GET", "/handoffs");
+  }
+
+  claimHandoff(sessionId) {
+    return this.json("POST", `/handoffs/${enc(sessionId)}/claim`);
+  }
+
+  transcript(sessionId, before = null, limit = 100) {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (before) query.set("before", String(before));
+    return this.json("GET", `/handoffs/${enc(sessionId)}/messages?${query}`);
+  }
+
+  writeToUser(sessionId, text) {
+    return this.json("POST", `/handoffs/${enc(sessionId)}/messages`, {
+      body: { text, client_message_id: newMessageId() },
+    });
+  }
+
+  releaseHandoff(sessionId, outcome) {
+    return this.json("POST", `/handoffs/${enc(sessionId)}/release`, { body: { outcome } });
+  }
+
   /** The tool calls the session's running turn waits on a decision for: `{items}`. */
   pendingApprovals(sessionId) {
     return this.json("GET", `/sessions/${enc(sessionId)}/approvals`);

@@ -27,6 +27,7 @@ export function userMessage(text) {
 export function historyMessages(items, fetchArtifact) {
   return items.map((item) => {
     if (item.role === "user") return userMessage(str(item.content));
+    if (item.role === "agent") return agentMessage(str(item.content), item.tool_data?.agent_id);
     const view = new AssistantMessage({ fetchArtifact });
     const data = item.tool_data ?? {};
     view.finish(
@@ -45,6 +46,17 @@ export function historyMessages(items, fetchArtifact) {
     );
     return view.li;
   });
+}
+
+/** What a person from the team wrote (a handed-off session), marked as theirs. */
+export function agentMessage(text, agentId) {
+  const who = str(agentId) ? `${str(agentId)} (a person from the team)` : "A person from the team";
+  return el(
+    "li",
+    { class: "msg agent" },
+    el("div", { class: "meta" }, el("span", { class: "pill agent", text: who })),
+    el("div", { class: "bubble", text }),
+  );
 }
 
 /** The first `count` characters of `text`, counted as Python counts them (code points). */
