@@ -1,13 +1,13 @@
-"""Turn stream activities: publishing a turn's events and flagging a cancellation. Run as
-local activities: each is one Redis call."""
+"""Stream activities: publishing a turn's events and a session's feed, and flagging a
+cancellation. Run as local activities: each is one Redis call."""
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
 from temporalio import activity
 
-from shared.models import CancelTurn, TurnEvent
-from shared.streams import TurnStreams
+from shared.models import CancelTurn, FeedEvent, TurnEvent
+from shared.streams import SessionFeed, TurnStreams
 
 
 async def append_event(streams: TurnStreams, event: TurnEvent) -> None:
@@ -22,6 +22,13 @@ async def append_event(streams: TurnStreams, event: TurnEvent) -> None:
 class StreamActivities:
     def __init__(self, redis: Redis) -> None:
         self._streams = TurnStreams(redis)
+        self._feed = SessionFeed(redis)
+
+    @activity.defn
+    async def publish_feed_event(self, event: FeedEvent) -> None:
+        """Best effort, as the turn events are: a user who misses it finds the handoff in
+        the session and the agent's message in the history."""
+        await self._feed.append(event.session_id, event.kind, event.data)
 
     @activity.defn
     async def publish_turn_event(self, event: TurnEvent) -> None:

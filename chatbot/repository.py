@@ -15,7 +15,9 @@ from chatbot.errors import BadRequest, Conflict, NotFound, SessionLimitReached
 from shared import findings
 from shared.models import TurnResult, TurnStatus
 
-_SESSION_COLUMNS = "id, title, status, turn_count, created_at, updated_at, last_activity_at"
+_SESSION_COLUMNS = (
+    "id, title, status, turn_count, created_at, updated_at, last_activity_at, handoff"
+)
 
 
 def _not_found(session_id: str) -> NotFound:

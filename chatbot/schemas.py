@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.models import SendMessage, StorableText
+from shared.models import Handoff, SendMessage, StorableText
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 SessionId = Annotated[
@@ -59,6 +59,9 @@ class SessionPublic(BaseModel):
     last_activity_at: datetime
     workflow_id: str
     temporal_ui_url: str
+    handoff: Handoff | None = Field(
+        None, description="With a person instead of the assistant (waiting, or claimed)"
+    )
 
 
 class SessionPage(BaseModel):

@@ -115,6 +115,18 @@ class ReleaseHandoff(BaseModel):
     outcome: Literal["bot", "closed"] = "bot"
 
 
+FeedKind = Literal["handoff", "agent_message"]
+
+
+class FeedEvent(BaseModel):
+    """An event of the session's feed: `handoff` (the handoff now, or None: the bot
+    answers again) or `agent_message` (an agent's turn: turn_id, text, agent_id)."""
+
+    session_id: str
+    kind: FeedKind
+    data: dict[str, Any]
+
+
 class SessionStart(BaseModel):
     """The workflow's input. A fresh start carries only who owns the session; the state is
     loaded from Postgres. Continue-as-new carries bounded state instead (`loaded`)."""

@@ -240,3 +240,48 @@ class TurnStreams:
                 yield event
                 if event.type in TERMINAL_EVENTS:
                     return
+
+
+# A session's feed: what reaches its user outside their own turns (a handed-off session's
+# agent messages and handoff changes), kept a day, the last FEED_ENTRIES of them.
+FEED_TTL_SECONDS = 86_400
+FEED_ENTRIES = 500
+
+
+def feed_key(session_id: str) -> str:
+    return f"chat:feed:{session_id}"
+
+
+class SessionFeed:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def append(self, session_id: str, type_: str, data: dict[str, Any]) -> None:
+        key = feed_key(session_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            fields = {"type": type_, "data": json.dumps(data)}
+            pipe.xadd(key, fields, maxlen=FEED_ENTRIES)  # type: ignore[arg-type]
+            pipe.expire(key, FEED_TTL_SECONDS)
+            await pipe.execute()
+
+    async def last_id(self, session_id: str) -> str:
+        """Where a reader that wants only what comes next starts."""
+        entries: Any = await self._redis.xrevrange(feed_key(session_id), count=1)
+        return str(entries[0][0]) if entries else "0-0"
+
+    async def read(
+        self, session_id: str, after: str = "0-0", *, block_ms: int = 15_000
+    ) -> AsyncIterator[StreamEvent | None]:
+        """Events after `after`, without end; None marks an idle interval (a keep-alive)."""
+        key, last = feed_key(session_id), after
+        while True:
+            batch: Any = await self._redis.xread({key: last}, count=100, block=block_ms)
+            if not batch:
+                yield None
+                continue
+            for entry_id, fields in batch[0][1]:
+                last = entry_id
+                yield StreamEvent(entry_id, fields["type"], json.loads(fields["data"]))
+
+    async def forget(self, session_id: str) -> None:
+        await self._redis.delete(feed_key(session_id))

@@ -141,6 +141,7 @@ def build_worker(
             store.record_handoff,
             store.persist_agent_turn,
             streams.publish_turn_event,
+            streams.publish_feed_event,
             streams.request_cancel,
         ],
         max_concurrent_activities=settings.max_concurrent_activities,

@@ -41,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
         ChatMessage,
         ClaimHandoff,
         DetectIntentInput,
+        FeedEvent,
+        FeedKind,
         GeneratedReply,
         GenerateReplyInput,
         Handoff,
@@ -318,6 +320,25 @@ class ChatSessionWorkflow:
         except STEP_FAILED as err:
             workflow.logger.warning("handoff not recorded: %s", err.cause or err)
         self._set_status("handoff" if self._handoff.active else "active")
+        current = self._handoff.current
+        await self._to_feed(
+            "handoff", {"handoff": current.model_dump(mode="json") if current else None}
+        )
+
+    async def _to_feed(self, kind: FeedKind, data: dict[str, Any]) -> None:
+        """Tell the user's open page (the session's feed); best effort, as turn events."""
+        event = FeedEvent(session_id=self._start.session_id, kind=kind, data=data)
+        try:
+            await workflow.execute_local_activity_method(
+                StreamActivities.publish_feed_event,
+                event,
+                start_to_close_timeout=policies.LOCAL_TIMEOUT,
+                schedule_to_close_timeout=policies.PUBLISH_DEADLINE,
+                retry_policy=policies.PUBLISH_RETRY,
+                summary=f"feed: {kind}",
+            )
+        except STEP_FAILED as err:
+            workflow.logger.warning("feed event %s not published: %s", kind, err.cause)
 
     def _idle_left(self, idle: timedelta) -> timedelta:
         """How much longer the session must stay quiet to count as idle."""
@@ -717,6 +738,9 @@ class ChatSessionWorkflow:
             )
         self._recent.append(
             ChatMessage(role="assistant", content=f"(A person from the team wrote:) {req.text}")
+        )
+        await self._to_feed(
+            "agent_message", {"turn_id": turn_id, "text": req.text, "agent_id": req.agent_id}
         )
         return result
 

@@ -5,10 +5,13 @@ it. Every agent route needs the agent role (admins have it too)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import text
@@ -17,7 +20,11 @@ from chatbot import repository
 from chatbot.auth import AgentPrincipal, CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
 from chatbot.errors import NotFound
-from chatbot.schemas import MessagePage, Seq, SessionId, error_responses
+from chatbot.relay import interrupted
+from chatbot.resources import Resources
+from chatbot.routes.turns import stream_position
+from chatbot.schemas import MessagePage, Seq, SessionId, StreamId, error_responses
+from chatbot.sse import KEEPALIVE, sse_frame
 from chatbot.turns import Turns
 from shared.models import (
     HANDOFF_REASON_CHARS,
@@ -29,8 +36,13 @@ from shared.models import (
     StorableText,
     TurnResult,
 )
+from shared.redis import REDIS_UNAVAILABLE, stream_block_ms
+from shared.streams import SessionFeed
 
 router = APIRouter(tags=["handoff"], dependencies=[LogIds])
+# A feed's response ends after this long (the client resumes with Last-Event-ID), so an
+# open page never holds a connection and a stream slot for good.
+FEED_MAX_SECONDS = 300
 
 
 class HandoffAsk(BaseModel):
@@ -79,6 +91,52 @@ async def ask_for_a_person(
     return await Turns(await res.temporal(), res.settings).request_handoff(
         session_id=session_id, user_id=user, request=request
     )
+
+
+@router.get(
+    "/sessions/{session_id}/feed",
+    responses={
+        **error_responses(400, 401, 404, 422, 429, 503),
+        200: {"content": {"text/event-stream": {}}},
+    },
+)
+async def session_feed(
+    session_id: SessionId,
+    user: CurrentUser,
+    res: ResourcesDep,
+    last_event_id: Annotated[
+        StreamId | SkipJsonSchema[None],
+        Header(description="The `id` of the last event received, to resume after it"),
+    ] = None,
+) -> StreamingResponse:
+    """What reaches the user outside their own turns, as SSE: `handoff` (the session's
+    handoff now, or null when the assistant answers again) and `agent_message` (a person
+    from the team wrote: turn_id, text, agent_id). From the start of the feed (a day of
+    it) or after Last-Event-ID; the response ends after FEED_MAX_SECONDS, to resume."""
+    after = stream_position(last_event_id)
+    await repository.get_session(res.engine, session_id=session_id, user_id=user)  # or 404
+    res.slots.check(user)
+    return StreamingResponse(
+        _feed_frames(res, user, session_id, after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+async def _feed_frames(
+    res: Resources, user: str, session_id: str, after: str
+) -> AsyncIterator[str]:
+    with res.slots.hold(user, enforce=False):
+        yield "retry: 1000\n\n"
+        until = time.monotonic() + FEED_MAX_SECONDS
+        feed = SessionFeed(res.stream_redis)
+        try:
+            async for event in feed.read(session_id, after, block_ms=stream_block_ms(res.settings)):
+                yield KEEPALIVE if event is None else sse_frame(event)
+                if time.monotonic() > until:
+                    return
+        except REDIS_UNAVAILABLE as err:
+            yield sse_frame(interrupted(f"Redis is unavailable: {type(err).__name__}"))
 
 
 @router.get("/handoffs", responses=error_responses(401, 403, 503))

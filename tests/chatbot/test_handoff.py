@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 from chatbot.auth import Role, mint_token
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
+from tests.chatbot.api_support import sse_events
 from tests.support import assert_eventually
 
 pytestmark = pytest.mark.timeout(150)
@@ -171,3 +172,40 @@ async def test_nobody_claiming_within_the_sla_is_said(
         return turn
 
     await assert_eventually(missed, within=30, interval=1)
+
+
+async def test_the_users_feed_tells_the_handoff_and_brings_the_agents_messages(
+    worker: Worker, alice: httpx.AsyncClient, agents: list[httpx.AsyncClient]
+) -> None:
+    session = sid()
+    await say(alice, session, "hello")
+    agent = agents[0]
+    seen: list[tuple[str, Any]] = []
+
+    async def follow() -> None:
+        async with alice.stream("GET", f"/sessions/{session}/feed") as resp:
+            assert resp.status_code == 200
+            async for event in sse_events(resp):
+                if event.type == "handoff":
+                    handoff = event.data["handoff"]
+                    seen.append(("handoff", handoff and handoff["state"]))
+                    if handoff is None:
+                        return
+                elif event.type == "agent_message":
+                    seen.append(("agent_message", event.data["text"]))
+
+    reader = asyncio.create_task(follow())
+    await alice.post(f"/sessions/{session}/handoff", json={})
+    shown = (await alice.get(f"/sessions/{session}")).json()["handoff"]
+    assert shown["state"] == "waiting" and shown["source"] == "user"
+    await agent.post(f"/handoffs/{session}/claim")
+    await agent.post(f"/handoffs/{session}/messages", json={"text": "On it."})
+    await agent.post(f"/handoffs/{session}/release", json={"outcome": "bot"})
+    await asyncio.wait_for(reader, 30)
+    assert seen == [
+        ("handoff", "waiting"),
+        ("handoff", "claimed"),
+        ("agent_message", "On it."),
+        ("handoff", None),
+    ]
+    assert (await alice.get(f"/sessions/{session}")).json()["handoff"] is None
