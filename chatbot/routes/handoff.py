@@ -19,7 +19,7 @@ from sqlalchemy import text
 from chatbot import repository
 from chatbot.auth import AgentPrincipal, CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
-from chatbot.errors import NotFound
+from chatbot.errors import NotFound, Unavailable
 from chatbot.relay import interrupted
 from chatbot.resources import Resources
 from chatbot.routes.turns import stream_position
@@ -108,13 +108,24 @@ async def session_feed(
         StreamId | SkipJsonSchema[None],
         Header(description="The `id` of the last event received, to resume after it"),
     ] = None,
+    since: Annotated[
+        Literal["start", "now"],
+        Query(description="Without Last-Event-ID: the feed's start (a day of it), or now"),
+    ] = "start",
 ) -> StreamingResponse:
     """What reaches the user outside their own turns, as SSE: `handoff` (the session's
     handoff now, or null when the assistant answers again) and `agent_message` (a person
-    from the team wrote: turn_id, text, agent_id). From the start of the feed (a day of
-    it) or after Last-Event-ID; the response ends after FEED_MAX_SECONDS, to resume."""
+    from the team wrote: turn_id, text, agent_id). After Last-Event-ID, else from `since`;
+    the response ends after FEED_MAX_SECONDS, to be resumed."""
     after = stream_position(last_event_id)
     await repository.get_session(res.engine, session_id=session_id, user_id=user)  # or 404
+    if last_event_id is None and since == "now":
+        try:
+            after = await SessionFeed(res.redis).last_id(session_id)
+        except REDIS_UNAVAILABLE as err:
+            raise Unavailable(
+                "the session's feed is unreachable; retry shortly", retry_after=2
+            ) from err
     res.slots.check(user)
     return StreamingResponse(
         _feed_frames(res, user, session_id, after),

@@ -3,6 +3,7 @@
 
 import { Api, ApiError, tokenStore } from "./api.js";
 import { byId, el, safeHref, str } from "./dom.js";
+import { HandoffView } from "./handoff.js";
 import { AssistantMessage, historyMessages, userMessage } from "./messages.js";
 import { SessionList, sessionTitle } from "./sessions.js";
 import { describeUsage } from "./usage.js";
@@ -21,6 +22,8 @@ const ui = {
   title: byId("session-title"),
   temporalLink: byId("temporal-link"),
   rename: byId("rename-session"),
+  askPerson: byId("ask-person"),
+  handoffBanner: byId("handoff-banner"),
   remove: byId("delete-session"),
   alerts: byId("alerts"),
   messages: byId("messages"),
@@ -55,6 +58,13 @@ const state = {
 
 // A first visit without a token is no error: it just asks for one.
 const api = new Api({ onUnauthorized: (err) => askForToken(tokenStore.get() ? err.message : "") });
+const handoff = new HandoffView({
+  api,
+  banner: byId("handoff-banner"),
+  button: byId("ask-person"),
+  list: byId("message-list"),
+  onChange: () => scrollToEnd(),
+});
 const sessions = new SessionList(api, {
   list: byId("session-list"),
   more: byId("more-sessions"),
@@ -190,6 +200,9 @@ function showSession(session) {
   if (href) ui.temporalLink.setAttribute("href", href);
   else ui.temporalLink.removeAttribute("href");
   ui.rename.hidden = ui.remove.hidden = !session;
+  const id = session?.id ?? null;
+  if (handoff.sessionId !== id) handoff.open(id, session?.handoff);
+  else if (session) handoff.show(session.handoff ?? null);
   sessions.setActive(session?.id ?? null);
   const hash = session ? `#s/${encodeURIComponent(session.id)}` : "";
   if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname);
@@ -401,6 +414,9 @@ function onTurnEvent(view, event, started) {
   } else if (type === "final") {
     const result = data.result ?? {};
     view.finish(result, started === null ? null : performance.now() - started);
+    if ("handoff" in result) handoff.show(result.handoff ?? null);
+    // A message while a person has the chat: nobody answered it yet, so no reply bubble.
+    if (result.handoff && !result.agent_id && !str(result.reply)) view.li.remove();
     setStatus(result.status === "cancelled" ? "Stopped; the partial reply was kept." : "");
     refreshUsage();
   } else if (type === "error") {
