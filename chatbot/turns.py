@@ -183,6 +183,7 @@ class Turns:
                 tool_max_steps=self._settings.tool_max_steps,
                 approval_timeout_seconds=self._settings.approval_timeout_seconds,
                 handoff_sla_seconds=self._settings.handoff_sla_seconds,
+                handoff_after_failures=self._settings.handoff_after_failures,
             ),
             id=workflow_id(session_id),
             task_queue=self._settings.temporal_task_queue,

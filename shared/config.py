@@ -178,6 +178,8 @@ class Settings(BaseSettings):
     # A session handed to a person that no agent claims within this long: the user is
     # told so and offered a ticket (it stays in the queue).
     handoff_sla_seconds: float = Field(600, ge=5, le=7 * 86_400)
+    # This many failed turns in a row hand the session to a person too (0: never).
+    handoff_after_failures: int = Field(0, ge=0, le=100)
     approval_timeout_seconds: float = Field(900.0, gt=0, le=7 * 86400)
     # The built-in tools the model is offered, and those that run without approval.
     tools: Annotated[list[str], NoDecode, BeforeValidator(_names)] = list(BUILTIN_TOOLS)

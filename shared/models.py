@@ -152,6 +152,8 @@ class SessionStart(BaseModel):
     approval_timeout_seconds: float = 900.0
     handoff: Handoff | None = None  # carried across continue-as-new
     handoff_sla_seconds: float = 600.0
+    # This many failed turns in a row hand the session to a person (0: never).
+    handoff_after_failures: int = 0
 
 
 class SendMessage(BaseModel):
@@ -239,6 +241,8 @@ class IntentResult(BaseModel):
     # A question about the data database that no model here can query (no tool calling):
     # the turn says so plainly instead of guessing numbers.
     data_question: bool = False
+    # The message asks for a person in so many words ("can I talk to a human?").
+    wants_person: bool = False
 
 
 class PromptParts(BaseModel):

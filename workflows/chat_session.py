@@ -74,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
         data_timings,
         fixed_reply,
         grounding,
+        handoff_reply,
         router_hint,
         run_tools,
     )
@@ -165,6 +166,7 @@ class ChatSessionWorkflow:
         self._approvals = Approvals()  # tool calls waiting for a person's decision
         self._handoff = HandoffDesk(start.handoff)  # with a person instead of the bot
         self._rearm = False  # the main loop's timer must be set again (a handoff began)
+        self._failed_in_a_row = 0  # turns, for HANDOFF_AFTER_FAILURES
         self._cancelled: set[str] = set()  # turns asked to stop (cleared when they end)
         self._published = 0  # events published by this run, each numbered (TurnEvent.seq)
         self._attributes_at: datetime | None = None  # when turn attributes were last upserted
@@ -440,6 +442,7 @@ class ChatSessionWorkflow:
             approval_timeout_seconds=start.approval_timeout_seconds,
             handoff=self._handoff.current,
             handoff_sla_seconds=start.handoff_sla_seconds,
+            handoff_after_failures=start.handoff_after_failures,
             loaded=True,
             summary=self._summary,
             summary_version=self._summary_version,
@@ -522,7 +525,13 @@ class ChatSessionWorkflow:
         found = f"intent: {intent.intent} ({intent.confidence:.2f})"
         tools = ToolOutcome()
         by_model = self._start.tool_calling  # the model chooses the tools, not the router
-        if intent.intent != "chat" and not by_model and not intent.data_question:
+        if intent.wants_person and not by_model:  # the model would decide, and ask first
+            request = RequestHandoff(
+                source="user", reason=_clip(msg.text, 200), requested_by=self._start.user_id
+            )
+            await self._enter_handoff(request)
+        searches = not (by_model or intent.data_question or intent.wants_person)
+        if intent.intent != "chat" and searches:
             workflow.set_current_details(
                 self._details(f"**Turn {turn_id}**: {said}, {found}, searching")
             )
@@ -569,6 +578,9 @@ class ChatSessionWorkflow:
         )
         templated = self._start.templated_tool_replies
         fixed = None if by_model else fixed_reply(intent, tools, msg.text, templated=templated)
+        if intent.wants_person and not by_model:
+            fixed = handoff_reply(msg.text)
+            result.handoff = self._handoff.current
         turn: ToolTurn | None = None
         try:
             if fixed:
@@ -588,6 +600,13 @@ class ChatSessionWorkflow:
             error_type = cause.type if isinstance(cause, ApplicationError) else None
             result.status, result.error = "failed", message
             workflow.set_current_details(self._details(f"**Turn {turn_id}** failed: {message}"))
+            self._failed_in_a_row += 1
+            limit = self._start.handoff_after_failures
+            if limit and self._failed_in_a_row >= limit:  # a rule: a person takes over
+                reason = f"{self._failed_in_a_row} turns in a row failed; the last: {message}"
+                await self._enter_handoff(
+                    RequestHandoff(source="rule", reason=reason[:500], requested_by="rule")
+                )
             stored = await self._persist(result) is not None
             await self._publish(
                 TurnEvent(
@@ -604,6 +623,7 @@ class ChatSessionWorkflow:
         timings["generate_reply"] = (workflow.time() - step) * 1000
         if reply.first_token_ms is not None:
             timings["first_token"] = reply.first_token_ms
+        self._failed_in_a_row = 0
         result.reply, result.usage, result.context = reply.text, reply.usage, reply.context
         result.cached = reply.cached
         result.status = "cancelled" if reply.cancelled else "complete"

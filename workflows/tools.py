@@ -269,6 +269,23 @@ NO_COMPANIES_REPLY = {
     ),
 }
 # Why it failed is in the turn's findings (the provider's words, in English).
+HANDOFF_REPLY = {
+    "en": (
+        "I've asked a person from the team to take over this chat; the assistant is paused "
+        "until they hand it back. Your messages reach them here."
+    ),
+    "es": (
+        "He pedido a una persona del equipo que se ocupe de esta conversación; el asistente "
+        "queda en pausa hasta que la devuelva. Tus mensajes le llegan aquí."
+    ),
+}
+
+
+def handoff_reply(text: str) -> str:
+    """The reply to a message asking for a person, in its language."""
+    return HANDOFF_REPLY["es" if looks_spanish(text) else "en"]
+
+
 NO_DATA_MODEL_REPLY = {
     "en": (
         "I can't answer questions about the data here: that needs a chat model that can "

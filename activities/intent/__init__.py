@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 
+from activities.intent.person import asks_for_person
 from activities.intent.router import Decision, Router, build_router
 from activities.sql.questions import asks_data, terms_of
 from shared.models import DetectIntentInput, IntentResult
@@ -55,9 +56,12 @@ class IntentActivities:
         if self._ledger is not None and req.turn_id and used is not None and llm is not None:
             step = Step(req.turn_id, "intent", req.user_id, req.session_id, llm.model)
             await self._ledger.record(step, used)
-        if self._data is not None and await self._asks_data(req.text):
-            return decision.result.model_copy(update={"data_question": True})
-        return decision.result
+        flags: dict[str, bool] = {}
+        if asks_for_person(req.text):
+            flags["wants_person"] = True
+        elif self._data is not None and await self._asks_data(req.text):
+            flags["data_question"] = True
+        return decision.result.model_copy(update=flags) if flags else decision.result
 
     async def _asks_data(self, text: str) -> bool:
         assert self._data is not None

@@ -107,8 +107,9 @@ async def _route(args: argparse.Namespace, router: Router) -> int:
     with _open(args.file) as stream:
         for item in read_items(stream, args.file, labelled=False):
             result = await router.aroute(item.text)
-            # data_question is the worker's to set (it needs the data catalog), not the router's.
-            row = {"text": item.text, **result.model_dump(exclude={"data_question"})}
+            # The worker's flags (the data catalog, a person asked for), not the router's.
+            fields = result.model_dump(exclude={"data_question", "wants_person"})
+            row = {"text": item.text, **fields}
             _print(json.dumps(row, ensure_ascii=False), out)
             out.flush()
     return 0

@@ -156,6 +156,7 @@ def test_router_fills_query_and_location(router: Router) -> None:
         "location": "Ohio",
         "web_query": None,
         "data_question": False,  # set by the activity, where a data database is configured
+        "wants_person": False,  # likewise
     }
 
 
@@ -338,6 +339,7 @@ async def test_llm_decides_when_the_classifier_is_unsure(
         # The web half is ours: the whole request, as the search model takes one string.
         "web_query": "what's up with battery suppliers out in nevada lately",
         "data_question": False,
+        "wants_person": False,
     }
     (request,) = fake.requests
     body = request["body"]

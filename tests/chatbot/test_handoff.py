@@ -209,3 +209,27 @@ async def test_the_users_feed_tells_the_handoff_and_brings_the_agents_messages(
         ("handoff", None),
     ]
     assert (await alice.get(f"/sessions/{session}")).json()["handoff"] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "reply"),
+    [
+        ("Can I talk to a human, please?", "I've asked a person from the team"),
+        ("Quiero hablar con una persona", "He pedido a una persona del equipo"),
+    ],
+)
+async def test_asking_for_a_person_in_so_many_words_hands_over(
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    agents: list[httpx.AsyncClient],
+    llm: FakeOpenAIServer,
+    text: str,
+    reply: str,
+) -> None:
+    session = sid()
+    turn = await say(alice, session, text)
+    assert turn["reply"].startswith(reply)
+    assert turn["handoff"]["state"] == "waiting" and turn["handoff"]["source"] == "user"
+    assert chat_requests(llm) == 0  # said plainly, no model asked
+    queue = (await agents[0].get("/handoffs")).json()["items"]
+    assert session in [q["session_id"] for q in queue]
