@@ -167,11 +167,21 @@ class SessionStore:
         handoff = req.handoff.model_dump_json() if req.handoff else None
         async with self._engine.begin() as conn:
             await conn.execute(
+                # A handoff counts as an escalation (the admins' escalation rate).
                 text(
-                    "UPDATE sessions SET handoff = CAST(:h AS jsonb), updated_at = now() "
+                    "UPDATE sessions SET handoff = CAST(:h AS jsonb), updated_at = now(), "
+                    "escalated_at = CASE WHEN CAST(:h AS jsonb) IS NULL THEN escalated_at "
+                    "ELSE COALESCE(escalated_at, now()) END, "
+                    "escalation_reason = CASE WHEN CAST(:h AS jsonb) IS NULL "
+                    "THEN escalation_reason ELSE COALESCE(escalation_reason, :reason) END "
                     "WHERE id = :id AND user_id = :user"
                 ),
-                {"h": handoff, "id": req.ref.session_id, "user": req.ref.user_id},
+                {
+                    "h": handoff,
+                    "reason": req.handoff.reason[:500] if req.handoff else None,
+                    "id": req.ref.session_id,
+                    "user": req.ref.user_id,
+                },
             )
 
     @activity.defn

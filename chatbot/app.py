@@ -15,7 +15,18 @@ from chatbot.headers import ResponseHeaders
 from chatbot.health import shared_metrics
 from chatbot.middleware import install_middleware
 from chatbot.resources import Resources
-from chatbot.routes import artifacts, handoff, health, messages, sessions, turns, ui, usage, ws
+from chatbot.routes import (
+    admin,
+    artifacts,
+    handoff,
+    health,
+    messages,
+    sessions,
+    turns,
+    ui,
+    usage,
+    ws,
+)
 from shared.config import Settings, get_settings
 from shared.tracing import configure_tracing
 
@@ -70,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         usage.router,
         artifacts.router,
         handoff.router,
+        admin.router,
     ):
         app.include_router(router, prefix="/v1")
     app.include_router(health.router)
