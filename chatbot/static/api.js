@@ -198,6 +198,10 @@ export class Api {
 
   // ---- the console (the agent role) ----
 
+  adminOverview(days = 7) {
+    return this.json("GET", `/admin/overview?days=${encodeURIComponent(String(days))}`);
+  }
+
   handoffQueue() {
     return this.json("GET", "/handoffs");
   }

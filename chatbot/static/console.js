@@ -5,6 +5,7 @@
 import { Api, tokenStore } from "./api.js";
 import { byId, el, str } from "./dom.js";
 import { agentMessage, historyMessages } from "./messages.js";
+import { overview } from "./overview.js";
 
 const REFRESH_MS = 5000; // the queue and the open transcript, while the tab is visible
 
@@ -26,6 +27,8 @@ const ui = {
   replyForm: byId("reply-form"),
   replyInput: byId("reply-input"),
   replySend: byId("reply-send"),
+  overview: byId("overview"),
+  showOverview: byId("show-overview"),
 };
 
 const state = { me: null, agent: false, items: [], open: null }; // open: the selected item
@@ -104,6 +107,7 @@ async function loadQueue() {
 }
 
 async function open(item) {
+  ui.overview.hidden = true;
   state.open = item;
   renderQueue();
   renderOpen();
@@ -189,6 +193,19 @@ ui.replyInput.addEventListener("keydown", (event) => {
 
 ui.refresh.addEventListener("click", () => loadQueue().catch(showError));
 
+async function showOverview() {
+  const data = await api.adminOverview(7);
+  state.open = null;
+  renderQueue();
+  renderOpen();
+  ui.transcript.replaceChildren();
+  ui.title.textContent = "Overview";
+  ui.overview.replaceChildren(...overview(data));
+  ui.overview.hidden = false;
+}
+
+ui.showOverview.addEventListener("click", () => showOverview().catch(showError));
+
 async function start() {
   state.me = await api.me();
   const roles = Array.isArray(state.me.roles) ? state.me.roles : [];
@@ -199,6 +216,7 @@ async function start() {
     return;
   }
   state.agent = true;
+  ui.showOverview.hidden = !roles.includes("admin");
   ui.who.textContent = `Signed in as ${state.me.user_id} (${roles.filter((r) => r !== "user").join(", ")})`;
   alert("");
   await loadQueue();

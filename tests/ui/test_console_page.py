@@ -90,3 +90,25 @@ async def test_a_token_without_the_agent_role_is_told_so(
         "The console needs the agent role; bob does not have it."
     )
     await expect(page.locator(".queue-item")).to_have_count(0)
+
+
+async def test_an_admin_sees_the_overview(
+    page: Page, gateway: str, settings: Settings, worker: Worker, alice: httpx.AsyncClient
+) -> None:
+    session = f"ov-{uuid.uuid4().hex[:8]}"
+    async with alice:
+        await alice.post(f"/sessions/{session}/messages", json={"text": "hello"})
+        await alice.post(f"/sessions/{session}/handoff", json={})
+    await sign_in(page, gateway, settings, "root", "admin")
+    await expect(page.locator("#who")).to_have_text("Signed in as root (admin)")
+    await page.get_by_role("button", name="Overview").click()
+    overview = page.locator("#overview")
+    handed = overview.locator("table", has_text="Handed to a person now")
+    await expect(handed.locator("tbody tr")).to_have_text(["waiting1"])
+    escalations = overview.locator("table", has_text="Escalations")
+    await expect(escalations.locator("tbody td")).to_have_text(["1", "1", "100.0 %"])
+    usage = overview.locator("table", has_text="Usage today")
+    await expect(usage.locator("tbody tr td").first).to_have_text("alice")
+    breakers = overview.locator("table", has_text="Provider circuit breakers")
+    await expect(breakers.locator("tbody tr")).to_have_count(4)
+    await shot(page, "console-overview")
