@@ -19,7 +19,7 @@ from sqlalchemy import text
 from chatbot import repository
 from chatbot.auth import AgentPrincipal, CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
-from chatbot.errors import NotFound, Unavailable
+from chatbot.errors import Conflict, NotFound, Unavailable
 from chatbot.relay import interrupted
 from chatbot.resources import Resources
 from chatbot.routes.turns import stream_position
@@ -91,6 +91,65 @@ async def ask_for_a_person(
     return await Turns(await res.temporal(), res.settings).request_handoff(
         session_id=session_id, user_id=user, request=request
     )
+
+
+class TicketAsk(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: StorableText = Field("", max_length=2000, description="Anything to add for the team")
+
+
+class TicketOpened(BaseModel):
+    ticket_id: int
+    title: str
+
+
+_OPEN_TICKET = text(
+    """
+    WITH opened AS (
+        INSERT INTO tickets (idempotency_key, session_id, user_id, title, description)
+        VALUES (:key, :s, :u, :title, :description)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id, title
+    )
+    SELECT id, title FROM opened
+    UNION ALL
+    SELECT id, title FROM tickets WHERE idempotency_key = :key
+    """
+)
+
+
+@router.post(
+    "/sessions/{session_id}/handoff/ticket",
+    responses=error_responses(400, 401, 404, 409, 422, 503),
+)
+async def leave_a_ticket(
+    session_id: SessionId, body: TicketAsk, user: CurrentUser, res: ResourcesDep
+) -> TicketOpened:
+    """While waiting for a person (offered once nobody claimed the chat in HANDOFF_SLA):
+    leave it as a ticket for the team, with the handoff's reason and the user's note. One
+    ticket per handoff, however often this is sent; the chat stays in the queue."""
+    session = await repository.get_session(res.engine, session_id=session_id, user_id=user)
+    handoff = session.get("handoff")
+    if not handoff:
+        raise Conflict("the chat is not waiting for a person; ask for one first")
+    reason = str(handoff.get("reason") or "").strip()
+    description = "\n\n".join(x for x in (f"Reason: {reason}" if reason else "", body.note) if x)
+    async with res.engine.begin() as conn:
+        row = (
+            await conn.execute(
+                _OPEN_TICKET,
+                {
+                    "key": f"handoff:{session_id}:{handoff.get('requested_at')}"[:200],
+                    "s": session_id,
+                    "u": user,
+                    "title": f"Chat {session_id} waits for a person"[:200],
+                    "description": description or "The user left the chat as a ticket.",
+                },
+            )
+        ).first()
+    assert row is not None
+    return TicketOpened(ticket_id=int(row.id), title=str(row.title))
 
 
 @router.get(

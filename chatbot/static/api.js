@@ -196,6 +196,11 @@ export class Api {
     return this.json("POST", `/sessions/${enc(sessionId)}/handoff`, { body: { reason } });
   }
 
+  /** While waiting for a person: leave the chat as a ticket instead (one per handoff). */
+  leaveTicket(sessionId, note = "") {
+    return this.json("POST", `/sessions/${enc(sessionId)}/handoff/ticket`, { body: { note } });
+  }
+
   // ---- the console (the agent role) ----
 
   adminOverview(days = 7) {

@@ -41,11 +41,28 @@ export class HandoffView {
     this.button.hidden = !this.sessionId || Boolean(handoff);
     this.banner.hidden = !handoff;
     if (handoff) {
-      this.banner.replaceChildren(el("p", { text: describe(handoff) }));
+      this.banner.replaceChildren(el("p", { text: describe(handoff) }), this.ticketOffer(handoff));
       this.follow();
     } else {
       this.stop();
     }
+  }
+
+  /** Past the SLA with nobody on it: a button to leave the chat as a ticket. */
+  ticketOffer(handoff) {
+    if (handoff.state !== "waiting" || !handoff.sla_missed) return "";
+    const button = el("button", { type: "button", class: "btn subtle", text: "Leave it as a ticket" });
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const ticket = await this.api.leaveTicket(this.sessionId);
+        button.replaceWith(el("p", { class: "small", text: `Ticket #${ticket.ticket_id} is with the team.` }));
+      } catch (err) {
+        button.disabled = false;
+        button.title = err.readable ?? String(err);
+      }
+    });
+    return button;
   }
 
   async ask() {

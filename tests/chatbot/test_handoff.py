@@ -21,6 +21,7 @@ from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
 from tests.chatbot.api_support import sse_events
 from tests.support import assert_eventually
+from tests.workflows.tool_support import tickets
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -172,6 +173,17 @@ async def test_nobody_claiming_within_the_sla_is_said(
         return turn
 
     await assert_eventually(missed, within=30, interval=1)
+    # Offered a ticket: one per handoff, however often asked.
+    opened = await alice.post(f"/sessions/{session}/handoff/ticket", json={"note": "call me"})
+    assert opened.status_code == 200, opened.text
+    again = await alice.post(f"/sessions/{session}/handoff/ticket", json={})
+    assert again.json()["ticket_id"] == opened.json()["ticket_id"]
+    (ticket,) = await tickets(settings, session)
+    assert ticket.description == "Reason: urgent\n\ncall me"
+    other = sid()
+    await say(alice, other, "hello")
+    refused = await alice.post(f"/sessions/{other}/handoff/ticket", json={})
+    assert refused.status_code == 409  # not waiting for a person
 
 
 async def test_the_users_feed_tells_the_handoff_and_brings_the_agents_messages(

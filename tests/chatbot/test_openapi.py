@@ -60,6 +60,7 @@ EXPECTED_ERRORS: dict[tuple[str, str], set[int]] = {
     ("get", "/v1/artifacts/{artifact_id}"): {401, 404, 422, 503},
     ("post", "/v1/sessions/{session_id}/handoff"): {400, 401, 404, 409, 422, 503},
     ("get", "/v1/handoffs"): {401, 403, 503},
+    ("post", "/v1/sessions/{session_id}/handoff/ticket"): {400, 401, 404, 409, 422, 503},
     ("get", "/v1/admin/overview"): {401, 403, 422, 503},
     ("get", "/v1/sessions/{session_id}/feed"): {400, 401, 404, 422, 429, 503},
     ("post", "/v1/handoffs/{session_id}/claim"): {401, 403, 404, 409, 422, 503},
