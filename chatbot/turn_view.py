@@ -44,6 +44,10 @@ def _meta(result: Mapping[str, Any]) -> str:
         parts.append(status)
     if result.get("cached") is True:
         parts.append("cached")
+    handoff = result.get("handoff")
+    if isinstance(handoff, Mapping):
+        agent = findings.text(handoff.get("agent_id"))
+        parts.append(f"with {agent}, a person" if agent else "waiting for a person")
     raw = result.get("timings_ms")
     steps = {
         k: float(v)

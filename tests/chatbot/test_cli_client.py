@@ -173,6 +173,13 @@ def test_notices_sources_and_failures_are_spelled_out() -> None:
     ]
 
 
+def test_a_chat_with_a_person_says_so() -> None:
+    waiting = {"reply": "", "handoff": {"state": "waiting", "agent_id": None}}
+    assert describe(waiting) == ["[chat · waiting for a person]"]
+    claimed = {"reply": "", "handoff": {"state": "claimed", "agent_id": "zoe"}}
+    assert describe(claimed) == ["[chat · with zoe, a person]"]
+
+
 def test_send_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
     for argv, said in [
         (["send", "s", "hi", "--approve", "maybe"], "argument --approve: invalid choice: 'maybe'"),
