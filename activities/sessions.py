@@ -207,8 +207,6 @@ class SessionStore:
                 },
             )
         ms = (time.perf_counter() - started) * 1000
-        if turn.final_seq is None or self._streams is None:
-            return PersistOutcome(ms=ms)
         result = TurnResult(
             turn_id=turn.turn_id,
             session_id=turn.session_id,
@@ -216,20 +214,7 @@ class SessionStore:
             reply=turn.text,
             agent_id=turn.agent_id,
         )
-        event = TurnEvent(
-            turn_id=turn.turn_id,
-            kind="final",
-            result=result,
-            session_id=turn.session_id,
-            user_id=turn.user_id,
-            seq=turn.final_seq,
-        )
-        try:
-            await append_event(self._streams, event)
-        except REDIS_UNAVAILABLE as err:
-            log.warning("agent message's event not published: %s", err)
-            return PersistOutcome(ms=ms)
-        return PersistOutcome(ms=ms, published=True)
+        return await self._publish_final(result, turn.user_id, turn.final_seq, ms)
 
     @activity.defn
     async def persist_turn(self, req: PersistTurn) -> PersistOutcome:
@@ -240,18 +225,24 @@ class SessionStore:
         started = time.perf_counter()
         await self._store(req.result, req.user_id, user_only=req.user_only)
         ms = (time.perf_counter() - started) * 1000
-        if req.final_seq is None or self._streams is None:
-            return PersistOutcome(ms=ms)
         result = req.result.model_copy(
             update={"timings_ms": {**req.result.timings_ms, "persist_turn": ms}}
         )
+        return await self._publish_final(result, req.user_id, req.final_seq, ms)
+
+    async def _publish_final(
+        self, result: TurnResult, user_id: str, seq: int | None, ms: float
+    ) -> PersistOutcome:
+        """The stored turn's final event, number `seq` (None: not asked to publish it)."""
+        if seq is None or self._streams is None:
+            return PersistOutcome(ms=ms)
         event = TurnEvent(
             turn_id=result.turn_id,
             kind="final",
             result=result,
             session_id=result.session_id,
-            user_id=req.user_id,
-            seq=req.final_seq,
+            user_id=user_id,
+            seq=seq,
         )
         try:
             await append_event(self._streams, event)

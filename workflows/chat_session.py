@@ -106,6 +106,22 @@ A = TypeVar("A")
 R = TypeVar("R")
 
 
+async def _best_effort(method: Callable[[Any, A], Awaitable[None]], arg: A, summary: str) -> None:
+    """A publish to Redis as a local activity, retried until PUBLISH_DEADLINE, then given
+    up (logged): readers find the stored state in Postgres."""
+    try:
+        await workflow.execute_local_activity_method(
+            method,
+            arg,
+            start_to_close_timeout=policies.LOCAL_TIMEOUT,
+            schedule_to_close_timeout=policies.PUBLISH_DEADLINE,
+            retry_policy=policies.PUBLISH_RETRY,
+            summary=summary,
+        )
+    except STEP_FAILED as err:
+        workflow.logger.warning("%s not published: %s", summary, err.cause)
+
+
 def _escalation(result: TurnResult) -> str | None:
     """The reason, when the turn ran escalate_to_human (approved, and it worked)."""
     for call in result.tool_calls:
@@ -330,17 +346,7 @@ class ChatSessionWorkflow:
     async def _to_feed(self, kind: FeedKind, data: dict[str, Any]) -> None:
         """Tell the user's open page (the session's feed); best effort, as turn events."""
         event = FeedEvent(session_id=self._start.session_id, kind=kind, data=data)
-        try:
-            await workflow.execute_local_activity_method(
-                StreamActivities.publish_feed_event,
-                event,
-                start_to_close_timeout=policies.LOCAL_TIMEOUT,
-                schedule_to_close_timeout=policies.PUBLISH_DEADLINE,
-                retry_policy=policies.PUBLISH_RETRY,
-                summary=f"feed: {kind}",
-            )
-        except STEP_FAILED as err:
-            workflow.logger.warning("feed event %s not published: %s", kind, err.cause)
+        await _best_effort(StreamActivities.publish_feed_event, event, f"feed: {kind}")
 
     def _idle_left(self, idle: timedelta) -> timedelta:
         """How much longer the session must stay quiet to count as idle."""
@@ -897,17 +903,7 @@ class ChatSessionWorkflow:
         the number taken for it before (an event a step meant to publish)."""
         event.session_id, event.user_id = self._start.session_id, self._start.user_id
         event.seq = seq if seq is not None else self._next_seq()
-        try:
-            await workflow.execute_local_activity_method(
-                StreamActivities.publish_turn_event,
-                event,
-                start_to_close_timeout=policies.LOCAL_TIMEOUT,
-                schedule_to_close_timeout=policies.PUBLISH_DEADLINE,
-                retry_policy=policies.PUBLISH_RETRY,
-                summary=f"stream: {event.kind}",
-            )
-        except STEP_FAILED as err:
-            workflow.logger.warning("stream event %s not published: %s", event.kind, err.cause)
+        await _best_effort(StreamActivities.publish_turn_event, event, f"stream: {event.kind}")
 
     @workflow.update
     async def cancel_turn(self, req: CancelTurn) -> None:
