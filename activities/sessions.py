@@ -55,7 +55,8 @@ _WRITE_TURN_SQL = """
         ON CONFLICT (turn_id, role) DO NOTHING
         RETURNING role
     ), counted AS (
-        UPDATE sessions SET turn_count = turn_count + 1, status = 'active',
+        UPDATE sessions SET turn_count = turn_count + 1,
+                            status = CASE WHEN status = 'ended' THEN status ELSE 'active' END,
                             last_activity_at = now(), updated_at = now()
         WHERE id = :session_id AND EXISTS (SELECT 1 FROM written WHERE role = 'user')
     )
@@ -127,8 +128,8 @@ class SessionStore:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT summary, summary_version, turn_count, handoff FROM sessions "
-                        "WHERE id = :id"
+                        "SELECT summary, summary_version, turn_count, handoff, status "
+                        "FROM sessions WHERE id = :id"
                     ),
                     {"id": ref.session_id},
                 )
@@ -159,6 +160,7 @@ class SessionStore:
             recent=[_in_context(r.role, r.content, r.tool_data) for r in reversed(recent)],
             seen_message_ids=[r.client_message_id for r in reversed(seen)],
             handoff=Handoff.model_validate(row.handoff) if row and row.handoff else None,
+            ended=bool(row and row.status == "ended"),
         )
 
     @activity.defn

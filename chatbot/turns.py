@@ -184,6 +184,7 @@ class Turns:
                 approval_timeout_seconds=self._settings.approval_timeout_seconds,
                 handoff_sla_seconds=self._settings.handoff_sla_seconds,
                 handoff_after_failures=self._settings.handoff_after_failures,
+                handoff_intents=list(self._settings.handoff_intents),
             ),
             id=workflow_id(session_id),
             task_queue=self._settings.temporal_task_queue,

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.mcp import McpServers
+from shared.models import Intent
 from shared.pii import NATIONAL_IDS, PiiRedactor
 from shared.response_cache import CacheConfig
 from shared.tool_calls import BUILTIN_TOOLS
@@ -180,6 +181,9 @@ class Settings(BaseSettings):
     handoff_sla_seconds: float = Field(600, ge=5, le=7 * 86_400)
     # This many failed turns in a row hand the session to a person too (0: never).
     handoff_after_failures: int = Field(0, ge=0, le=100)
+    # Intents the team keeps for people (comma-separated: chat, company_search, web_search,
+    # both): on the router's path such a message hands the session over at once.
+    handoff_intents: Annotated[list[Intent], NoDecode, BeforeValidator(_names)] = []
     approval_timeout_seconds: float = Field(900.0, gt=0, le=7 * 86400)
     # The built-in tools the model is offered, and those that run without approval.
     tools: Annotated[list[str], NoDecode, BeforeValidator(_names)] = list(BUILTIN_TOOLS)

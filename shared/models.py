@@ -154,6 +154,8 @@ class SessionStart(BaseModel):
     handoff_sla_seconds: float = 600.0
     # This many failed turns in a row hand the session to a person (0: never).
     handoff_after_failures: int = 0
+    # Intents the team keeps for people: such a turn hands the session over (router path).
+    handoff_intents: list[Intent] = Field(default_factory=list)
 
 
 class SendMessage(BaseModel):
@@ -195,6 +197,8 @@ class LoadedSession(BaseModel):
     seen_message_ids: list[str] = Field(default_factory=list)
     turns_total: int = 0
     handoff: Handoff | None = None
+    # Ended (by an operator, or an agent closing it) while a message started this run.
+    ended: bool = False
 
 
 class SessionRef(BaseModel):

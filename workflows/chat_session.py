@@ -216,6 +216,7 @@ class ChatSessionWorkflow:
             self._seen.extend(loaded.seen_message_ids)
             self._turns_total = loaded.turns_total
             self._handoff.current = loaded.handoff
+            self._ended = self._ended or loaded.ended
             self._loaded = True
         idle = timedelta(seconds=start.idle_timeout_seconds)
         self._set_status("active")
@@ -449,6 +450,7 @@ class ChatSessionWorkflow:
             handoff=self._handoff.current,
             handoff_sla_seconds=start.handoff_sla_seconds,
             handoff_after_failures=start.handoff_after_failures,
+            handoff_intents=start.handoff_intents,
             loaded=True,
             summary=self._summary,
             summary_version=self._summary_version,
@@ -484,6 +486,8 @@ class ChatSessionWorkflow:
         try:
             async with self._turn_lock:
                 await workflow.wait_condition(lambda: self._loaded)
+                if self._ended:  # found ended in Postgres by the run this message started
+                    raise ApplicationError("this session has ended", type="SessionEnded")
                 self._running_turn = turn_id
                 return await self._run_turn(turn_id, msg)
         finally:
@@ -531,12 +535,24 @@ class ChatSessionWorkflow:
         found = f"intent: {intent.intent} ({intent.confidence:.2f})"
         tools = ToolOutcome()
         by_model = self._start.tool_calling  # the model chooses the tools, not the router
-        if intent.wants_person and not by_model:  # the model would decide, and ask first
-            request = RequestHandoff(
-                source="user", reason=_clip(msg.text, 200), requested_by=self._start.user_id
+        # Asked for in so many words, or an intent the team keeps for people: on the
+        # router's path a person takes over (with tools, the model decides, and asks).
+        kept = intent.intent in self._start.handoff_intents
+        to_person = not by_model and (intent.wants_person or kept)
+        if to_person:
+            request = (
+                RequestHandoff(
+                    source="user", reason=_clip(msg.text, 200), requested_by=self._start.user_id
+                )
+                if intent.wants_person
+                else RequestHandoff(
+                    source="rule",
+                    reason=f"{intent.intent} questions go to a person: {_clip(msg.text, 200)}",
+                    requested_by="rule",
+                )
             )
             await self._enter_handoff(request)
-        searches = not (by_model or intent.data_question or intent.wants_person)
+        searches = not (by_model or intent.data_question or to_person)
         if intent.intent != "chat" and searches:
             workflow.set_current_details(
                 self._details(f"**Turn {turn_id}**: {said}, {found}, searching")
@@ -584,7 +600,7 @@ class ChatSessionWorkflow:
         )
         templated = self._start.templated_tool_replies
         fixed = None if by_model else fixed_reply(intent, tools, msg.text, templated=templated)
-        if intent.wants_person and not by_model:
+        if to_person:
             fixed = handoff_reply(msg.text)
             result.handoff = self._handoff.current
         turn: ToolTurn | None = None
@@ -709,6 +725,8 @@ class ChatSessionWorkflow:
     async def request_handoff(self, req: RequestHandoff) -> Handoff:
         """The user (or a rule) asks for a person: the session joins the agents' queue
         and the bot stops answering. Asked again, the same handoff."""
+        # A run started by this update loads the session first; its load must not undo this.
+        await workflow.wait_condition(lambda: self._loaded)
         return await self._enter_handoff(req)
 
     @request_handoff.validator

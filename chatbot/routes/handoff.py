@@ -37,7 +37,7 @@ from shared.models import (
     TurnResult,
 )
 from shared.redis import REDIS_UNAVAILABLE, stream_block_ms
-from shared.streams import SessionFeed
+from shared.streams import SessionFeed, StreamEvent
 
 router = APIRouter(tags=["handoff"], dependencies=[LogIds])
 # A feed's response ends after this long (the client resumes with Last-Event-ID), so an
@@ -174,11 +174,16 @@ async def session_feed(
 ) -> StreamingResponse:
     """What reaches the user outside their own turns, as SSE: `handoff` (the session's
     handoff now, or null when the assistant answers again) and `agent_message` (a person
-    from the team wrote: turn_id, text, agent_id). After Last-Event-ID, else from `since`;
-    the response ends after FEED_MAX_SECONDS, to be resumed."""
+    from the team wrote: turn_id, text, agent_id). After Last-Event-ID, else from `since`
+    (`now` starts with a `handoff` event of the state as it stands); the response ends
+    after FEED_MAX_SECONDS, to be resumed."""
     after = stream_position(last_event_id)
-    await repository.get_session(res.engine, session_id=session_id, user_id=user)  # or 404
+    session = await repository.get_session(res.engine, session_id=session_id, user_id=user)
+    # A fresh connection from now starts with the handoff as it stands (no id: not a feed
+    # entry), so nothing between reading the session and connecting is missed.
+    first = None
     if last_event_id is None and since == "now":
+        first = StreamEvent("", "handoff", {"handoff": session.get("handoff")})
         try:
             after = await SessionFeed(res.redis).last_id(session_id)
         except REDIS_UNAVAILABLE as err:
@@ -187,17 +192,19 @@ async def session_feed(
             ) from err
     res.slots.check(user)
     return StreamingResponse(
-        _feed_frames(res, user, session_id, after),
+        _feed_frames(res, user, session_id, after, first),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache"},
     )
 
 
 async def _feed_frames(
-    res: Resources, user: str, session_id: str, after: str
+    res: Resources, user: str, session_id: str, after: str, first: StreamEvent | None
 ) -> AsyncIterator[str]:
     with res.slots.hold(user, enforce=False):
         yield "retry: 1000\n\n"
+        if first is not None:
+            yield sse_frame(first)
         until = time.monotonic() + FEED_MAX_SECONDS
         feed = SessionFeed(res.stream_redis)
         try:

@@ -35,7 +35,11 @@ async def test_me_says_who_the_caller_is_and_whether_the_gateway_is_in_dev_mode(
         assert anonymous.status_code == 401
         assert anonymous.json()["error"]["code"] == "unauthorized"
         alice = await client.get("/me", headers=auth(settings, "alice"))
-        assert alice.json() == {"user_id": "alice", "dev_mode": False}
+        assert alice.json() == {"user_id": "alice", "dev_mode": False, "roles": ["user"]}
         settings.jwt_secret = None  # the gateway reads it per request
         local = await client.get("/me")
-        assert local.json() == {"user_id": "local", "dev_mode": True}
+        assert local.json() == {
+            "user_id": "local",
+            "dev_mode": True,
+            "roles": ["admin", "agent", "user"],
+        }

@@ -88,9 +88,7 @@ async def tickets(settings: Settings, session: str) -> list[Any]:
     try:
         async with engine.connect() as conn:
             rows = await conn.execute(
-                text(
-                    "SELECT title, description, idempotency_key FROM tickets WHERE session_id = :s"
-                ),
+                text("SELECT title, idempotency_key FROM tickets WHERE session_id = :s"),
                 {"s": session},
             )
             return list(rows)
