@@ -657,16 +657,7 @@ class ChatSessionWorkflow:
                 RequestHandoff(source="model", reason=escalated, requested_by="assistant")
             )
             result.handoff = self._handoff.current
-        # Stored, then its final event published by the same step (its number taken now);
-        # readers that get the event find the turn in Postgres.
-        final_seq = self._next_seq()
-        persisted = await self._persist(result, final_seq=final_seq)
-        if persisted is None:
-            error = "the reply could not be stored; nothing of this turn was kept"
-            await self._publish(
-                TurnEvent(turn_id=turn_id, kind="error", error=error, error_type="TurnNotStored")
-            )
-            self._not_stored(turn_id, msg)
+        persisted, final_seq = await self._store_turn(result, msg)
         timings["persist_turn"] = persisted.ms
         self._recent += [
             ChatMessage(role="user", content=msg.text),
@@ -685,10 +676,35 @@ class ChatSessionWorkflow:
                 f"{reply.usage.completion_tokens} tokens"
             )
         )
-        if not persisted.published:  # Redis was away then: with the publish step's retries
-            final = TurnEvent(turn_id=turn_id, kind="final", result=result)
-            await self._publish(final, seq=final_seq)
+        await self._publish_final(persisted, result, final_seq)
         return result
+
+    async def _store_turn(
+        self, result: TurnResult, msg: SendMessage, *, user_only: bool = False
+    ) -> tuple[PersistOutcome, int]:
+        """Store the turn, its final event published by the same step (its number taken
+        now, returned with the outcome); readers that get the event find the turn in
+        Postgres. Not stored: its readers are told, and the turn fails leaving no trace."""
+        final_seq = self._next_seq()
+        persisted = await self._persist(result, final_seq=final_seq, user_only=user_only)
+        if persisted is None:
+            error = "the reply could not be stored; nothing of this turn was kept"
+            await self._publish(
+                TurnEvent(
+                    turn_id=result.turn_id, kind="error", error=error, error_type="TurnNotStored"
+                )
+            )
+            self._not_stored(result.turn_id, msg)
+        return persisted, final_seq
+
+    async def _publish_final(
+        self, persisted: PersistOutcome, result: TurnResult, final_seq: int
+    ) -> None:
+        """The final event the storing step could not publish (Redis was away then), with
+        the publish step's own retries."""
+        if not persisted.published:
+            final = TurnEvent(turn_id=result.turn_id, kind="final", result=result)
+            await self._publish(final, seq=final_seq)
 
     async def _turn_for_a_person(self, turn_id: str, msg: SendMessage) -> TurnResult:
         """A user's message while a person has the session: stored for the agent, no
@@ -701,17 +717,11 @@ class ChatSessionWorkflow:
             reply="",
             handoff=self._handoff.current,
         )
-        final_seq = self._next_seq()
-        persisted = await self._persist(result, final_seq=final_seq, user_only=True)
-        if persisted is None:
-            self._not_stored(turn_id, msg)
+        persisted, final_seq = await self._store_turn(result, msg, user_only=True)
         self._recent.append(ChatMessage(role="user", content=msg.text))
         self._turns_total += 1
         self._turns_this_run += 1
-        if not persisted.published:
-            await self._publish(
-                TurnEvent(turn_id=turn_id, kind="final", result=result), seq=final_seq
-            )
+        await self._publish_final(persisted, result, final_seq)
         return result
 
     async def _enter_handoff(self, req: RequestHandoff) -> Handoff:
@@ -776,10 +786,7 @@ class ChatSessionWorkflow:
             agent_id=req.agent_id,
             handoff=self._handoff.current,
         )
-        if not outcome.published:
-            await self._publish(
-                TurnEvent(turn_id=turn_id, kind="final", result=result), seq=final_seq
-            )
+        await self._publish_final(outcome, result, final_seq)
         self._recent.append(
             ChatMessage(role="assistant", content=f"(A person from the team wrote:) {req.text}")
         )

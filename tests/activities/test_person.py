@@ -3,11 +3,9 @@ routing example or eval query counts (they are questions for the assistant)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
+from activities.intent import linear
 from activities.intent.person import asks_for_person
 
 
@@ -33,12 +31,8 @@ def test_asking_for_a_person_is_recognised(text: str, asks: bool) -> None:
 
 
 def test_no_routing_example_or_eval_query_asks_for_a_person() -> None:
-    intent = Path(__file__).parents[2] / "activities" / "intent"
     texts = [
-        json.loads(line)["text"]
-        for name in ("examples.jsonl", "eval.jsonl")
-        for line in (intent / name).read_text().splitlines()
-        if line.strip()
+        e.text for e in linear.load_examples() + linear.load_examples(linear.HERE / "eval.jsonl")
     ]
     assert len(texts) > 2000
     assert [t for t in texts if asks_for_person(t)] == []

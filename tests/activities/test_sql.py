@@ -4,16 +4,14 @@ what the statement timeout and the row limit stop, and what the catalog tells th
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from openai import AsyncOpenAI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from activities.intent import IntentActivities
+from activities.intent import IntentActivities, linear
 from activities.sql.catalog import read_catalog
 from activities.sql.checker import CheckedSql, SqlRejected, check_sql
 from activities.sql.questions import SAMPLE_TERMS, asks_data, terms_of
@@ -187,12 +185,8 @@ async def test_a_question_about_what_the_data_holds_is_recognised(
 def test_no_routing_example_or_eval_query_counts_as_a_data_question() -> None:
     """`chatbot dev` flags data questions on every turn: the questions the router is
     trained and scored on (companies, the web, chat) must all pass untouched."""
-    intent = Path(__file__).parents[2] / "activities" / "intent"
     texts = [
-        json.loads(line)["text"]
-        for name in ("examples.jsonl", "eval.jsonl")
-        for line in (intent / name).read_text().splitlines()
-        if line.strip()
+        e.text for e in linear.load_examples() + linear.load_examples(linear.HERE / "eval.jsonl")
     ]
     assert len(texts) > 2000
     terms = set(SAMPLE_TERMS) | {"work orders", "equipment", "sites", "maintenance schedules"}

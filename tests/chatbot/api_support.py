@@ -10,14 +10,16 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from chatbot.auth import mint_token
+from chatbot.auth import Role, mint_token
 from chatbot.client import Event, SseParser
 from shared.config import Settings
 
 
-def auth(settings: Settings, user: str) -> dict[str, str]:
+def auth(settings: Settings, user: str, *roles: Role) -> dict[str, str]:
+    """The header of `user`'s token, with `roles` beside user."""
     assert settings.jwt_secret is not None
-    return {"Authorization": f"Bearer {mint_token(settings.jwt_secret.get_secret_value(), user)}"}
+    token = mint_token(settings.jwt_secret.get_secret_value(), user, roles=roles)
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[Event]:

@@ -10,9 +10,10 @@ import httpx
 import pytest
 from temporalio.worker import Worker
 
-from chatbot.auth import Role, mint_token
+from chatbot.auth import Role
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
+from tests.chatbot.api_support import auth
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -23,10 +24,8 @@ def settings(settings: Settings) -> Settings:
 
 
 def client(gateway: str, settings: Settings, user: str, *roles: Role) -> httpx.AsyncClient:
-    assert settings.jwt_secret is not None
-    token = mint_token(settings.jwt_secret.get_secret_value(), user, roles=roles)
     return httpx.AsyncClient(
-        base_url=f"{gateway}/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
+        base_url=f"{gateway}/v1", headers=auth(settings, user, *roles), timeout=60
     )
 
 

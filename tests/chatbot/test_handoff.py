@@ -18,10 +18,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.worker import Worker
 
-from chatbot.auth import Role, mint_token
+from chatbot.auth import Role
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
-from tests.chatbot.api_support import sse_events
+from tests.chatbot.api_support import auth, sse_events
 from tests.support import assert_eventually
 
 pytestmark = pytest.mark.timeout(150)
@@ -33,10 +33,8 @@ def settings(settings: Settings) -> Settings:
 
 
 def _client(gateway: str, settings: Settings, user: str, *roles: Role) -> httpx.AsyncClient:
-    assert settings.jwt_secret is not None
-    token = mint_token(settings.jwt_secret.get_secret_value(), user, roles=roles)
     return httpx.AsyncClient(
-        base_url=f"{gateway}/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
+        base_url=f"{gateway}/v1", headers=auth(settings, user, *roles), timeout=60
     )
 
 

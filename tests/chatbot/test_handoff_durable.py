@@ -16,9 +16,9 @@ import httpx
 import pytest
 from temporalio.worker import Worker
 
-from chatbot.auth import mint_token
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
+from tests.chatbot.api_support import auth
 from tests.support import worker_env
 from tests.workflows.tool_support import (
     ToolCallStep,
@@ -35,10 +35,8 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture
 async def agent(gateway: str, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    assert settings.jwt_secret is not None
-    token = mint_token(settings.jwt_secret.get_secret_value(), "agent-k", roles=["agent"])
     async with httpx.AsyncClient(
-        base_url=f"{gateway}/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
+        base_url=f"{gateway}/v1", headers=auth(settings, "agent-k", "agent"), timeout=60
     ) as client:
         yield client
 
