@@ -760,6 +760,8 @@ class ChatSessionWorkflow:
         """The claiming agent's message to the user: stored with role agent and published
         as a turn of its own (its text in the final event)."""
         self._handoff.check_agent(req.agent_id)  # again: the claim may have moved on
+        if req.client_message_id:  # a retried POST is refused, not written twice
+            self._seen.append(req.client_message_id)
         turn_id = str(workflow.uuid4())
         final_seq = self._next_seq()
         turn = AgentTurn(
@@ -798,6 +800,11 @@ class ChatSessionWorkflow:
     @agent_reply.validator
     def _validate_agent_reply(self, req: AgentReply) -> None:
         self._handoff.check_agent(req.agent_id)
+        if req.client_message_id and req.client_message_id in self._seen:
+            raise ApplicationError(
+                f"client_message_id {req.client_message_id!r} was already used in this session",
+                type="DuplicateMessage",
+            )
 
     @workflow.update
     async def release_handoff(self, req: ReleaseHandoff) -> None:

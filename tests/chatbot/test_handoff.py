@@ -99,10 +99,11 @@ async def test_the_user_asks_for_a_person_and_one_agent_takes_it(
 
     refused = await loser.post(f"/handoffs/{session}/messages", json={"text": "me too"})
     assert refused.status_code == 409
-    wrote = await winner.post(
-        f"/handoffs/{session}/messages", json={"text": "Hi Alice, I'm here to help."}
-    )
+    once = {"text": "Hi Alice, I'm here to help.", "client_message_id": "agent-msg-1"}
+    wrote = await winner.post(f"/handoffs/{session}/messages", json=once)
     assert wrote.status_code == 200, wrote.text
+    again = await winner.post(f"/handoffs/{session}/messages", json=once)  # a retry
+    assert again.status_code == 409 and "already used" in again.json()["error"]["message"]
     assert wrote.json()["agent_id"] == won_by
     history = (await alice.get(f"/sessions/{session}/messages")).json()["items"]
     assert [(m["role"], m["content"]) for m in history][-3:] == [
