@@ -3,10 +3,13 @@ stream as they arrive."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -439,45 +442,44 @@ class LlmActivities:
         restorer = StreamRestorer(redaction) if redaction is not None else None
         if activity.info().attempt > 1:
             await self._announce_restart(turn_id, keep_chars)
-        next_cancel_check = started + CANCEL_CHECK_SECONDS
         tokens = TokenWriter(self._streams, turn_id, owner)
+
+        async def consume() -> None:
+            stream = await stream_chat(
+                self._client,
+                model=s.openai_chat_model,
+                messages=messages,
+                max_tokens=s.max_tokens,
+                temperature=s.temperature,
+                top_p=s.top_p,
+                tools=tools,
+                tool_choice=tool_choice if tools else None,
+            )
+            async with stream:
+                async for chunk in stream:
+                    usage = chunk.get("usage")
+                    if usage:
+                        out.usage = reported_usage(usage)
+                    for choice in chunk.get("choices") or ():
+                        for piece in (choice.get("delta") or {}).get("tool_calls") or ():
+                            call = pending.setdefault(int(piece["index"]), _PendingCall())
+                            call.add(piece)
+                    text = chunk_text(chunk)
+                    if text and restorer is not None:  # placeholders back to originals
+                        text = restorer.feed(text)
+                    if text:
+                        if out.first_token_ms is None:
+                            out.first_token_ms = (time.perf_counter() - started) * 1000
+                        parts.append(text)
+                        tokens.add(text)
+
         # Beats while the model thinks (a slow first token) as well as while it streams; a
         # reply shorter than a beat sends none.
         try:
             async with heartbeating(), guarded(self._breaker, openai_failed):
-                stream = await stream_chat(
-                    self._client,
-                    model=s.openai_chat_model,
-                    messages=messages,
-                    max_tokens=s.max_tokens,
-                    temperature=s.temperature,
-                    top_p=s.top_p,
-                    tools=tools,
-                    tool_choice=tool_choice if tools else None,
+                out.cancelled = await unless_cancelled(
+                    consume(), lambda: self._cancel_requested(turn_id)
                 )
-                async with stream:
-                    async for chunk in stream:
-                        usage = chunk.get("usage")
-                        if usage:
-                            out.usage = reported_usage(usage)
-                        for choice in chunk.get("choices") or ():
-                            for piece in (choice.get("delta") or {}).get("tool_calls") or ():
-                                call = pending.setdefault(int(piece["index"]), _PendingCall())
-                                call.add(piece)
-                        text = chunk_text(chunk)
-                        if text and restorer is not None:  # placeholders back to originals
-                            text = restorer.feed(text)
-                        if text:
-                            if out.first_token_ms is None:
-                                out.first_token_ms = (time.perf_counter() - started) * 1000
-                            parts.append(text)
-                            tokens.add(text)
-                        now = time.perf_counter()
-                        if now >= next_cancel_check:
-                            next_cancel_check = now + CANCEL_CHECK_SECONDS
-                            if await self._cancel_requested(turn_id):
-                                out.cancelled = True
-                                break
                 if restorer is not None and (tail := restorer.flush()):
                     parts.append(tail)
                     tokens.add(tail)
@@ -501,6 +503,29 @@ class LlmActivities:
             },
         )
         return out
+
+
+async def unless_cancelled(
+    work: Coroutine[Any, Any, None], cancelled: Callable[[], Awaitable[bool]]
+) -> bool:
+    """Run `work`, asking `cancelled` every CANCEL_CHECK_SECONDS meanwhile (while the
+    model thinks as well as while it streams), and stop it when it says so. True: the
+    work was stopped; what it produced so far stays."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=CANCEL_CHECK_SECONDS)
+            if done:
+                task.result()
+                return False
+            if await cancelled():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return True
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 @dataclass

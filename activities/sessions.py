@@ -225,7 +225,7 @@ class SessionStore:
         turn or an event twice. Redis being away costs only the event: the outcome says
         it was not published, and the workflow publishes it with its own retries."""
         started = time.perf_counter()
-        await self._store(req.result, req.user_id, user_only=req.user_only)
+        await self._store(req.result, req.user_id, user_only=req.user_only, dropped=req.dropped)
         ms = (time.perf_counter() - started) * 1000
         result = req.result.model_copy(
             update={"timings_ms": {**req.result.timings_ms, "persist_turn": ms}}
@@ -253,7 +253,9 @@ class SessionStore:
             return PersistOutcome(ms=ms)
         return PersistOutcome(ms=ms, published=True)
 
-    async def _store(self, turn: TurnResult, user_id: str, *, user_only: bool = False) -> None:
+    async def _store(
+        self, turn: TurnResult, user_id: str, *, user_only: bool = False, dropped: bool = False
+    ) -> None:
         bind(turn_id=turn.turn_id)
         tool_data = json.dumps(
             {
@@ -277,7 +279,7 @@ class SessionStore:
         }
         latency = int(sum(turn.timings_ms.values()))
         try:
-            await self._write_turn(turn, user_id, common, latency, user_only)
+            await self._write_turn(turn, user_id, common, latency, user_only, dropped)
         except IntegrityError as err:
             if getattr(err.orig, "sqlstate", None) != FOREIGN_KEY_VIOLATION:
                 raise
@@ -305,9 +307,11 @@ class SessionStore:
         common: dict[str, Any],
         latency: int,
         user_only: bool,
+        dropped: bool = False,
     ) -> None:
         """Write both messages of the turn; the first write also counts it on the session.
-        In the same transaction: its tool calls charged, its leftover reservations closed."""
+        In the same transaction: its tool calls charged, its leftover reservations closed
+        (all a rolled-back turn leaves: what it cost)."""
         async with self._engine.begin() as conn:
             if self._ledger is not None:
                 calls = [(name, self._tool_prices.get(name, 0.0)) for name in tools_run(turn)]
@@ -316,6 +320,9 @@ class SessionStore:
                 )
                 await self._ledger.record_tools(conn, owner, calls)
                 await self._ledger.close_turn(turn.turn_id, conn)
+            if dropped:
+                log.info("turn rolled back: only its spend is recorded")
+                return
             new = (
                 await conn.execute(
                     _WRITE_USER_MESSAGE if user_only else _WRITE_TURN,

@@ -68,6 +68,12 @@ class Conflict(ApiError):
     status, code = HTTPStatus.CONFLICT, "conflict"
 
 
+class SessionBusy(Conflict):
+    """A message sent with on_busy=reject while a turn runs (details: running_turn_id)."""
+
+    code = "session_busy"
+
+
 class SessionLimitReached(Conflict):
     code = "session_limit_reached"
 

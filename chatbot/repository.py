@@ -13,11 +13,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatbot.errors import BadRequest, Conflict, NotFound, SessionLimitReached
 from shared import findings
-from shared.models import TurnResult, TurnStatus
+from shared.models import OnBusy, TurnResult, TurnStatus
 
 _SESSION_COLUMNS = (
-    "id, title, status, turn_count, created_at, updated_at, last_activity_at, handoff"
+    "id, title, status, turn_count, created_at, updated_at, last_activity_at, handoff, "
+    "on_busy, parent_session_id, branched_at_turn"
 )
+
+
+_UPDATABLE = ("title", "on_busy")
 
 
 def _not_found(session_id: str) -> NotFound:
@@ -81,7 +85,7 @@ async def create_session(
 # nothing here (no row version per message) and does not count the user's sessions.
 _ENSURE_SESSION = text(
     f"""
-    WITH existing AS (SELECT user_id, status FROM sessions WHERE id = :id),
+    WITH existing AS (SELECT user_id, status, on_busy FROM sessions WHERE id = :id),
     allowed AS (
         SELECT CASE WHEN EXISTS (SELECT 1 FROM existing) THEN NULL ELSE {_MAY_CREATE} END AS ok
     ),
@@ -90,7 +94,7 @@ _ENSURE_SESSION = text(
         ON CONFLICT (id) DO NOTHING RETURNING user_id, status
     )
     SELECT COALESCE(created.user_id, existing.user_id) AS user_id,
-           COALESCE(created.status, existing.status) AS status, allowed.ok
+           COALESCE(created.status, existing.status) AS status, existing.on_busy, allowed.ok
     FROM allowed LEFT JOIN created ON true LEFT JOIN existing ON true
     """
 )
@@ -98,8 +102,9 @@ _ENSURE_SESSION = text(
 
 async def ensure_session(
     engine: AsyncEngine, *, session_id: str, user_id: str, max_sessions: int
-) -> None:
-    """A message to a session that was never created creates it for its sender."""
+) -> OnBusy | None:
+    """A message to a session that was never created creates it for its sender. Returns
+    the session's on_busy setting (None: the default)."""
     params = {"id": session_id, "user": user_id, "limit": max_sessions}
 
     async def attempt() -> Row[Any]:
@@ -116,6 +121,8 @@ async def ensure_session(
         raise _not_found(session_id)
     if row.status == "ended":
         raise Conflict(f"session {session_id!r} was ended by an operator; start a new session")
+    on_busy: OnBusy | None = row.on_busy
+    return on_busy
 
 
 async def get_session(engine: AsyncEngine, *, session_id: str, user_id: str) -> dict[str, Any]:
@@ -170,14 +177,16 @@ async def list_sessions(
     return items, encode_cursor(items[-1]["created_at"], items[-1]["id"]) if more else None
 
 
-async def rename_session(
-    engine: AsyncEngine, *, session_id: str, user_id: str, title: str
+async def update_session(
+    engine: AsyncEngine, *, session_id: str, user_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
+    """Set the session's `title` and/or `on_busy` (the keys of `changes`)."""
+    sets = ", ".join(f"{column} = :{column}" for column in changes if column in _UPDATABLE)
     row = await _session_row(
         engine,
-        "UPDATE sessions SET title = :t, updated_at = now() "
+        f"UPDATE sessions SET {sets}, updated_at = now() "
         f"WHERE id = :id AND user_id = :u RETURNING {_SESSION_COLUMNS}",
-        {"t": title, "id": session_id, "u": user_id},
+        {**changes, "id": session_id, "u": user_id},
     )
     if row is None:
         raise _not_found(session_id)

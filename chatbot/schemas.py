@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from shared.models import Handoff, SendMessage, StorableText
+from shared.models import Handoff, OnBusy, SendMessage, StorableText
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 SessionId = Annotated[
@@ -44,9 +45,24 @@ class SessionCreate(BaseModel):
 
 
 class SessionUpdate(BaseModel):
+    """The fields to change; at least one."""
+
     model_config = ConfigDict(extra="forbid")
 
-    title: StorableText = Field(min_length=1, max_length=200)
+    title: StorableText | None = Field(None, min_length=1, max_length=200)
+    on_busy: OnBusy | None = Field(
+        None,
+        description="What a message does while the session answers another, unless the "
+        "message says: enqueue, reject, interrupt or rollback (null: enqueue)",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> SessionUpdate:
+        if not self.model_fields_set:
+            raise ValueError("give title and/or on_busy to change")
+        if "title" in self.model_fields_set and self.title is None:
+            raise ValueError("title cannot be null")
+        return self
 
 
 class SessionPublic(BaseModel):
@@ -61,6 +77,15 @@ class SessionPublic(BaseModel):
     temporal_ui_url: str
     handoff: Handoff | None = Field(
         None, description="With a person instead of the assistant (waiting, or claimed)"
+    )
+    on_busy: OnBusy | None = Field(
+        None, description="What a message does while another is answered (null: enqueue)"
+    )
+    parent_session_id: str | None = Field(
+        None, description="A branch: the session it was branched from"
+    )
+    branched_at_turn: UUID | None = Field(
+        None, description="A branch: the parent's turn whose message was edited"
     )
 
 

@@ -37,6 +37,7 @@ from chatbot.errors import (
     NotFound,
     OverBudget,
     ProviderDown,
+    SessionBusy,
     Unavailable,
     Unprocessable,
     UpstreamFailed,
@@ -113,6 +114,9 @@ def api_error(err: Exception) -> ApiError:
         cause = err.cause
         if isinstance(cause, ApplicationError) and cause.type == "BudgetExceeded":
             return over_budget(cause.message, cause.details[0] if cause.details else {})
+        if isinstance(cause, ApplicationError) and cause.type == "SessionBusy":
+            busy = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+            return SessionBusy(cause.message, details=busy or None)
         if isinstance(cause, ApplicationError) and cause.type == "ProviderUnavailable":
             shown = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
             wait = shown.get("retry_after")

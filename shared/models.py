@@ -16,6 +16,9 @@ SEEN_MESSAGE_IDS = 200  # client_message_ids remembered for duplicate rejection
 
 Intent = Literal["chat", "company_search", "web_search", "both"]
 TurnStatus = Literal["complete", "cancelled", "failed"]
+# What a message does when the session is answering another (SendMessage.on_busy).
+OnBusy = Literal["enqueue", "reject", "interrupt", "rollback"]
+ON_BUSY_MODES: tuple[OnBusy, ...] = ("enqueue", "reject", "interrupt", "rollback")
 
 _TURN_NAMESPACE = uuid.UUID("6f1c7a52-3f55-4d8e-9a57-0d4f0e8b9c21")
 
@@ -166,6 +169,13 @@ class SendMessage(BaseModel):
     text: StorableText = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
     client_message_id: str | None = Field(
         default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$"
+    )
+    on_busy: OnBusy | None = Field(
+        default=None,
+        description="When a turn is running: `enqueue` (wait for it), `reject` (409 with "
+        "the running turn's id), `interrupt` (stop it, keeping its partial reply marked "
+        "cancelled) or `rollback` (stop it and drop it from the history and context). "
+        "Unset: the session's own setting (enqueue unless changed)",
     )
 
 
@@ -363,6 +373,9 @@ class TurnResult(BaseModel):
     # The query_data calls' steps, inside the turn's own timings: sql_ms, sql_attempts
     # (queries the SQL model wrote) and chart_ms, summed over the turn's calls.
     data_timings: dict[str, float] = Field(default_factory=dict)
+    # Stopped by a message sent with on_busy=rollback: nothing of it was kept (status
+    # cancelled); its spend is still counted.
+    rolled_back: bool = False
 
 
 class PersistTurn(BaseModel):
@@ -374,6 +387,8 @@ class PersistTurn(BaseModel):
     final_seq: int | None = None
     # A message while a person has the session: the user's alone is stored (no reply yet).
     user_only: bool = False
+    # Rolled back: no message is written; the turn's spend is charged and its event sent.
+    dropped: bool = False
 
 
 class PersistOutcome(BaseModel):

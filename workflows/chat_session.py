@@ -184,6 +184,8 @@ class ChatSessionWorkflow:
         self._rearm = False  # the main loop's timer must be set again (a handoff began)
         self._failed_in_a_row = 0  # turns, for HANDOFF_AFTER_FAILURES
         self._cancelled: set[str] = set()  # turns asked to stop (cleared when they end)
+        self._dropped: set[str] = set()  # stopped and rolled back: to leave no trace
+        self._stoppable: str | None = None  # the running turn, until its reply is done
         self._published = 0  # events published by this run, each numbered (TurnEvent.seq)
         self._attributes_at: datetime | None = None  # when turn attributes were last upserted
         self._waiting_attributes: list[SearchAttributeUpdate[Any]] = []
@@ -482,17 +484,23 @@ class ChatSessionWorkflow:
         turn_id = turn_id_for(self._start.session_id, update_id)
         if msg.client_message_id:
             self._seen.append(msg.client_message_id)
+        if msg.on_busy in ("interrupt", "rollback"):
+            await self._stop_running(rollback=msg.on_busy == "rollback")
         self._queued += 1
         try:
             async with self._turn_lock:
+                # Running from here (a message that waits for the run's load included), so
+                # the next message's on_busy finds it.
+                self._running_turn = self._stoppable = turn_id
                 await workflow.wait_condition(lambda: self._loaded)
                 if self._ended:  # found ended in Postgres by the run this message started
                     raise ApplicationError("this session has ended", type="SessionEnded")
-                self._running_turn = turn_id
                 return await self._run_turn(turn_id, msg)
         finally:
-            self._running_turn = None
+            if self._running_turn == turn_id:
+                self._running_turn = self._stoppable = None
             self._cancelled.discard(turn_id)
+            self._dropped.discard(turn_id)
             self._queued -= 1
             self._activity_seq += 1
             # Not when the worker tears the run down (evicted mid-turn, the coroutine
@@ -500,10 +508,33 @@ class ChatSessionWorkflow:
             if workflow.in_workflow():
                 self._idle_since = workflow.now()
 
+    async def _stop_running(self, *, rollback: bool) -> None:
+        """A message sent with on_busy interrupt or rollback: the running turn stops where
+        it is (before its reply, or mid-stream) and, rolled back, leaves no trace. A turn
+        whose reply is done is being stored: it stands, and the message waits for it."""
+        target = self._stoppable
+        if target is None:
+            return
+        self._cancelled.add(target)
+        if rollback:
+            self._dropped.add(target)
+        await _best_effort(
+            StreamActivities.request_cancel,
+            CancelTurn(turn_id=target),
+            f"{'roll back' if rollback else 'interrupt'} turn {target}",
+        )
+
     @send_message.validator
     def _validate_send_message(self, msg: SendMessage) -> None:
         if self._ended:
             raise ApplicationError("this session has ended", type="SessionEnded")
+        if msg.on_busy == "reject" and self._queued:
+            raise ApplicationError(
+                f"turn {self._running_turn} is still being answered; wait for it, or send "
+                "with on_busy enqueue, interrupt or rollback",
+                {"running_turn_id": self._running_turn, "queued_turns": self._queued},
+                type="SessionBusy",
+            )
         if not msg.text.strip():
             raise ApplicationError("message text is empty", type="InvalidMessage")
         if msg.client_message_id and msg.client_message_id in self._seen:
@@ -605,7 +636,9 @@ class ChatSessionWorkflow:
             result.handoff = self._handoff.current
         turn: ToolTurn | None = None
         try:
-            if fixed:
+            if turn_id in self._cancelled:  # stopped before its reply began
+                reply = GeneratedReply(text="", usage=TokenUsage(), cancelled=True)
+            elif fixed:
                 reply = GeneratedReply(text=fixed, usage=TokenUsage())
             elif by_model:
                 turn = await self._tool_turn(turn_id, parts)
@@ -615,6 +648,8 @@ class ChatSessionWorkflow:
         except ActivityError as err:
             if turn is not None:  # the calls made before the model failed are kept
                 self._record_calls(turn.outcome, result)
+            if turn_id in self._dropped:
+                return await self._drop(result)
             cause = err.cause
             # An ApplicationError's own message: its str() puts the type in front, which
             # error_type carries apart.
@@ -645,12 +680,15 @@ class ChatSessionWorkflow:
         timings["generate_reply"] = (workflow.time() - step) * 1000
         if reply.first_token_ms is not None:
             timings["first_token"] = reply.first_token_ms
+        self._stoppable = None  # its reply is done: from here it is stored as it is
         self._failed_in_a_row = 0
         result.reply, result.usage, result.context = reply.text, reply.usage, reply.context
         result.cached = reply.cached
         result.status = "cancelled" if reply.cancelled else "complete"
         result.timings_ms = timings
         result.data_timings = data_timings(result.tool_results)
+        if turn_id in self._dropped:
+            return await self._drop(result)
         escalated = _escalation(result)
         if escalated is not None:  # the model handed over, and the user approved it
             await self._enter_handoff(
@@ -696,6 +734,18 @@ class ChatSessionWorkflow:
             )
             self._not_stored(result.turn_id, msg)
         return persisted, final_seq
+
+    async def _drop(self, result: TurnResult) -> TurnResult:
+        """A rolled-back turn: no message of it is stored or kept in the context (its
+        client_message_id stays used: a retry of it is not run again); what it cost is
+        charged, and its readers get its final event."""
+        self._stoppable = None
+        result.status, result.rolled_back = "cancelled", True
+        final_seq = self._next_seq()
+        persisted = await self._persist(result, final_seq=final_seq, dropped=True)
+        await self._publish_final(persisted or PersistOutcome(ms=0), result, final_seq)
+        workflow.set_current_details(self._details(f"**Turn {result.turn_id}** rolled back"))
+        return result
 
     async def _publish_final(
         self, persisted: PersistOutcome, result: TurnResult, final_seq: int
@@ -892,13 +942,22 @@ class ChatSessionWorkflow:
             return Retrieved(available=False)
 
     async def _persist(
-        self, result: TurnResult, *, final_seq: int | None = None, user_only: bool = False
+        self,
+        result: TurnResult,
+        *,
+        final_seq: int | None = None,
+        user_only: bool = False,
+        dropped: bool = False,
     ) -> PersistOutcome | None:
         """Store the turn, and with `final_seq` publish its final event once stored; None
         when it could not be stored within DB_DEADLINE, or its data can never be (the
         session was deleted meanwhile, a value Postgres refuses)."""
         req = PersistTurn(
-            result=result, user_id=self._start.user_id, final_seq=final_seq, user_only=user_only
+            result=result,
+            user_id=self._start.user_id,
+            final_seq=final_seq,
+            user_only=user_only,
+            dropped=dropped,
         )
         then = ", then its final event" if final_seq is not None else ""
         try:

@@ -93,6 +93,8 @@ async def send_message(
         raise over_budget(str(spent), spent.details())
     if isinstance(spent, BaseException):
         raise spent
+    if body.on_busy is None and isinstance(owned, str):  # the session's own setting
+        body = body.model_copy(update={"on_busy": owned})
     if wants_sse and wait:
         res.slots.check(user)
     if body.client_message_id:

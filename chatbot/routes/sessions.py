@@ -89,8 +89,8 @@ async def get_session(session_id: SessionId, user: CurrentUser, res: ResourcesDe
 async def rename_session(
     session_id: SessionId, body: SessionUpdate, user: CurrentUser, res: ResourcesDep
 ) -> SessionPublic:
-    row = await repository.rename_session(
-        res.engine, session_id=session_id, user_id=user, title=body.title
+    row = await repository.update_session(
+        res.engine, session_id=session_id, user_id=user, changes=body.model_dump(exclude_unset=True)
     )
     return to_public(row, res.settings)
 
