@@ -18,6 +18,7 @@ from chatbot.resources import Resources
 from chatbot.routes import (
     admin,
     artifacts,
+    feedback,
     handoff,
     health,
     messages,
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_allow_origins,
             # Bearer tokens, never cookies: no credentialed requests.
             allow_credentials=False,
-            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Request-ID"],
             expose_headers=["X-Request-ID", "X-Turn-Id", "Retry-After"],
             max_age=600,
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ui.me_router,
         usage.router,
         artifacts.router,
+        feedback.router,
         handoff.router,
         admin.router,
     ):

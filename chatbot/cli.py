@@ -158,6 +158,12 @@ def _cmd_ops(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
+def _cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
+    from chatbot.feedback import run
+
+    return run(args, settings)
+
+
 APPROVAL_ANSWERS = (
     "A tool call that needs approval is shown with its arguments and asked about: "
     "`Approve <tool>? [y/N]`; y or yes approves, anything else (an empty line too) "
@@ -322,6 +328,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
         add_ops_arguments(ops)
     ops.set_defaults(func=_cmd_ops)
+
+    feedback = sub.add_parser(
+        "feedback", help="users' ratings of replies: export them for evaluation (JSON lines)"
+    )
+    if wanted("feedback"):
+        from chatbot.feedback import add_arguments as add_feedback_arguments
+
+        add_feedback_arguments(feedback)
+    feedback.set_defaults(func=_cmd_feedback)
 
     db = sub.add_parser("db", help="database schema migrations")
     db.add_argument("action", choices=["upgrade", "downgrade", "current"])

@@ -3,7 +3,8 @@ visibility query on the custom search attributes, `show` reads a session's live 
 through its workflow's `state` query (or its stored turns when it is not running), and
 `end` ends a session through the workflow's own path (running turns finish), and
 `deployment` shows the worker builds (Worker Deployment Versions), which one is current
-and how many session runs each still holds (its drainage)."""
+and how many session runs each still holds (its drainage). `feedback` lists the latest
+ratings of replies with the counts up and down."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import NoReturn
 
+from sqlalchemy.exc import DBAPIError
 from temporalio.api.enums.v1 import VersioningBehavior as ApiVersioningBehavior
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from chatbot import repository
+from chatbot import feedback, repository
 from shared import search_attributes as sa
 from shared.breaker import policy_from, states
 from shared.config import Settings
@@ -67,6 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("cost-per-day", "cost-per-month"):
         budget.add_argument(f"--{name}", type=_non_negative(float), metavar="USD")
     budget.add_argument("--default", action="store_true", help="back to the BUDGET_* defaults")
+    ratings = sub.add_parser(
+        "feedback", help="the latest ratings of replies (newest first), with the counts"
+    )
+    ratings.add_argument("--user", help="only this user's ratings")
+    ratings.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
 
 
 def _non_negative(kind: type[int] | type[float]) -> Callable[[str], float]:
@@ -181,6 +188,49 @@ async def set_budget(settings: Settings, args: argparse.Namespace) -> str:
         f"{_limit(limits.cost_per_day, 'cost')} a day, "
         f"{_limit(limits.cost_per_month, 'cost')} a month"
     )
+
+
+REASON_CHARS = 60  # of a rating's reason, in the table
+
+
+def _clip(value: str | None, chars: int) -> str:
+    flat = " ".join((value or "").split())
+    return flat if len(flat) <= chars else flat[: chars - 1].rstrip() + "…"
+
+
+async def feedback_report(settings: Settings, user: str | None, limit: int) -> str:
+    if limit < 1:
+        raise OpsError("--limit must be at least 1")
+    try:
+        engine = engine_from_settings(settings)
+    except ValueError as err:  # no DATABASE_URL
+        raise OpsError(str(err)) from None
+    try:
+        rows = await feedback.latest(engine, user_id=user, limit=limit)
+        total = await feedback.counts(engine, user_id=user)
+    except (OSError, DBAPIError) as err:
+        raise OpsError(f"cannot read the ratings from Postgres: {err}") from None
+    finally:
+        await engine.dispose()
+    scope = f" by {user}" if user is not None else ""
+    if not rows:
+        return f"no ratings{scope} yet"
+    table = [("WHEN", "USER", "SESSION", "TURN", "RATING", "REASON")]
+    table += [
+        (
+            _when(r["updated_at"]),
+            r["user_id"],
+            r["session_id"],
+            r["turn_id"],
+            r["rating"],
+            _clip(r["reason"], REASON_CHARS) or "-",
+        )
+        for r in rows
+    ]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    lines.append(f"ratings: {total['up']} up, {total['down']} down{scope} (UTC times)")
+    return "\n".join(lines)
 
 
 def visibility_query(user: str | None, status: str | None) -> str:
@@ -300,6 +350,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> str:
         return await set_budget(settings, args)
     if args.ops_command == "breakers":
         return await show_breakers(settings)
+    if args.ops_command == "feedback":
+        return await feedback_report(settings, args.user, args.limit)
     client = await connect_temporal(settings)
     if args.ops_command == "sessions":
         return await list_sessions(client, args.user, args.status, args.limit)

@@ -144,3 +144,27 @@ class TicketRow(Base):
     priority: Mapped[str] = mapped_column(String(16), server_default="normal")
     status: Mapped[str] = mapped_column(String(16), server_default="open")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+FEEDBACK_RATINGS = ("up", "down")
+FEEDBACK_REASON_CHARS = 1000
+
+
+class FeedbackRow(Base):
+    """A user's rating of an assistant turn: one per turn, a second one replaces it."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        CheckConstraint(f"rating IN {FEEDBACK_RATINGS}", name="rating"),
+        CheckConstraint(f"char_length(reason) <= {FEEDBACK_REASON_CHARS}", name="reason_length"),
+    )
+
+    turn_id: Mapped[UUID] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(String(256))
+    rating: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)

@@ -54,6 +54,16 @@ EXPECTED_ERRORS: dict[tuple[str, str], set[int]] = {
         503,
     },
     ("get", "/v1/sessions/{session_id}/approvals"): {401, 404, 422, 503},
+    # 404: another's session, or a turn that is not an assistant turn of this session.
+    ("put", "/v1/sessions/{session_id}/turns/{turn_id}/feedback"): {
+        400,
+        401,
+        404,
+        413,
+        422,
+        503,
+    },
+    ("delete", "/v1/sessions/{session_id}/turns/{turn_id}/feedback"): {401, 404, 422, 503},
     ("get", "/v1/me"): {401},
     ("get", "/v1/me/usage"): {401, 503},
     ("get", "/v1/sessions/{session_id}/artifacts"): {401, 404, 422, 503},
