@@ -9,7 +9,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -26,14 +26,18 @@ from shared.models import (
     SEEN_MESSAGE_IDS,
     AgentTurn,
     ChatMessage,
+    ChosenVersion,
     Handoff,
     LoadedSession,
     PersistOutcome,
     PersistTurn,
+    PersistVersion,
     RecordHandoff,
+    SelectVersion,
     SessionRef,
     TurnEvent,
     TurnResult,
+    VersionOutcome,
 )
 from shared.redis import REDIS_UNAVAILABLE
 from shared.streams import TurnStreams
@@ -94,6 +98,66 @@ def _findings(tool_data: Any) -> str:
     return findings.render(data.get("tool_results"), data.get("citations"))
 
 
+def _last_turn(newest_first: Sequence[Any]) -> str | None:
+    """The turn whose user message and answered reply are the newest rows, if so."""
+    if len(newest_first) < 2:
+        return None
+    reply, asked = newest_first[0], newest_first[1]
+    if (reply.role, asked.role) != ("assistant", "user") or reply.turn_id != asked.turn_id:
+        return None
+    return None if reply.status == "failed" else str(reply.turn_id)
+
+
+# A turn's first answer, kept as version 1 the first time it is regenerated.
+_FIRST_VERSION = text(
+    """
+    INSERT INTO reply_versions (turn_id, version, session_id, content, tool_data, status,
+                                completion_tokens, latency_ms, stream_id, created_at)
+    SELECT turn_id, 1, session_id, content, tool_data, status, completion_tokens,
+           latency_ms, turn_id, created_at
+    FROM messages WHERE turn_id = :turn AND role = 'assistant'
+    ON CONFLICT DO NOTHING
+    """
+)
+# The next version, once per stream (a retried activity adds none).
+_NEXT_VERSION = text(
+    """
+    INSERT INTO reply_versions (turn_id, version, session_id, content, tool_data, status,
+                                completion_tokens, latency_ms, stream_id, client_message_id)
+    SELECT :turn, max(version) + 1, max(session_id), :reply, CAST(:data AS jsonb), :status,
+           :tokens, :latency, :stream, :cmid
+    FROM reply_versions WHERE turn_id = :turn HAVING count(*) > 0
+    ON CONFLICT (stream_id) DO NOTHING
+    """
+)
+_USE = """
+    UPDATE messages m SET content = v.content, tool_data = v.tool_data, status = v.status,
+           completion_tokens = v.completion_tokens, latency_ms = v.latency_ms,
+           version = v.version,
+           versions = (SELECT count(*) FROM reply_versions c WHERE c.turn_id = v.turn_id)
+    FROM reply_versions v
+    WHERE {which} AND m.turn_id = v.turn_id AND m.role = 'assistant'
+    RETURNING m.version, m.versions, m.content, m.tool_data
+"""
+_USE_VERSION_OF_STREAM = text(_USE.format(which="v.stream_id = :stream"))
+_USE_VERSION = text(_USE.format(which="v.turn_id = :turn AND v.version = :version"))
+
+
+def _tool_data(turn: TurnResult) -> dict[str, Any]:
+    """What a reply row keeps beside its text."""
+    return {
+        "intent_confidence": turn.intent_confidence,
+        "tool_results": turn.tool_results,
+        "tool_calls": turn.tool_calls,
+        "citations": turn.citations,
+        "findings": turn.findings,
+        "timings_ms": turn.timings_ms,
+        "error": turn.error,
+        "cached": turn.cached,
+        "data_timings": turn.data_timings,
+    }
+
+
 def message_uuid(turn_id: str, role: str) -> uuid.UUID:
     return uuid.uuid5(uuid.UUID(turn_id), role)
 
@@ -137,7 +201,7 @@ class SessionStore:
             recent = (
                 await conn.execute(
                     text(
-                        "SELECT role, content, tool_data "
+                        "SELECT role, content, tool_data, turn_id, status "
                         "FROM messages WHERE session_id = :id "
                         "ORDER BY seq DESC LIMIT :n"
                     ),
@@ -161,6 +225,91 @@ class SessionStore:
             seen_message_ids=[r.client_message_id for r in reversed(seen)],
             handoff=Handoff.model_validate(row.handoff) if row and row.handoff else None,
             ended=bool(row and row.status == "ended"),
+            last_turn_id=_last_turn(recent),
+        )
+
+    @activity.defn
+    async def persist_version(self, req: PersistVersion) -> VersionOutcome:
+        """A regenerated reply as its turn's next version, once (by its stream); the
+        transcript's reply row takes it. Version 1, the first answer, is kept beside it."""
+        started = time.perf_counter()
+        turn, stream = uuid.UUID(req.result.turn_id), uuid.UUID(req.stream_id)
+        data = json.dumps(_tool_data(req.result))
+        latency = int(sum(req.result.timings_ms.values()))
+        async with self._engine.begin() as conn:
+            if self._ledger is not None:
+                owner = Step(
+                    turn_id=req.stream_id,
+                    step="",
+                    user_id=req.user_id,
+                    session_id=req.result.session_id,
+                )
+                calls = [(n, self._tool_prices.get(n, 0.0)) for n in tools_run(req.result)]
+                await self._ledger.record_tools(conn, owner, calls)
+                await self._ledger.close_turn(req.stream_id, conn)
+            await conn.execute(_FIRST_VERSION, {"turn": turn})
+            await conn.execute(
+                _NEXT_VERSION,
+                {
+                    "turn": turn,
+                    "stream": stream,
+                    "reply": req.result.reply,
+                    "data": data,
+                    "status": req.result.status,
+                    "tokens": req.result.usage.completion_tokens,
+                    "latency": latency,
+                    "cmid": req.result.client_message_id,
+                },
+            )
+            chosen = (await conn.execute(_USE_VERSION_OF_STREAM, {"stream": stream})).first()
+        if chosen is None:  # the turn's reply row is gone: its session was deleted
+            raise ApplicationError(
+                f"turn {req.result.turn_id} is no longer stored; the new answer was not kept",
+                type="SessionMissing",
+                non_retryable=True,
+            )
+        ms = (time.perf_counter() - started) * 1000
+        result = req.result.model_copy(
+            update={"version": chosen.version, "versions": chosen.versions}
+        )
+        event = TurnEvent(
+            turn_id=req.stream_id,
+            kind="final",
+            result=result,
+            session_id=result.session_id,
+            user_id=req.user_id,
+            seq=req.final_seq,
+        )
+        outcome = VersionOutcome(ms=ms, version=chosen.version, versions=chosen.versions)
+        if self._streams is not None:
+            try:
+                await append_event(self._streams, event)
+                outcome.published = True
+            except REDIS_UNAVAILABLE as err:
+                log.warning("final event not published with the version: %s", err)
+        return outcome
+
+    @activity.defn
+    async def select_version(self, req: SelectVersion) -> ChosenVersion:
+        """Another of the turn's versions becomes the reply in use."""
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    _USE_VERSION, {"turn": uuid.UUID(req.turn_id), "version": req.version}
+                )
+            ).first()
+        if row is None:
+            raise ApplicationError(
+                f"turn {req.turn_id} has no version {req.version}",
+                type="VersionNotFound",
+                non_retryable=True,
+            )
+        return ChosenVersion(
+            turn_id=req.turn_id,
+            version=row.version,
+            versions=row.versions,
+            reply=row.content,
+            findings=_findings(row.tool_data),
         )
 
     @activity.defn
@@ -257,19 +406,7 @@ class SessionStore:
         self, turn: TurnResult, user_id: str, *, user_only: bool = False, dropped: bool = False
     ) -> None:
         bind(turn_id=turn.turn_id)
-        tool_data = json.dumps(
-            {
-                "intent_confidence": turn.intent_confidence,
-                "tool_results": turn.tool_results,
-                "tool_calls": turn.tool_calls,
-                "citations": turn.citations,
-                "findings": turn.findings,
-                "timings_ms": turn.timings_ms,
-                "error": turn.error,
-                "cached": turn.cached,
-                "data_timings": turn.data_timings,
-            }
-        )
+        tool_data = json.dumps(_tool_data(turn))
         common = {
             "turn_id": uuid.UUID(turn.turn_id),
             "session_id": turn.session_id,

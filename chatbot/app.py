@@ -18,6 +18,7 @@ from chatbot.resources import Resources
 from chatbot.routes import (
     admin,
     artifacts,
+    branches,
     feedback,
     handoff,
     health,
@@ -26,6 +27,7 @@ from chatbot.routes import (
     turns,
     ui,
     usage,
+    versions,
     ws,
 )
 from shared.config import Settings, get_settings
@@ -77,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sessions.router,
         messages.router,
         turns.router,
+        versions.router,
+        branches.router,
         ws.router,
         ui.me_router,
         usage.router,

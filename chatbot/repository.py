@@ -15,7 +15,7 @@ from chatbot.errors import BadRequest, Conflict, NotFound, SessionLimitReached
 from shared import findings
 from shared.models import OnBusy, TurnResult, TurnStatus
 
-_SESSION_COLUMNS = (
+SESSION_COLUMNS = (
     "id, title, status, turn_count, created_at, updated_at, last_activity_at, handoff, "
     "on_busy, parent_session_id, branched_at_turn"
 )
@@ -37,7 +37,7 @@ async def _session_row(
     return None if row is None else dict(row)
 
 
-def _limit_reached(limit: int) -> SessionLimitReached:
+def limit_reached(limit: int) -> SessionLimitReached:
     plural = "" if limit == 1 else "s"
     return SessionLimitReached(
         f"you have reached the limit of {limit} session{plural}; delete sessions you no "
@@ -49,18 +49,18 @@ def _limit_reached(limit: int) -> SessionLimitReached:
 # limit costs no extra round trip. Concurrent creations by one user each count the rows
 # committed before they started, so a burst can pass the limit by at most its own size:
 # a bound on abuse, not an exact quota. :limit = 0 means no limit.
-_MAY_CREATE = """
+MAY_CREATE = """
     CASE WHEN CAST(:limit AS integer) = 0 THEN true
          ELSE (SELECT count(*) FROM sessions WHERE user_id = :user) < :limit END
 """
 
 _CREATE_SESSION = text(
     f"""
-    WITH allowed AS (SELECT {_MAY_CREATE} AS ok),
+    WITH allowed AS (SELECT {MAY_CREATE} AS ok),
     created AS (
         INSERT INTO sessions (id, user_id, title)
         SELECT :id, :user, :title FROM allowed WHERE ok
-        ON CONFLICT (id) DO NOTHING RETURNING {_SESSION_COLUMNS}
+        ON CONFLICT (id) DO NOTHING RETURNING {SESSION_COLUMNS}
     )
     SELECT created.*, allowed.ok FROM allowed LEFT JOIN created ON true
     """
@@ -75,7 +75,7 @@ async def create_session(
     async with engine.begin() as conn:
         row = dict((await conn.execute(_CREATE_SESSION, params)).mappings().one())
     if not row.pop("ok"):
-        raise _limit_reached(max_sessions)
+        raise limit_reached(max_sessions)
     if row["id"] is None:
         raise Conflict(f"session {sid!r} already exists; choose another id or omit it")
     return row
@@ -87,7 +87,7 @@ _ENSURE_SESSION = text(
     f"""
     WITH existing AS (SELECT user_id, status, on_busy FROM sessions WHERE id = :id),
     allowed AS (
-        SELECT CASE WHEN EXISTS (SELECT 1 FROM existing) THEN NULL ELSE {_MAY_CREATE} END AS ok
+        SELECT CASE WHEN EXISTS (SELECT 1 FROM existing) THEN NULL ELSE {MAY_CREATE} END AS ok
     ),
     created AS (
         INSERT INTO sessions (id, user_id) SELECT :id, :user FROM allowed WHERE ok
@@ -116,7 +116,7 @@ async def ensure_session(
         # Our snapshot missed a session a concurrent first message had just created.
         row = await attempt()
     if row.ok is False:
-        raise _limit_reached(max_sessions)
+        raise limit_reached(max_sessions)
     if row.user_id != user_id:
         raise _not_found(session_id)
     if row.status == "ended":
@@ -128,7 +128,7 @@ async def ensure_session(
 async def get_session(engine: AsyncEngine, *, session_id: str, user_id: str) -> dict[str, Any]:
     row = await _session_row(
         engine,
-        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = :id AND user_id = :u",
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = :id AND user_id = :u",
         {"id": session_id, "u": user_id},
     )
     if row is None:
@@ -163,7 +163,7 @@ async def list_sessions(
             (
                 await conn.execute(
                     text(
-                        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE {where} "
+                        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE {where} "
                         "ORDER BY created_at DESC, id DESC LIMIT :n"
                     ),
                     params,
@@ -181,11 +181,13 @@ async def update_session(
     engine: AsyncEngine, *, session_id: str, user_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
     """Set the session's `title` and/or `on_busy` (the keys of `changes`)."""
+    if not changes:
+        return await get_session(engine, session_id=session_id, user_id=user_id)
     sets = ", ".join(f"{column} = :{column}" for column in changes if column in _UPDATABLE)
     row = await _session_row(
         engine,
         f"UPDATE sessions SET {sets}, updated_at = now() "
-        f"WHERE id = :id AND user_id = :u RETURNING {_SESSION_COLUMNS}",
+        f"WHERE id = :id AND user_id = :u RETURNING {SESSION_COLUMNS}",
         {**changes, "id": session_id, "u": user_id},
     )
     if row is None:
@@ -217,7 +219,7 @@ async def delete_session(engine: AsyncEngine, *, session_id: str, user_id: str) 
 
 _MESSAGE_COLUMNS = (
     "id, seq, turn_id, role, content, status, intent, client_message_id, tool_data, "
-    "prompt_tokens, completion_tokens, latency_ms, created_at"
+    "prompt_tokens, completion_tokens, latency_ms, created_at, version, versions"
 )
 
 
@@ -259,8 +261,16 @@ async def find_turn(
 
 
 async def find_turn_by_id(engine: AsyncEngine, *, turn_id: str) -> TurnResult | None:
-    """A stored turn by its id: the final reply of a stream that Redis no longer holds."""
-    return await _stored_turn(engine, "SELECT CAST(:tid AS uuid)", {"tid": turn_id})
+    """A stored turn by its id, or by the stream of one of its versions: the final reply
+    of a stream that Redis no longer holds."""
+    return await _stored_turn(engine, _TURN_OR_VERSION, {"tid": turn_id})
+
+
+# A turn id, or the stream of one of a turn's regenerated versions.
+_TURN_OR_VERSION = (
+    "SELECT COALESCE((SELECT turn_id FROM reply_versions WHERE stream_id = CAST(:tid AS uuid)),"
+    " CAST(:tid AS uuid))"
+)
 
 
 async def turn_owner(engine: AsyncEngine, *, turn_id: str) -> tuple[str, str] | None:
@@ -270,7 +280,7 @@ async def turn_owner(engine: AsyncEngine, *, turn_id: str) -> tuple[str, str] | 
             await conn.execute(
                 text(
                     "SELECT s.id, s.user_id FROM messages m JOIN sessions s ON s.id = m.session_id"
-                    " WHERE m.turn_id = CAST(:tid AS uuid) LIMIT 1"
+                    f" WHERE m.turn_id = ({_TURN_OR_VERSION}) LIMIT 1"
                 ),
                 {"tid": turn_id},
             )
@@ -323,4 +333,6 @@ async def _stored_turn(
         error=data.get("error"),
         cached=bool(data.get("cached", False)),
         data_timings=data.get("data_timings") or {},
+        version=assistant["version"],
+        versions=assistant["versions"],
     )

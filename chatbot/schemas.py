@@ -8,6 +8,7 @@ from uuid import UUID
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from shared.models import Handoff, OnBusy, SendMessage, StorableText
 
@@ -45,11 +46,13 @@ class SessionCreate(BaseModel):
 
 
 class SessionUpdate(BaseModel):
-    """The fields to change; at least one."""
+    """The fields to change (none: the session as it is)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    title: StorableText | None = Field(None, min_length=1, max_length=200)
+    title: Annotated[StorableText, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = (
+        None
+    )
     on_busy: OnBusy | None = Field(
         None,
         description="What a message does while the session answers another, unless the "
@@ -57,9 +60,7 @@ class SessionUpdate(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _something(self) -> SessionUpdate:
-        if not self.model_fields_set:
-            raise ValueError("give title and/or on_busy to change")
+    def _title_not_null(self) -> SessionUpdate:
         if "title" in self.model_fields_set and self.title is None:
             raise ValueError("title cannot be null")
         return self
@@ -113,6 +114,8 @@ class MessagePublic(BaseModel):
     latency_ms: int | None
     created_at: datetime
     seq: int
+    version: int = Field(1, description="An assistant reply: the version in use (regenerated)")
+    versions: int = Field(1, description="An assistant reply: how many versions it has")
 
 
 class MessagePage(BaseModel):

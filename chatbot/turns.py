@@ -47,10 +47,13 @@ from shared.config import Settings
 from shared.models import (
     AgentReply,
     CancelTurn,
+    ChosenVersion,
     ClaimHandoff,
     Handoff,
+    Regenerate,
     ReleaseHandoff,
     RequestHandoff,
+    SelectVersion,
     SendMessage,
     SessionStart,
     TurnResult,
@@ -73,6 +76,10 @@ _ERRORS: dict[str, type[ApiError]] = {
     "DuplicateMessage": DuplicateMessage,
     "SessionEnded": Conflict,
     "TurnNotRunning": Conflict,
+    # Regenerate and versions: only the latest answered turn, and not while a person has it.
+    "NotLatestTurn": Conflict,
+    "WithAPerson": Conflict,
+    "VersionNotFound": NotFound,
     # Approvals: decided otherwise already, asked of a turn that has moved on, or unknown.
     "ApprovalConflict": Conflict,
     "ApprovalStale": Conflict,
@@ -205,6 +212,36 @@ class Turns:
                 "one turn: detect intent -> generate reply (tokens stream through Redis) -> "
                 "persist turn. Query `state` for the live view."
             ),
+        )
+
+    async def regenerate(
+        self, *, session_id: str, user_id: str, request: Regenerate, until_done: bool = False
+    ) -> tuple[str, WorkflowUpdateHandle[TurnResult]]:
+        """Answer the latest turn again (starting the session's workflow if it is idle):
+        the id of the new answer's stream, and the update's handle."""
+        update_id = f"regenerate:{request.client_message_id or uuid.uuid4().hex}"
+        handle = await temporal_call(
+            self._client.start_update_with_start_workflow(
+                ChatSessionWorkflow.regenerate,
+                request,
+                id=update_id,
+                start_workflow_operation=self._start_operation(session_id, user_id),
+                wait_for_stage=(
+                    WorkflowUpdateStage.COMPLETED if until_done else WorkflowUpdateStage.ACCEPTED
+                ),
+            )
+        )
+        return turn_id_for(session_id, update_id), handle
+
+    async def select_version(
+        self, *, session_id: str, user_id: str, request: SelectVersion
+    ) -> ChosenVersion:
+        return await temporal_call(
+            self._client.execute_update_with_start_workflow(
+                ChatSessionWorkflow.select_version,
+                request,
+                start_workflow_operation=self._start_operation(session_id, user_id),
+            )
         )
 
     async def request_handoff(

@@ -146,6 +146,7 @@ class SessionStart(BaseModel):
     recent: list[ChatMessage] = Field(default_factory=list)
     seen_message_ids: list[str] = Field(default_factory=list)
     turns_total: int = 0
+    last_turn_id: str | None = None
     # TOOL_REPLIES resolved: company results get a fixed lead-in, not the model's prose.
     templated_tool_replies: bool = False
     # TOOL_CALLING resolved: the model chooses the turn's tools, in at most tool_max_steps
@@ -209,6 +210,8 @@ class LoadedSession(BaseModel):
     handoff: Handoff | None = None
     # Ended (by an operator, or an agent closing it) while a message started this run.
     ended: bool = False
+    # The turn whose message and reply end `recent`: the one that can be regenerated.
+    last_turn_id: str | None = None
 
 
 class SessionRef(BaseModel):
@@ -376,6 +379,54 @@ class TurnResult(BaseModel):
     # Stopped by a message sent with on_busy=rollback: nothing of it was kept (status
     # cancelled); its spend is still counted.
     rolled_back: bool = False
+    # The reply's version (regenerated turns have several; later turns see this one).
+    version: int = 1
+    versions: int = 1
+
+
+class Regenerate(BaseModel):
+    """Answer the session's latest turn again: the `regenerate` update's argument."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    turn_id: str
+    client_message_id: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$"
+    )
+
+
+class SelectVersion(BaseModel):
+    """Use another of the latest turn's replies from now on."""
+
+    turn_id: str
+    version: int = Field(ge=1)
+
+
+class PersistVersion(BaseModel):
+    """A regenerated reply to store as the turn's next version (idempotent by its stream),
+    its final event published on that stream once stored."""
+
+    result: TurnResult
+    stream_id: str
+    user_id: str
+    final_seq: int
+
+
+class VersionOutcome(BaseModel):
+    ms: float
+    version: int
+    versions: int
+    published: bool = False
+
+
+class ChosenVersion(BaseModel):
+    """The latest turn's reply now in use."""
+
+    turn_id: str
+    version: int
+    versions: int
+    reply: str
+    findings: str = ""
 
 
 class PersistTurn(BaseModel):

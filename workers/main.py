@@ -140,6 +140,8 @@ def build_worker(
             store.mark_ended,
             store.record_handoff,
             store.persist_agent_turn,
+            store.persist_version,
+            store.select_version,
             streams.publish_turn_event,
             streams.publish_feed_event,
             streams.request_cancel,

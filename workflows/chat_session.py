@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         AgentTurn,
         CancelTurn,
         ChatMessage,
+        ChosenVersion,
         ClaimHandoff,
         DetectIntentInput,
         FeedEvent,
@@ -48,12 +49,15 @@ with workflow.unsafe.imports_passed_through():
         Handoff,
         PersistOutcome,
         PersistTurn,
+        PersistVersion,
         PromptParts,
         RecordHandoff,
+        Regenerate,
         ReleaseHandoff,
         RequestHandoff,
         Retrieved,
         RetrieveInput,
+        SelectVersion,
         SendMessage,
         SessionRef,
         SessionStart,
@@ -171,6 +175,7 @@ class ChatSessionWorkflow:
         self._to_fold: list[ChatMessage] = list(start.to_fold)  # left the recent window
         self._seen: deque[str] = deque(start.seen_message_ids, maxlen=SEEN_MESSAGE_IDS)
         self._turns_total = start.turns_total
+        self._last_turn = start.last_turn_id  # whose message and reply end _recent
         self._turns_this_run = 0
         self._turn_lock = asyncio.Lock()  # FIFO: turns run one at a time, in arrival order
         self._queued = 0
@@ -217,6 +222,7 @@ class ChatSessionWorkflow:
             self._summary_version = loaded.summary_version
             self._seen.extend(loaded.seen_message_ids)
             self._turns_total = loaded.turns_total
+            self._last_turn = loaded.last_turn_id
             self._handoff.current = loaded.handoff
             self._ended = self._ended or loaded.ended
             self._loaded = True
@@ -460,6 +466,7 @@ class ChatSessionWorkflow:
             recent=self._recent[-self._window :],
             seen_message_ids=list(self._seen),
             turns_total=self._turns_total,
+            last_turn_id=self._last_turn,
         )
 
     @workflow.query
@@ -486,6 +493,10 @@ class ChatSessionWorkflow:
             self._seen.append(msg.client_message_id)
         if msg.on_busy in ("interrupt", "rollback"):
             await self._stop_running(rollback=msg.on_busy == "rollback")
+        return await self._one_at_a_time(turn_id, lambda: self._run_turn(turn_id, msg))
+
+    async def _one_at_a_time(self, turn_id: str, run: Callable[[], Awaitable[R]]) -> R:
+        """Run a turn once those before it are done (FIFO), with the session loaded."""
         self._queued += 1
         try:
             async with self._turn_lock:
@@ -495,7 +506,7 @@ class ChatSessionWorkflow:
                 await workflow.wait_condition(lambda: self._loaded)
                 if self._ended:  # found ended in Postgres by the run this message started
                     raise ApplicationError("this session has ended", type="SessionEnded")
-                return await self._run_turn(turn_id, msg)
+                return await run()
         finally:
             if self._running_turn == turn_id:
                 self._running_turn = self._stoppable = None
@@ -507,6 +518,73 @@ class ChatSessionWorkflow:
             # closed outside the workflow's event loop): there is no clock to read then.
             if workflow.in_workflow():
                 self._idle_since = workflow.now()
+
+    @workflow.update
+    async def regenerate(self, req: Regenerate) -> TurnResult:
+        """Answer the latest turn again, with the same message and the context it had: a
+        new version of its reply, which later turns see. Its tokens stream under its own
+        id (this update's turn id); the result carries the turn's id and the version."""
+        update_id = workflow.current_update_info().id  # type: ignore[union-attr]
+        stream_id = turn_id_for(self._start.session_id, update_id)
+        if req.client_message_id:
+            self._seen.append(req.client_message_id)
+
+        async def again() -> TurnResult:
+            self._check_latest(req.turn_id)  # a message queued before this one moved on
+            asked = self._recent[-2].content
+            msg = SendMessage(text=asked, client_message_id=req.client_message_id)
+            return await self._run_turn(stream_id, msg, regenerating=req.turn_id)
+
+        return await self._one_at_a_time(stream_id, again)
+
+    @regenerate.validator
+    def _validate_regenerate(self, req: Regenerate) -> None:
+        if self._ended:
+            raise ApplicationError("this session has ended", type="SessionEnded")
+        if self._handoff.active:
+            raise ApplicationError(
+                "a person has this session; the assistant answers again once they are done",
+                type="WithAPerson",
+            )
+        if req.client_message_id and req.client_message_id in self._seen:
+            raise ApplicationError(
+                f"client_message_id {req.client_message_id!r} was already used in this session",
+                type="DuplicateMessage",
+            )
+        if self._loaded:
+            self._check_latest(req.turn_id)
+
+    def _check_latest(self, turn_id: str) -> None:
+        # Its message and reply end the context (a window of no turns keeps none).
+        if turn_id != self._last_turn or len(self._recent) < 2:
+            raise ApplicationError(
+                f"turn {turn_id} is not the session's latest answered turn: only that one "
+                "can be answered again (edit an earlier message to branch from it)",
+                type="NotLatestTurn",
+            )
+
+    @workflow.update
+    async def select_version(self, req: SelectVersion) -> ChosenVersion:
+        """Another of the latest turn's replies is the one later turns see."""
+
+        async def choose() -> ChosenVersion:
+            self._check_latest(req.turn_id)
+            chosen = await _store_step(
+                SessionStore.select_version,
+                req,
+                policies.DB_TIMEOUT,
+                policies.DB_RETRY,
+                f"use version {req.version} of turn {req.turn_id}",
+            )
+            shown = findings.in_context(chosen.reply, chosen.findings)
+            self._recent[-1] = ChatMessage(role="assistant", content=shown)
+            return chosen
+
+        return await self._one_at_a_time(str(workflow.uuid4()), choose)
+
+    @select_version.validator
+    def _validate_select_version(self, req: SelectVersion) -> None:
+        self._validate_regenerate(Regenerate(turn_id=req.turn_id))
 
     async def _stop_running(self, *, rollback: bool) -> None:
         """A message sent with on_busy interrupt or rollback: the running turn stops where
@@ -543,9 +621,14 @@ class ChatSessionWorkflow:
                 type="DuplicateMessage",
             )
 
-    async def _run_turn(self, turn_id: str, msg: SendMessage) -> TurnResult:
+    async def _run_turn(
+        self, turn_id: str, msg: SendMessage, *, regenerating: str | None = None
+    ) -> TurnResult:
+        """A turn: `turn_id` names its stream. `regenerating`: the latest turn, answered
+        again in the context it had (without its own message and reply)."""
         if self._handoff.active:
             return await self._turn_for_a_person(turn_id, msg)
+        earlier = self._recent[:-2] if regenerating else self._recent
         timings: dict[str, float] = {}
         said = f"“{_clip(msg.text)}”"
         workflow.set_current_details(self._details(f"**Turn {turn_id}**: {said}, detecting intent"))
@@ -569,7 +652,7 @@ class ChatSessionWorkflow:
         # Asked for in so many words, or an intent the team keeps for people: on the
         # router's path a person takes over (with tools, the model decides, and asks).
         kept = intent.intent in self._start.handoff_intents
-        to_person = not by_model and (intent.wants_person or kept)
+        to_person = not by_model and not regenerating and (intent.wants_person or kept)
         if to_person:
             request = (
                 RequestHandoff(
@@ -609,7 +692,7 @@ class ChatSessionWorkflow:
             system=TOOLS_SYSTEM_PROMPT if by_model else SYSTEM_PROMPT,
             summary=self._summary,
             retrieved=[s for s in retrieved.snippets if s not in verbatim],
-            recent=[*pending, *self._recent],
+            recent=[*pending, *earlier],
             tool_context=router_hint(intent) if by_model else grounding(tools),
             user=msg.text,
             retrieval_embedder=retrieved.embedder,
@@ -651,6 +734,19 @@ class ChatSessionWorkflow:
             if turn_id in self._dropped:
                 return await self._drop(result)
             cause = err.cause
+            if regenerating:  # the reply in use stays; nothing is stored
+                self._stoppable = None
+                message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+                kind = cause.type if isinstance(cause, ApplicationError) else None
+                await self._publish(
+                    TurnEvent(
+                        turn_id=turn_id,
+                        kind="error",
+                        error=message,
+                        error_type=kind or "TurnFailed",
+                    )
+                )
+                raise ApplicationError(message, type=kind or "TurnFailed") from err
             # An ApplicationError's own message: its str() puts the type in front, which
             # error_type carries apart.
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
@@ -689,6 +785,8 @@ class ChatSessionWorkflow:
         result.data_timings = data_timings(result.tool_results)
         if turn_id in self._dropped:
             return await self._drop(result)
+        if regenerating:
+            return await self._new_version(result, regenerating, turn_id)
         escalated = _escalation(result)
         if escalated is not None:  # the model handed over, and the user approved it
             await self._enter_handoff(
@@ -707,6 +805,7 @@ class ChatSessionWorkflow:
             self._recent = self._recent[overflow:]
         self._turns_total += 1
         self._turns_this_run += 1
+        self._last_turn = turn_id
         self._record_turn(intent.intent)
         workflow.set_current_details(
             self._details(
@@ -734,6 +833,40 @@ class ChatSessionWorkflow:
             )
             self._not_stored(result.turn_id, msg)
         return persisted, final_seq
+
+    async def _new_version(self, result: TurnResult, turn_id: str, stream_id: str) -> TurnResult:
+        """A regenerated reply: stored as the turn's next version (its final event on its
+        own stream), and the one later turns see."""
+        result.turn_id = turn_id
+        final_seq = self._next_seq()
+        req = PersistVersion(
+            result=result, stream_id=stream_id, user_id=self._start.user_id, final_seq=final_seq
+        )
+        try:
+            stored = await _store_step(
+                SessionStore.persist_version,
+                req,
+                policies.DB_TIMEOUT,
+                policies.DB_RETRY,
+                f"version of turn {turn_id}: {result.status}",
+            )
+        except STEP_FAILED as err:
+            workflow.logger.warning("version not stored: %s", err.cause or err)
+            error = "the new answer could not be stored; the earlier one stays in use"
+            await self._publish(
+                TurnEvent(turn_id=stream_id, kind="error", error=error, error_type="TurnNotStored")
+            )
+            raise ApplicationError(error, type="TurnNotStored") from err
+        result.version, result.versions = stored.version, stored.versions
+        result.timings_ms["persist_turn"] = stored.ms
+        shown = findings.in_context(result.reply, result.findings)
+        self._recent[-1] = ChatMessage(role="assistant", content=shown)
+        self._turns_this_run += 1
+        if not stored.published:
+            await self._publish(
+                TurnEvent(turn_id=stream_id, kind="final", result=result), seq=final_seq
+            )
+        return result
 
     async def _drop(self, result: TurnResult) -> TurnResult:
         """A rolled-back turn: no message of it is stored or kept in the context (its
@@ -769,6 +902,7 @@ class ChatSessionWorkflow:
         )
         persisted, final_seq = await self._store_turn(result, msg, user_only=True)
         self._recent.append(ChatMessage(role="user", content=msg.text))
+        self._last_turn = None
         self._turns_total += 1
         self._turns_this_run += 1
         await self._publish_final(persisted, result, final_seq)
@@ -842,6 +976,7 @@ class ChatSessionWorkflow:
         self._recent.append(
             ChatMessage(role="assistant", content=f"(A person from the team wrote:) {req.text}")
         )
+        self._last_turn = None
         await self._to_feed(
             "agent_message", {"turn_id": turn_id, "text": req.text, "agent_id": req.agent_id}
         )
@@ -921,7 +1056,7 @@ class ChatSessionWorkflow:
             schedule_to_close_timeout=policies.GENERATE_DEADLINE,
             heartbeat_timeout=policies.GENERATE_HEARTBEAT,
             retry_policy=policies.LLM_RETRY,
-            summary=f"reply: {found}, {len(self._recent) // 2} earlier turns in context",
+            summary=f"reply: {found}, {len(self._recent) // 2} turns in context",
         )
 
     async def _retrieve(self, query: str) -> Retrieved:

@@ -86,7 +86,7 @@ async def send_message(
         # limited (it costs nothing) or while Redis is down.
         if stored.user_text != body.text:
             raise idempotency.conflict(body.client_message_id or "")
-        return _answer(request, res, user, stored.turn_id, session_id, wait, wants_sse, stored)
+        return answer(request, res, user, stored.turn_id, session_id, wait, wants_sse, stored)
     if isinstance(limited, BaseException):
         raise limited
     if isinstance(spent, BudgetExceeded):
@@ -124,7 +124,7 @@ async def send_message(
             raise
         if stored.user_text != body.text:
             raise idempotency.conflict(body.client_message_id or "") from None
-        return _answer(request, res, user, stored.turn_id, session_id, wait, wants_sse, stored)
+        return answer(request, res, user, stored.turn_id, session_id, wait, wants_sse, stored)
     bind(turn_id=turn_id)
     await record_owner(res, turn_id, session_id, user)
     if waits_here:
@@ -137,10 +137,10 @@ async def send_message(
             result = await temporal_call(handle.result())
         metrics.record_turn(result.status, result.timings_ms, time.perf_counter() - started)
         return result
-    return _answer(request, res, user, turn_id, session_id, wait, wants_sse, None)
+    return answer(request, res, user, turn_id, session_id, wait, wants_sse, None)
 
 
-def _answer(
+def answer(
     request: Request,
     res: Resources,
     user: str,

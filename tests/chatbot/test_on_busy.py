@@ -193,11 +193,15 @@ async def test_the_sessions_own_setting_applies_unless_the_message_says(
     )
     assert queued.status_code == 200, queued.text
     assert (await _final(alice, first))["status"] == "complete"
+    reset = await alice.patch("/sessions/busy-s", json={"on_busy": None})
+    assert reset.status_code == 200 and reset.json()["on_busy"] is None
+    unchanged = await alice.patch("/sessions/busy-s", json={})
+    assert unchanged.status_code == 200 and unchanged.json()["on_busy"] is None
 
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"on_busy": "sometimes"}, {"title": None}, {"on_busy": "reject", "extra": 1}],
+    [{"on_busy": "sometimes"}, {"title": None}, {"title": ""}, {"on_busy": "reject", "extra": 1}],
 )
 async def test_bad_session_settings_are_422(
     worker: Worker, alice: httpx.AsyncClient, body: dict[str, Any]
