@@ -223,6 +223,13 @@ _MESSAGE_COLUMNS = (
 )
 
 
+# A reply's rating by its user, beside it in the history.
+_FEEDBACK = (
+    "(SELECT json_build_object('rating', f.rating, 'reason', f.reason) FROM feedback f "
+    "WHERE f.turn_id = messages.turn_id AND messages.role = 'assistant') AS feedback"
+)
+
+
 async def list_messages(
     engine: AsyncEngine, *, session_id: str, limit: int, before: int | None
 ) -> tuple[list[dict[str, Any]], int | None]:
@@ -236,7 +243,7 @@ async def list_messages(
             (
                 await conn.execute(
                     text(
-                        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE {where} "
+                        f"SELECT {_MESSAGE_COLUMNS}, {_FEEDBACK} FROM messages WHERE {where} "
                         "ORDER BY seq DESC LIMIT :n"
                     ),
                     params,

@@ -100,6 +100,11 @@ class MessageCreate(SendMessage):
     the same id yields the same turn."""
 
 
+class Rating(BaseModel):
+    rating: Literal["up", "down"]
+    reason: str | None
+
+
 class MessagePublic(BaseModel):
     id: str
     turn_id: str
@@ -114,6 +119,7 @@ class MessagePublic(BaseModel):
     latency_ms: int | None
     created_at: datetime
     seq: int
+    feedback: Rating | None = Field(None, description="An assistant reply: its user's rating")
     version: int = Field(1, description="An assistant reply: the version in use (regenerated)")
     versions: int = Field(1, description="An assistant reply: how many versions it has")
 

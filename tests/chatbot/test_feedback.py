@@ -189,13 +189,18 @@ async def test_a_rating_is_one_row_per_turn_replaced_by_a_second_put_and_deleted
     )
     assert row["session_id"] == session and row["created_at"] <= row["updated_at"]
 
-    # The rating is on nothing else: the turn and the history read as before.
+    # The history shows it beside the reply (what a reloaded page draws).
     history = (await ann.get(f"/sessions/{session}/messages")).json()["items"]
-    assert all("rating" not in m and "feedback" not in m for m in history)
+    assert [m["feedback"] for m in history] == [
+        None,
+        {"rating": "down", "reason": "It did not name a company."},
+    ]
 
     gone = await ann.delete(path)
     assert gone.status_code == 204 and gone.content == b""
     assert await stored(db, turn["turn_id"]) == []
+    history = (await ann.get(f"/sessions/{session}/messages")).json()["items"]
+    assert [m["feedback"] for m in history] == [None, None]
     again = await ann.delete(path)  # nothing left to remove: the state asked for holds
     assert again.status_code == 204
 
