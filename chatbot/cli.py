@@ -11,6 +11,7 @@ from pathlib import Path
 from chatbot.client import APPROVE_MODES, FILES_DIR, ClientConfig
 from chatbot.embedded.process import EmbeddedError
 from shared.config import ConfigError, Settings, get_settings, load_settings_without_dev_stack
+from shared.models import ON_BUSY_MODES
 
 
 class UsageError(Exception):
@@ -113,6 +114,7 @@ def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         as_json=args.json,
         approve=args.approve,
         files_dir=_files_dir(args),
+        on_busy=args.on_busy,
     )
 
 
@@ -254,6 +256,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     send.add_argument("session", help="session id (created on first use)")
     send.add_argument("text")
     send.add_argument("--client-message-id", help="idempotency key: a retry gets the same turn")
+    send.add_argument(
+        "--on-busy",
+        choices=ON_BUSY_MODES,
+        help="while the session answers another message: enqueue (wait), reject (fail "
+        "with the running turn's id), interrupt (stop it, keeping its partial reply) or "
+        "rollback (stop it and drop it); default: the session's setting",
+    )
     send.add_argument(
         "--json", action="store_true", help="print only the turn's result as JSON (for scripts)"
     )

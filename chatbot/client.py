@@ -179,11 +179,32 @@ class ChatClient:
         *,
         client_message_id: str | None = None,
         line_open: bool = False,
+        on_busy: str | None = None,
     ) -> dict[str, Any]:
         """Send one message, write the reply to `out` as it streams, then what the tools
         found and the turn's intent and timings (as the page shows them); return the result.
-        `line_open`: `out`'s line is already begun (chat's `bot> `)."""
-        result = self._send(session_id, text, out, client_message_id, line_open)
+        `line_open`: `out`'s line is already begun (chat's `bot> `); `on_busy`: what the
+        message does while another is answered (the session's setting when None)."""
+        body: dict[str, Any] = {"text": text}
+        if client_message_id:
+            body["client_message_id"] = client_message_id
+        if on_busy:
+            body["on_busy"] = on_busy
+        return self._answered(session_id, f"/sessions/{session_id}/messages", body, out, line_open)
+
+    def regenerate(
+        self, session_id: str, turn_id: str, out: TextIO, *, line_open: bool = False
+    ) -> dict[str, Any]:
+        """Answer the session's latest turn again (a new version of its reply), written
+        to `out` as it streams, as `send` does."""
+        body = {"client_message_id": f"regenerate-{uuid.uuid4().hex}"}
+        path = f"/sessions/{session_id}/turns/{turn_id}/regenerate"
+        return self._answered(session_id, path, body, out, line_open)
+
+    def _answered(
+        self, session_id: str, path: str, body: dict[str, Any], out: TextIO, line_open: bool
+    ) -> dict[str, Any]:
+        result = self._send(session_id, path, body, out, line_open)
         out.write("".join(f"{line}\n" for line in describe(result)))
         if self._files_dir is not None:
             for line in self.save_files(result, self._files_dir / _safe(session_id)):
@@ -212,20 +233,12 @@ class ChatClient:
         return lines
 
     def _send(
-        self,
-        session_id: str,
-        text: str,
-        out: TextIO,
-        client_message_id: str | None,
-        line_open: bool,
+        self, session_id: str, path: str, body: dict[str, Any], out: TextIO, line_open: bool
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"text": text}
-        if client_message_id:
-            body["client_message_id"] = client_message_id
         try:
             with self._http.stream(
                 "POST",
-                f"/sessions/{session_id}/messages",
+                path,
                 json=body,
                 headers={"Accept": "text/event-stream"},
             ) as resp:
@@ -451,6 +464,7 @@ def run_send(
     as_json: bool = False,
     approve: ApproveMode = "ask",
     files_dir: Path | None = FILES_DIR,
+    on_busy: str | None = None,
 ) -> int:
     """`as_json`: print only the TurnResult, for scripts (the stream is followed all the
     same, so a broken one is resumed). `approve`: see Approver; `ask` asks only when
@@ -462,7 +476,11 @@ def run_send(
     client = ChatClient(config.url, config.token, approver=approver, files_dir=files_dir)
     try:
         result = client.send(
-            session_id, text, io.StringIO() if as_json else sys.stdout, client_message_id=cmid
+            session_id,
+            text,
+            io.StringIO() if as_json else sys.stdout,
+            client_message_id=cmid,
+            on_busy=on_busy,
         )
         if as_json:
             sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
@@ -482,7 +500,11 @@ def run_chat(
     session_id = session_id or f"chat-{uuid.uuid4().hex[:8]}"
     approver = Approver("ask", sys.stdin, sys.stderr)
     client = ChatClient(config.url, config.token, approver=approver, files_dir=files_dir)
-    sys.stdout.write(f"Session {session_id}. Ctrl-D or /quit to leave.\n")
+    sys.stdout.write(
+        f"Session {session_id}. /regenerate answers the last message again; "
+        "Ctrl-D or /quit to leave.\n"
+    )
+    last: str | None = None  # the latest turn, for /regenerate
     try:
         while True:
             try:
@@ -494,9 +516,15 @@ def run_chat(
                 return 0
             if not text:
                 continue
+            if text == "/regenerate" and last is None:
+                sys.stderr.write("error: nothing to regenerate yet: send a message first\n")
+                continue
             sys.stdout.write("bot> ")
             try:
-                client.send(session_id, text, sys.stdout, line_open=True)
+                if text == "/regenerate" and last is not None:
+                    client.regenerate(session_id, last, sys.stdout, line_open=True)
+                else:
+                    last = client.send(session_id, text, sys.stdout, line_open=True)["turn_id"]
             except ClientError as err:
                 sys.stderr.write(f"error: {err}\n")
     finally:

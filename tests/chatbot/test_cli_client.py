@@ -87,6 +87,58 @@ async def test_chat_is_an_interactive_loop(
     assert "Fake reply to: first" in out and "Fake reply to: second" in out
 
 
+async def test_chat_regenerates_the_last_answer(
+    worker: Worker, gateway: str, settings: Settings, llm: FakeOpenAIServer
+) -> None:
+    llm.script(
+        {"endpoint": "chat", "stream": True, "reply": "Blue."},
+        {"endpoint": "chat", "stream": True, "reply": "Green, surely."},
+    )
+    code, out, err = await run_chatbot(
+        "chat",
+        "cli-regen",
+        "--url",
+        gateway,
+        "--token",
+        token(settings, "ann"),
+        stdin="/regenerate\nname a colour\n/regenerate\n/quit\n",
+    )
+    assert code == 0, err
+    assert "nothing to regenerate yet" in err
+    assert "Blue." in out and "Green, surely." in out
+    code, out, err = await run_chatbot(
+        "send",
+        "cli-regen",
+        "and why?",
+        "--json",
+        "--url",
+        gateway,
+        "--token",
+        token(settings, "ann"),
+    )
+    assert code == 0, err
+    assert {"role": "assistant", "content": "Green, surely."} in llm.requests[-1]["body"][
+        "messages"
+    ]
+
+
+async def test_send_says_what_to_do_while_busy(
+    worker: Worker, gateway: str, settings: Settings, llm: FakeOpenAIServer
+) -> None:
+    code, out, err = await run_chatbot(
+        "send",
+        "cli-busy",
+        "hi",
+        "--on-busy",
+        "reject",
+        "--url",
+        gateway,
+        "--token",
+        token(settings, "ann"),
+    )
+    assert code == 0 and out.startswith("Fake reply to: hi"), err
+
+
 async def test_token_mints_a_jwt_for_the_gateway(settings: Settings) -> None:
     assert settings.jwt_secret is not None
     secret = settings.jwt_secret.get_secret_value()
@@ -183,6 +235,7 @@ def test_a_chat_with_a_person_says_so() -> None:
 def test_send_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
     for argv, said in [
         (["send", "s", "hi", "--approve", "maybe"], "argument --approve: invalid choice: 'maybe'"),
+        (["send", "s", "hi", "--on-busy", "later"], "argument --on-busy: invalid choice: 'later'"),
         (["send", "s", "   "], "error: TEXT must not be empty"),
     ]:
         with pytest.raises(SystemExit) as exit_:
