@@ -14,13 +14,15 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
 from shared.db.engine import create_engine
+from shared.models import workflow_id
 from tests.chatbot.api_support import sse_events
-from tests.support import worker_env
+from tests.support import assert_eventually, worker_env
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -127,6 +129,33 @@ async def test_the_same_request_again_is_the_same_version(
     assert one.status_code == two.status_code == 200, two.text
     assert one.json()["reply"] == two.json()["reply"] == "Green."
     assert len(await _versions(settings, first["turn_id"])) == 2
+
+
+async def test_a_session_gone_idle_regenerates_its_latest_turn_from_postgres(
+    temporal_client: Client,
+    worker: Worker,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+    settings: Settings,
+) -> None:
+    settings.inactivity_timeout_minutes = 0.03  # ~2 s
+    await _say(alice, "rg-idle", "hello")
+    first = await _say(alice, "rg-idle", "name a colour")
+    handle = temporal_client.get_workflow_handle(workflow_id("rg-idle"))
+
+    async def completed() -> None:
+        assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+    await assert_eventually(completed, within=30)
+    llm.script({"endpoint": "chat", "stream": True, "reply": "Green."})
+    again = await _regenerate(alice, "rg-idle", first["turn_id"])
+    assert again.status_code == 200, again.text
+    assert again.json()["version"] == 2
+    assert [m["content"] for m in _prompts(llm)[-1]][1:] == [
+        "hello",
+        "Fake reply to: hello",
+        "name a colour",
+    ]
 
 
 async def test_regenerate_streams_its_tokens_and_final(
