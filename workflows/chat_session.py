@@ -491,9 +491,16 @@ class ChatSessionWorkflow:
         turn_id = turn_id_for(self._start.session_id, update_id)
         if msg.client_message_id:
             self._seen.append(msg.client_message_id)
+        stopping = None
         if msg.on_busy in ("interrupt", "rollback"):
-            await self._stop_running(rollback=msg.on_busy == "rollback")
-        return await self._one_at_a_time(turn_id, lambda: self._run_turn(turn_id, msg))
+            # Marked now, the stream told meanwhile: this message keeps its place in the
+            # queue (one sent after it cannot overtake it while the stop is requested).
+            stopping = self._stop_running(rollback=msg.on_busy == "rollback")
+        try:
+            return await self._one_at_a_time(turn_id, lambda: self._run_turn(turn_id, msg))
+        finally:
+            if stopping is not None and workflow.in_workflow():
+                await stopping
 
     async def _one_at_a_time(self, turn_id: str, run: Callable[[], Awaitable[R]]) -> R:
         """Run a turn once those before it are done (FIFO), with the session loaded."""
@@ -586,20 +593,23 @@ class ChatSessionWorkflow:
     def _validate_select_version(self, req: SelectVersion) -> None:
         self._validate_regenerate(Regenerate(turn_id=req.turn_id))
 
-    async def _stop_running(self, *, rollback: bool) -> None:
+    def _stop_running(self, *, rollback: bool) -> asyncio.Task[None] | None:
         """A message sent with on_busy interrupt or rollback: the running turn stops where
         it is (before its reply, or mid-stream) and, rolled back, leaves no trace. A turn
-        whose reply is done is being stored: it stands, and the message waits for it."""
+        whose reply is done is being stored: it stands, and the message waits for it.
+        Returns the request to its stream (None: nothing to stop)."""
         target = self._stoppable
         if target is None:
-            return
+            return None
         self._cancelled.add(target)
         if rollback:
             self._dropped.add(target)
-        await _best_effort(
-            StreamActivities.request_cancel,
-            CancelTurn(turn_id=target),
-            f"{'roll back' if rollback else 'interrupt'} turn {target}",
+        return asyncio.ensure_future(
+            _best_effort(
+                StreamActivities.request_cancel,
+                CancelTurn(turn_id=target),
+                f"{'roll back' if rollback else 'interrupt'} turn {target}",
+            )
         )
 
     @send_message.validator
