@@ -142,6 +142,17 @@ def api_error(err: Exception) -> ApiError:
     raise err
 
 
+async def refused_at_start(handle: WorkflowUpdateHandle[Any]) -> None:
+    """Raise the workflow's refusal of an update started up to ACCEPTED: the SDK returns
+    a handle even when the update's validator refused it (found: `?wait=false` messages
+    to a busy session with on_busy=reject answered 202), and raises only from result().
+    The server's answer carries that outcome already, so no second call is made, as the
+    Temporal CLI does for update-with-start."""
+    outcome = getattr(handle, "_known_outcome", None)
+    if outcome is not None and outcome.HasField("failure"):
+        await temporal_call(handle.result())
+
+
 async def temporal_call(call: Awaitable[T]) -> T:
     try:
         return await call
@@ -174,6 +185,7 @@ class Turns:
                 ),
             )
         )
+        await refused_at_start(handle)
         return turn_id_for(session_id, update_id), handle
 
     def _start_operation(
@@ -231,6 +243,7 @@ class Turns:
                 ),
             )
         )
+        await refused_at_start(handle)
         return turn_id_for(session_id, update_id), handle
 
     async def select_version(

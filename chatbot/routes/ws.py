@@ -1,8 +1,9 @@
 """WebSocket for interactive clients: the same turns as JSON frames.
 
 Client -> server (text frames, JSON objects): `{"type": "message", "text",
-"client_message_id"?}`, `{"type": "cancel", "turn_id"}` and `{"type": "resume", "turn_id",
-"after"?}` (follow a turn again after a resumable error, from the last event id seen).
+"client_message_id"?, "on_busy"?}`, `{"type": "cancel", "turn_id"}` and `{"type":
+"resume", "turn_id", "after"?}` (follow a turn again after a resumable error, from the
+last event id seen).
 Server -> client: `accepted`, `token`, `restart`, `keepalive`, `final`, `error` frames,
 each with the turn id (and the stream event id). A bad frame gets an `error` frame and
 the socket stays open; a frame over MAX_REQUEST_BYTES closes it (1009).
@@ -123,6 +124,11 @@ class Socket:
             await res.ledger.check(self.user, tokens=res.settings.max_tokens)
         except BudgetExceeded as err:
             raise over_budget(str(err), err.details()) from None
+        if msg.on_busy is None:  # the session's own setting
+            session = await repository.get_session(
+                res.engine, session_id=self.session_id, user_id=self.user
+            )
+            msg = msg.model_copy(update={"on_busy": session["on_busy"]})
         turns = Turns(await res.temporal(), res.settings)
         turn_id, _ = await turns.send(session_id=self.session_id, user_id=self.user, message=msg)
         await record_owner(res, turn_id, self.session_id, self.user)

@@ -6,14 +6,17 @@ the first, as a person who sends again at once."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
 import pytest
 from temporalio.worker import Worker
+from websockets.asyncio.client import connect
 
 from loadtest.fakes import FakeOpenAIServer
-from tests.chatbot.api_support import sse_events
+from shared.config import Settings
+from tests.chatbot.api_support import sse_events, token
 
 GAP = 0.05  # between the two messages
 LONG = " ".join(f"w{i}" for i in range(120))
@@ -97,6 +100,20 @@ async def test_reject_is_409_with_the_running_turn_and_changes_nothing(
         "/sessions/busy-r/messages", json={"text": "second question", "on_busy": "reject"}
     )
     assert again.status_code == 200, again.text
+
+
+async def test_reject_without_waiting_is_409_too(
+    worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
+) -> None:
+    llm.latency_ms = 1500
+    first = await alice.post("/sessions/busy-rw/messages?wait=false", json={"text": "one"})
+    assert first.status_code == 202, first.text
+    second = await alice.post(
+        "/sessions/busy-rw/messages?wait=false", json={"text": "two", "on_busy": "reject"}
+    )
+    assert second.status_code == 409, second.text  # not 202 for a turn that never runs
+    assert second.json()["error"]["details"]["running_turn_id"] == first.json()["turn_id"]
+    assert (await _final(alice, first.json()["turn_id"]))["status"] == "complete"
 
 
 async def test_interrupt_keeps_the_partial_reply_marked_cancelled(
@@ -215,3 +232,32 @@ async def test_a_bad_on_busy_in_a_message_is_422(worker: Worker, alice: httpx.As
     resp = await alice.post("/sessions/busy-x/messages", json={"text": "hi", "on_busy": "later"})
     assert resp.status_code == 422, resp.text
     assert "on_busy" in resp.text
+
+
+async def test_over_the_websocket_the_sessions_setting_applies_too(
+    worker: Worker,
+    gateway: str,
+    settings: Settings,
+    alice: httpx.AsyncClient,
+    llm: FakeOpenAIServer,
+) -> None:
+    await alice.post("/sessions", json={"id": "busy-ws"})
+    patched = await alice.patch("/sessions/busy-ws", json={"on_busy": "reject"})
+    assert patched.json()["on_busy"] == "reject", patched.text
+    llm.latency_ms = 1500
+    url = (
+        gateway.replace("http", "ws") + f"/v1/sessions/busy-ws/ws?token={token(settings, 'alice')}"
+    )
+    async with connect(url) as ws:
+        await ws.send(json.dumps({"type": "message", "text": "first question"}))
+        accepted = json.loads(await ws.recv())
+        assert accepted["type"] == "accepted", accepted
+        await ws.send(json.dumps({"type": "message", "text": "second question"}))
+        frames = []
+        while not any(f["type"] == "final" for f in frames):
+            frames.append(json.loads(await ws.recv()))
+    errors = [f for f in frames if f["type"] == "error"]
+    assert [e["code"] for e in errors] == ["session_busy"], frames
+    assert [f["result"]["reply"] for f in frames if f["type"] == "final"] == [
+        "Fake reply to: first question"
+    ]
