@@ -251,9 +251,59 @@ export class Api {
    * event; `on.reconnecting(attempt)` / `on.reconnected()` around a resume. Rejects with
    * an ApiError when the message is refused (nothing was sent then) or the stream is lost.
    */
-  async sendMessage(sessionId, text, on, signal) {
-    const response = await this.request("POST", `/sessions/${enc(sessionId)}/messages`, {
-      body: { text, client_message_id: newMessageId() },
+  sendMessage(sessionId, text, on, signal) {
+    const path = `/sessions/${enc(sessionId)}/messages`;
+    return this.streamTurn(path, { text, client_message_id: newMessageId() }, on, signal);
+  }
+
+  /**
+   * Answer the session's latest turn again, followed as `sendMessage` follows a reply: its
+   * new version's tokens, then a `final` whose result has the turn's id, `version` and
+   * `versions`. A fresh client_message_id per call, so a retried request is the same one.
+   */
+  regenerate(sessionId, turnId, on, signal) {
+    const path = `/sessions/${enc(sessionId)}/turns/${enc(turnId)}/regenerate`;
+    return this.streamTurn(path, { client_message_id: newMessageId() }, on, signal);
+  }
+
+  /** Every version of a turn's reply and the one in use: `{turn_id, version, items}`. */
+  replyVersions(sessionId, turnId) {
+    return this.json("GET", `/sessions/${enc(sessionId)}/turns/${enc(turnId)}/versions`);
+  }
+
+  /** Use another version of the latest turn's reply (409 for an earlier turn). */
+  pickVersion(sessionId, turnId, version) {
+    const path = `/sessions/${enc(sessionId)}/turns/${enc(turnId)}/version`;
+    return this.json("PUT", path, { body: { version } });
+  }
+
+  /**
+   * Edit the message of `turnId`: a new session with the turns before it, whose first
+   * turn answers `text`. Answers at once (`{session, turn_id, events_url}`); follow the
+   * answer with `watchTurn(turn_id)`.
+   */
+  branch(sessionId, turnId, text) {
+    const path = `/sessions/${enc(sessionId)}/turns/${enc(turnId)}/branch?wait=false`;
+    return this.json("POST", path, { body: { text } });
+  }
+
+  /** The sessions branched from this one: `{items}`. */
+  branches(sessionId) {
+    return this.json("GET", `/sessions/${enc(sessionId)}/branches`);
+  }
+
+  /** Rate a reply, "up" or "down" with an optional reason; `null` removes the rating. */
+  rate(sessionId, turnId, rating, reason = null) {
+    const path = `/sessions/${enc(sessionId)}/turns/${enc(turnId)}/feedback`;
+    return rating === null
+      ? this.json("DELETE", path)
+      : this.json("PUT", path, { body: { rating, reason } });
+  }
+
+  /** POST `body` to `path` asking for the turn's event stream, and follow it. */
+  async streamTurn(path, body, on, signal) {
+    const response = await this.request("POST", path, {
+      body,
       headers: { Accept: "text/event-stream" },
       signal,
     });

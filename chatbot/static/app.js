@@ -2,11 +2,14 @@
 // through the public /v1 API (see README "Talking to it").
 
 import { Api, ApiError, tokenStore } from "./api.js";
+import { BranchBar, editable } from "./branches.js";
 import { byId, el, safeHref, str } from "./dom.js";
+import { Rating } from "./feedback.js";
 import { HandoffView } from "./handoff.js";
-import { AssistantMessage, historyMessages, userMessage } from "./messages.js";
+import { AssistantMessage, historyMessages, storedReply, userMessage } from "./messages.js";
 import { SessionList, sessionTitle } from "./sessions.js";
 import { describeUsage } from "./usage.js";
+import { ReplyVersions } from "./versions.js";
 
 const ui = {
   app: byId("app"),
@@ -51,7 +54,7 @@ const state = {
   me: null,
   session: null, // the open session (SessionPublic), or null for a chat not yet started
   olderBefore: null, // history: `before` for the previous page
-  turn: null, // the running turn: {sessionId, turnId, abort, view}
+  turn: null, // the running turn: {sessionId, turnId, abort, view, mine}
   pinned: true, // the conversation is scrolled to its end, so new text keeps it there
   ready: false, // signed in and a chat is open: until then a message would have nowhere to go
 };
@@ -65,6 +68,7 @@ const handoff = new HandoffView({
   list: byId("message-list"),
   onChange: () => scrollToEnd(),
 });
+const branchBar = new BranchBar({ api, bar: byId("branch-bar"), list: byId("message-list") });
 const sessions = new SessionList(api, {
   list: byId("session-list"),
   more: byId("more-sessions"),
@@ -203,6 +207,7 @@ function showSession(session) {
   const id = session?.id ?? null;
   if (handoff.sessionId !== id) handoff.open(id, session?.handoff);
   else if (session) handoff.show(session.handoff ?? null);
+  if (branchBar.sessionId !== id) branchBar.show(session).catch(showError);
   sessions.setActive(session?.id ?? null);
   const hash = session ? `#s/${encodeURIComponent(session.id)}` : "";
   if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname);
@@ -246,7 +251,9 @@ async function loadHistory() {
   const page = await api.history(sessionId, state.olderBefore);
   if (state.session?.id !== sessionId) return; // another chat was opened meanwhile
   const keep = ui.messages.scrollHeight - ui.messages.scrollTop;
-  ui.list.prepend(...historyMessages(page.items, fetchArtifact));
+  ui.list.prepend(...historyMessages(page.items, fetchArtifact, decorations(sessionId)));
+  branchBar.mark();
+  markLatest();
   state.olderBefore = page.next_before;
   ui.older.hidden = !page.next_before;
   // Earlier messages go above what the reader is looking at, without moving it.
@@ -271,6 +278,7 @@ function updateComposer() {
   ui.send.disabled = !state.ready || busy;
   ui.stop.hidden = !busy;
   ui.stop.disabled = !state.turn?.turnId; // enabled once the turn id is known
+  markLatest();
 }
 
 /** Stop following the running turn (another chat was opened); it still runs on the server. */
@@ -310,7 +318,10 @@ function turnHandlers(turn, started) {
       turn.turnId = turnId;
       updateComposer();
     },
-    event: (event) => onTurnEvent(turn.view, event, started),
+    event: (event) => {
+      onTurnEvent(turn.view, event, started);
+      if (event.type === "final") decorateTurn(turn);
+    },
     reconnecting: (attempt) =>
       setStatus(`Connection lost; resuming the reply (attempt ${attempt})\u2026`),
     reconnected: () => setStatus(""),
@@ -359,6 +370,7 @@ async function send() {
   autosize();
   const mine = userMessage(text);
   const turn = newTurn();
+  turn.mine = mine;
   const { view } = turn;
   ui.list.append(mine);
   updateEmptyHint();
@@ -391,6 +403,128 @@ async function send() {
       view.fail(err.readable ?? String(err));
     }
     showError(err);
+  } finally {
+    endTurn(turn);
+  }
+}
+
+// ---- a message's actions: edit (a branch), versions (regenerate), rating ----------------
+
+const replyVersions = new WeakMap(); // a reply's li -> its ReplyVersions
+
+/** What the messages of `sessionId`'s history get: Edit, versions, thumbs. */
+function decorations(sessionId) {
+  return {
+    user: (li) => editable(li, (text) => branchFrom(sessionId, li.dataset.turnId, text)),
+    reply: (view, item) => decorateReply(view, sessionId, item.feedback ?? null),
+  };
+}
+
+/** A turn this page followed has its final result: its messages get their actions. */
+function decorateTurn(turn) {
+  const { view, mine, sessionId } = turn;
+  if (!view.turnId || !view.li.isConnected) return; // e.g. no reply while a person has it
+  decorateReply(view, sessionId, null);
+  if (mine && !mine.dataset.turnId) {
+    mine.dataset.turnId = view.turnId;
+    decorations(sessionId).user(mine);
+  }
+}
+
+/** The actions under a reply, made once (a regenerated reply keeps its rating). */
+function decorateReply(view, sessionId, feedback) {
+  const turnId = view.turnId;
+  if (!turnId) return;
+  let versions = replyVersions.get(view.li);
+  if (!versions) {
+    versions = new ReplyVersions({
+      load: () => api.replyVersions(sessionId, turnId),
+      pick: (version) => api.pickVersion(sessionId, turnId, version),
+      show: (item) => view.replace({ ...storedReply(item), intent: view.result?.intent }),
+      regenerate: () => regenerate(view),
+      onError: showError,
+    });
+    const rating = new Rating({
+      rate: (value, reason) => api.rate(sessionId, turnId, value, reason),
+      feedback,
+      onError: showError,
+    });
+    view.actions.replaceChildren(versions.node, rating.node);
+    replyVersions.set(view.li, versions);
+  }
+  versions.update(view.result ?? {});
+  markLatest();
+}
+
+/** Only the session's latest reply can be regenerated (and its version picked). */
+function markLatest() {
+  const all = [...ui.list.querySelectorAll(".msg.assistant")];
+  const replies = all.map((li) => replyVersions.get(li)).filter(Boolean);
+  replies.forEach((r, i) => r.setLatest(i === replies.length - 1, state.turn !== null));
+}
+
+/** Answer the latest turn again: the new version streams into the same reply. */
+async function regenerate(view) {
+  if (state.turn || !state.session || !view.turnId) return;
+  clearAlerts();
+  const turn = { sessionId: state.session.id, turnId: null, abort: new AbortController(), view };
+  const before = view.result;
+  view.onChange = scrollToEnd;
+  view.reset({
+    decide: (callId, decision, note) =>
+      api.decideApproval(turn.sessionId, turn.turnId, callId, decision, note),
+  });
+  state.turn = turn;
+  updateComposer();
+  try {
+    const on = turnHandlers(turn, performance.now());
+    await api.regenerate(turn.sessionId, view.turnId, on, turn.abort.signal);
+  } catch (err) {
+    if (err?.name === "AbortError") return;
+    if (turn.turnId === null && before) view.replace(before); // refused: the reply as it was
+    else view.fail(err.readable ?? String(err));
+    showError(err);
+  } finally {
+    endTurn(turn);
+  }
+}
+
+/** Save an edited message as a branch, then move to it; a refusal stays in the editor. */
+async function branchFrom(sessionId, turnId, text) {
+  const made = await api.branch(sessionId, turnId, text);
+  sessions.upsert(made.session);
+  openBranch(made, text).catch(showError);
+}
+
+/** The new branch, its history (the turns before the edit) and its answer streaming. */
+async function openBranch(made, text) {
+  const id = made.session.id;
+  clearConversation();
+  clearAlerts();
+  showSession(made.session);
+  await loadHistory();
+  if (state.session?.id !== id || state.turn) return;
+  state.pinned = true;
+  const answered = [...ui.list.querySelectorAll(".msg.user")].some(
+    (li) => li.dataset.turnId === made.turn_id,
+  );
+  if (answered) {
+    scrollToEnd(); // it finished before the history was read: the history has it
+    return;
+  }
+  const turn = newTurn(id, made.turn_id);
+  turn.mine = userMessage(text);
+  ui.list.append(turn.mine, turn.view.li);
+  updateEmptyHint();
+  scrollToEnd();
+  state.turn = turn;
+  updateComposer();
+  try {
+    await api.watchTurn(turn.turnId, turnHandlers(turn, performance.now()), turn.abort.signal);
+  } catch (err) {
+    if (err?.name === "AbortError") return;
+    turn.view.fail(err.readable ?? String(err));
+    throw err;
   } finally {
     endTurn(turn);
   }

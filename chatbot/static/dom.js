@@ -42,3 +42,30 @@ export function safeHref(raw) {
 export function externalLink(href, ...children) {
   return el("a", { href, target: "_blank", rel: "noopener noreferrer" }, ...children);
 }
+
+const SVG = "http://www.w3.org/2000/svg";
+
+/**
+ * A 24x24 line icon drawn from an SVG path (`d`), in the text's colour; decorative, so
+ * the button holding it needs an aria-label. No icon font or emoji font is needed.
+ */
+export function icon(d) {
+  const svg = document.createElementNS(SVG, "svg");
+  const attributes = {
+    viewBox: "0 0 24 24",
+    width: "16",
+    height: "16",
+    fill: "none",
+    stroke: "currentColor",
+    "stroke-width": "2",
+    "stroke-linecap": "round",
+    "stroke-linejoin": "round",
+    "aria-hidden": "true",
+    focusable: "false",
+  };
+  for (const [name, value] of Object.entries(attributes)) svg.setAttribute(name, value);
+  const shape = document.createElementNS(SVG, "path");
+  shape.setAttribute("d", d);
+  svg.append(shape);
+  return svg;
+}

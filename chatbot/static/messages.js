@@ -1,7 +1,8 @@
 // How a conversation looks: user and assistant messages; on a reply, its intent badge,
 // status, timings on hover, its tool calls (tools.js), company cards, a data query's
-// table, chart and files (data.js) and numbered web citations. Everything that comes from a person or a model is inserted as text, never
-// as HTML.
+// table, chart and files (data.js) and numbered web citations; under it, a row for its
+// actions (its versions, its rating: the page fills it in). Everything that comes from a
+// person or a model is inserted as text, never as HTML.
 
 import { dataResult } from "./data.js";
 import { el, externalLink, safeHref, str } from "./dom.js";
@@ -16,36 +17,55 @@ const INTENTS = {
 };
 const STATUS_LABELS = { cancelled: "stopped", failed: "failed" };
 
-export function userMessage(text) {
-  return el("li", { class: "msg user" }, el("div", { class: "bubble", text }));
+/** A message the user wrote; `turnId` once its turn is known (its actions need it). */
+export function userMessage(text, turnId = null) {
+  return el(
+    "li",
+    { class: "msg user", dataset: turnId ? { turnId } : {} },
+    el("div", { class: "bubble", text }),
+  );
 }
 
 /**
  * The page's messages for one page of `GET /sessions/{id}/messages`; `fetchArtifact(id)`
- * (a Blob) loads the files their data results name.
+ * (a Blob) loads the files their data results name. `decorate.user(li, item)` and
+ * `decorate.reply(view, item)`, when given, add the actions of each message.
  */
-export function historyMessages(items, fetchArtifact) {
+export function historyMessages(items, fetchArtifact, decorate = {}) {
   return items.map((item) => {
-    if (item.role === "user") return userMessage(str(item.content));
+    if (item.role === "user") {
+      const li = userMessage(str(item.content), str(item.turn_id) || null);
+      decorate.user?.(li, item);
+      return li;
+    }
     if (item.role === "agent") return agentMessage(str(item.content), item.tool_data?.agent_id);
     const view = new AssistantMessage({ fetchArtifact });
-    const data = item.tool_data ?? {};
-    view.finish(
-      {
-        reply: str(item.content),
-        status: item.status,
-        intent: item.intent,
-        tool_results: data.tool_results,
-        tool_calls: data.tool_calls,
-        citations: data.citations,
-        timings_ms: data.timings_ms,
-        error: data.error,
-        cached: data.cached,
-      },
-      null,
-    );
+    view.finish(storedReply(item), null);
+    decorate.reply?.(view, item);
     return view.li;
   });
+}
+
+/**
+ * A stored reply (a history item, or one of a turn's versions) as the fields of a turn's
+ * result that `AssistantMessage.finish` shows.
+ */
+export function storedReply(item) {
+  const data = item.tool_data ?? {};
+  return {
+    turn_id: item.turn_id,
+    reply: str(item.content),
+    status: item.status,
+    intent: item.intent,
+    version: item.version,
+    versions: item.versions,
+    tool_results: data.tool_results,
+    tool_calls: data.tool_calls,
+    citations: data.citations,
+    timings_ms: data.timings_ms,
+    error: data.error,
+    cached: data.cached,
+  };
 }
 
 /** What a person from the team wrote (a handed-off session), marked as theirs. */
@@ -78,11 +98,13 @@ export class AssistantMessage {
     this.fetchArtifact = fetchArtifact ?? (() => Promise.reject(new Error("files cannot be loaded here")));
     this.text = "";
     this.frame = 0;
+    this.turnId = null; // known from the final result (or history)
+    this.result = null; // the last result shown, whole
     this.meta = el("div", { class: "meta" });
     this.tools = new ToolCalls({ decide, onChange: () => this.onChange() });
-    const typing = el("span", { class: "typing", "aria-label": "writing" }, el("i"), el("i"), el("i"));
-    this.body = el("div", { class: "bubble markdown" }, typing);
+    this.body = el("div", { class: "bubble markdown" }, typing());
     this.extras = el("div", { class: "extras" });
+    this.actions = el("div", { class: "msg-actions" });
     this.li = el(
       "li",
       { class: "msg assistant", dataset: { state: "waiting" } },
@@ -90,7 +112,36 @@ export class AssistantMessage {
       this.tools.node,
       this.body,
       this.extras,
+      this.actions,
     );
+  }
+
+  /**
+   * The reply is answered again (regenerated): back to waiting for its first token, its
+   * calls those of the new answer (decided with `decide`). The actions row stays.
+   */
+  reset({ decide } = {}) {
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.text = "";
+    this.freshTools(decide);
+    this.meta.replaceChildren();
+    this.extras.replaceChildren();
+    this.body.replaceChildren(typing());
+    this.li.dataset.state = "waiting";
+    this.onChange();
+  }
+
+  /** Show another result in this reply's place (another version of it). */
+  replace(result) {
+    this.freshTools(null);
+    this.finish(result, null);
+  }
+
+  freshTools(decide) {
+    const tools = new ToolCalls({ decide, onChange: () => this.onChange() });
+    this.tools.node.replaceWith(tools.node);
+    this.tools = tools;
   }
 
   /** A `tool_call`, `approval_required`, `approval_decided` or `tool_result` event's call. */
@@ -123,6 +174,11 @@ export class AssistantMessage {
 
   /** The turn's result (a TurnResult, or the same fields from history). */
   finish(result, endToEndMs) {
+    this.result = result;
+    if (str(result.turn_id)) {
+      this.turnId = str(result.turn_id);
+      this.li.dataset.turnId = this.turnId;
+    }
     this.text = str(result.reply);
     this.render();
     const status = result.status ?? "complete";
@@ -164,6 +220,10 @@ export class AssistantMessage {
     this.extras.append(el("p", { class: "msg-error", role: "alert", text: message }));
     this.onChange();
   }
+}
+
+function typing() {
+  return el("span", { class: "typing", "aria-label": "writing" }, el("i"), el("i"), el("i"));
 }
 
 /** replaceChildren, minus the parts that are absent (null would show as "null"). */
