@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 from shared.config import Settings
@@ -64,3 +66,16 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         "OPENAI_API_KEY": "test-key",
         **extra,
     }
+
+
+async def worker_process(settings: Settings, log: Path) -> asyncio.subprocess.Process:
+    """A `python -m workers` child on the test's stack (to SIGKILL), logging to `log`."""
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "workers",
+            env=worker_env(settings),
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+        )

@@ -7,11 +7,13 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
 from chatbot.auth import Role, mint_token
 from chatbot.client import Event, SseParser
+from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
 
 
@@ -50,3 +52,23 @@ async def run_chatbot(
     )
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
     return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def say(client: httpx.AsyncClient, session: str, text: str) -> dict[str, Any]:
+    """Send a message and wait for its answer (200), the turn's result."""
+    resp = await client.post(f"/sessions/{session}/messages", json={"text": text})
+    assert resp.status_code == 200, resp.text
+    turn: dict[str, Any] = resp.json()
+    return turn
+
+
+def reply_prompts(llm: FakeOpenAIServer) -> list[list[dict[str, Any]]]:
+    """The messages of each streamed reply the chat model was asked for, in order (not
+    the search model's, summaries or embeddings)."""
+    return [
+        list(r["body"]["messages"])
+        for r in llm.requests
+        if r["endpoint"] == "chat"
+        and r["body"]["model"] == "gpt-4o-mini"
+        and r["body"].get("stream")
+    ]

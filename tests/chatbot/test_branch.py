@@ -5,29 +5,12 @@ linked. Real gateway, worker, Temporal, Postgres and Redis."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import httpx
 from temporalio.worker import Worker
 
 from loadtest.fakes import FakeOpenAIServer
-
-
-def _prompts(llm: FakeOpenAIServer) -> list[list[dict[str, Any]]]:
-    return [
-        list(r["body"]["messages"])
-        for r in llm.requests
-        if r["endpoint"] == "chat"
-        and r["body"]["model"] == "gpt-4o-mini"
-        and r["body"].get("stream")
-    ]
-
-
-async def _say(client: httpx.AsyncClient, session: str, said: str) -> dict[str, Any]:
-    resp = await client.post(f"/sessions/{session}/messages", json={"text": said})
-    assert resp.status_code == 200, resp.text
-    body: dict[str, Any] = resp.json()
-    return body
+from tests.chatbot.api_support import reply_prompts, say
 
 
 async def _contents(client: httpx.AsyncClient, session: str) -> list[str]:
@@ -40,9 +23,9 @@ async def test_a_branch_starts_from_exactly_the_turns_before_the_edit(
     worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
 ) -> None:
     await alice.post("/sessions", json={"id": "br1", "title": "Trip"})
-    await _say(alice, "br1", "I am planning a trip to Lisbon")
-    edited_turn = await _say(alice, "br1", "what should I pack for rain?")
-    await _say(alice, "br1", "LATER-ONLY: and for a wedding?")
+    await say(alice, "br1", "I am planning a trip to Lisbon")
+    edited_turn = await say(alice, "br1", "what should I pack for rain?")
+    await say(alice, "br1", "LATER-ONLY: and for a wedding?")
     before = await _contents(alice, "br1")
 
     made = await alice.post(
@@ -57,7 +40,7 @@ async def test_a_branch_starts_from_exactly_the_turns_before_the_edit(
     assert branch["session"]["title"] == "Trip (edited)"
     assert branch["turn"]["reply"] == "Fake reply to: what should I pack for sun?"
 
-    first_prompt = _prompts(llm)[-1]
+    first_prompt = reply_prompts(llm)[-1]
     assert [m for m in first_prompt if m["role"] != "system"] == [
         {"role": "user", "content": "I am planning a trip to Lisbon"},
         {"role": "assistant", "content": "Fake reply to: I am planning a trip to Lisbon"},
@@ -77,15 +60,15 @@ async def test_a_branch_starts_from_exactly_the_turns_before_the_edit(
     assert [s["id"] for s in listed] == ["br1-sun"]
 
     # The branch goes on as a session of its own.
-    await _say(alice, "br1-sun", "and shoes?")
-    assert "LATER-ONLY" not in str(_prompts(llm)[-1])
-    assert "what should I pack for sun?" in str(_prompts(llm)[-1])
+    await say(alice, "br1-sun", "and shoes?")
+    assert "LATER-ONLY" not in str(reply_prompts(llm)[-1])
+    assert "what should I pack for sun?" in str(reply_prompts(llm)[-1])
 
 
 async def test_branching_the_first_message_starts_empty(
     worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
 ) -> None:
-    first = await _say(alice, "br2", "hello")
+    first = await say(alice, "br2", "hello")
     made = await alice.post(
         f"/sessions/br2/turns/{first['turn_id']}/branch?wait=false", json={"text": "hi there"}
     )
@@ -106,7 +89,7 @@ async def test_branching_the_first_message_starts_empty(
 async def test_branches_are_the_owners_and_need_a_message_of_the_session(
     worker: Worker, alice: httpx.AsyncClient, bob: httpx.AsyncClient
 ) -> None:
-    turn = await _say(alice, "br3", "hello")
+    turn = await say(alice, "br3", "hello")
     path = f"/sessions/br3/turns/{turn['turn_id']}/branch"
     assert (await bob.post(path, json={"text": "mine now"})).status_code == 404
     assert (await bob.get("/sessions/br3/branches")).status_code == 404

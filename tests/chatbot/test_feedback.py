@@ -33,7 +33,7 @@ from shared.db import migrate
 from shared.db.engine import create_engine, engine_from_settings
 from shared.redis import redis_from_settings
 from shared.temporal_client import connect_temporal
-from tests.chatbot.api_support import auth, run_chatbot
+from tests.chatbot.api_support import auth, run_chatbot, say
 from workers import versioning
 from workers.main import build_worker
 
@@ -132,13 +132,6 @@ async def ben(module_gateway: str, stack: Settings) -> AsyncIterator[httpx.Async
 
 def new_session() -> str:
     return f"fb-{uuid.uuid4().hex[:10]}"
-
-
-async def say(client: httpx.AsyncClient, session: str, text: str) -> dict[str, Any]:
-    resp = await client.post(f"/sessions/{session}/messages", json={"text": text})
-    assert resp.status_code == 200, resp.text
-    turn: dict[str, Any] = resp.json()
-    return turn
 
 
 def feedback_path(session: str, turn_id: str) -> str:

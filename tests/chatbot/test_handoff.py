@@ -21,7 +21,7 @@ from temporalio.worker import Worker
 from chatbot.auth import Role
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
-from tests.chatbot.api_support import auth, sse_events
+from tests.chatbot.api_support import auth, say, sse_events
 from tests.support import assert_eventually
 
 pytestmark = pytest.mark.timeout(150)
@@ -48,13 +48,6 @@ async def agents(gateway: str, settings: Settings) -> AsyncIterator[list[httpx.A
 
 def sid() -> str:
     return f"ho-{uuid.uuid4().hex[:8]}"
-
-
-async def say(client: httpx.AsyncClient, session: str, text: str) -> dict[str, Any]:
-    resp = await client.post(f"/sessions/{session}/messages", json={"text": text})
-    assert resp.status_code == 200, resp.text
-    body: dict[str, Any] = resp.json()
-    return body
 
 
 def chat_requests(llm: FakeOpenAIServer) -> int:

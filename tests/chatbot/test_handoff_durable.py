@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,8 +16,8 @@ from temporalio.worker import Worker
 
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
-from tests.chatbot.api_support import auth
-from tests.support import worker_env
+from tests.chatbot.api_support import auth, say
+from tests.support import worker_process
 from tests.workflows.tool_support import (
     ToolCallStep,
     answer,
@@ -41,25 +39,6 @@ async def agent(gateway: str, settings: Settings) -> AsyncIterator[httpx.AsyncCl
         yield client
 
 
-async def _worker(settings: Settings, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "workers",
-            env=worker_env(settings),
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-
-
-async def say(client: httpx.AsyncClient, session: str, text: str) -> dict[str, Any]:
-    resp = await client.post(f"/sessions/{session}/messages", json={"text": text})
-    assert resp.status_code == 200, resp.text
-    body: dict[str, Any] = resp.json()
-    return body
-
-
 async def test_a_worker_killed_while_handed_off_changes_nothing(
     gateway: str,
     settings: Settings,
@@ -69,7 +48,7 @@ async def test_a_worker_killed_while_handed_off_changes_nothing(
     tmp_path: Path,
 ) -> None:
     session = f"hk-{uuid.uuid4().hex[:8]}"
-    first = await _worker(settings, tmp_path / "worker1.log")
+    first = await worker_process(settings, tmp_path / "worker1.log")
     second = None
     try:
         await say(alice, session, "hello")
@@ -77,7 +56,7 @@ async def test_a_worker_killed_while_handed_off_changes_nothing(
         assert (await agent.post(f"/handoffs/{session}/claim")).status_code == 200
         first.send_signal(signal.SIGKILL)
         await first.wait()
-        second = await _worker(settings, tmp_path / "worker2.log")
+        second = await worker_process(settings, tmp_path / "worker2.log")
 
         chats = sum(1 for r in llm.requests if r["endpoint"] == "chat")
         waiting = await say(alice, session, "are you still there?")

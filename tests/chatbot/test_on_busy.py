@@ -16,21 +16,10 @@ from websockets.asyncio.client import connect
 
 from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
-from tests.chatbot.api_support import sse_events, token
+from tests.chatbot.api_support import reply_prompts, sse_events, token
 
 GAP = 0.05  # between the two messages
 LONG = " ".join(f"w{i}" for i in range(120))
-
-
-def _prompts(llm: FakeOpenAIServer) -> list[list[dict[str, Any]]]:
-    """The chat model's reply requests, in order, as the messages they sent."""
-    return [
-        list(r["body"]["messages"])
-        for r in llm.requests
-        if r["endpoint"] == "chat"
-        and r["body"]["model"] == "gpt-4o-mini"
-        and r["body"].get("stream")
-    ]
 
 
 async def _final(client: httpx.AsyncClient, turn_id: str) -> dict[str, Any]:
@@ -78,7 +67,9 @@ async def test_enqueue_answers_both_in_order(
         "Fake reply to: second question",
     ]
     # The second turn saw the first one's answer.
-    assert {"role": "assistant", "content": "Fake reply to: first question"} in _prompts(llm)[-1]
+    assert {"role": "assistant", "content": "Fake reply to: first question"} in reply_prompts(llm)[
+        -1
+    ]
 
 
 async def test_reject_is_409_with_the_running_turn_and_changes_nothing(
@@ -135,7 +126,7 @@ async def test_interrupt_keeps_the_partial_reply_marked_cancelled(
     ]
     assert history[0]["content"] == LONG
     # The interrupted message stays in the context of the next.
-    assert {"role": "user", "content": LONG} in _prompts(llm)[-1]
+    assert {"role": "user", "content": LONG} in reply_prompts(llm)[-1]
 
 
 async def test_interrupt_mid_stream_keeps_what_was_written(
@@ -185,7 +176,7 @@ async def test_rollback_leaves_no_trace_of_the_dropped_turn(
     ]
     third = await alice.post(f"/sessions/{session}/messages", json={"text": "and now?"})
     assert third.status_code == 200, third.text
-    for prompt in _prompts(llm)[-2:]:  # the rollback's own turn, and the one after it
+    for prompt in reply_prompts(llm)[-2:]:  # the rollback's own turn, and the one after it
         assert "SECRET-DROPPED-TOPIC" not in str(prompt)
         assert {"role": "user", "content": "hello there"} in prompt
     session_row = (await alice.get(f"/sessions/{session}")).json()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,27 +20,10 @@ from loadtest.fakes import FakeOpenAIServer
 from shared.config import Settings
 from shared.db.engine import create_engine
 from shared.models import workflow_id
-from tests.chatbot.api_support import sse_events
-from tests.support import assert_eventually, worker_env
+from tests.chatbot.api_support import reply_prompts, say, sse_events
+from tests.support import assert_eventually, worker_process
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def _prompts(llm: FakeOpenAIServer) -> list[list[dict[str, Any]]]:
-    return [
-        list(r["body"]["messages"])
-        for r in llm.requests
-        if r["endpoint"] == "chat"
-        and r["body"]["model"] == "gpt-4o-mini"
-        and r["body"].get("stream")
-    ]
-
-
-async def _say(client: httpx.AsyncClient, session: str, said: str) -> dict[str, Any]:
-    resp = await client.post(f"/sessions/{session}/messages", json={"text": said})
-    assert resp.status_code == 200, resp.text
-    body: dict[str, Any] = resp.json()
-    return body
 
 
 async def _regenerate(
@@ -70,15 +52,15 @@ async def _versions(settings: Settings, turn_id: str) -> list[dict[str, Any]]:
 async def test_a_regenerated_reply_is_a_new_version_later_turns_see(
     worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
 ) -> None:
-    await _say(alice, "rg1", "hello")
-    first = await _say(alice, "rg1", "name a colour")
+    await say(alice, "rg1", "hello")
+    first = await say(alice, "rg1", "name a colour")
     llm.script({"endpoint": "chat", "stream": True, "reply": "Green."})
     again = await _regenerate(alice, "rg1", first["turn_id"])
     assert again.status_code == 200, again.text
     turn = again.json()
     assert turn["turn_id"] == first["turn_id"]
     assert turn["reply"] == "Green." and turn["version"] == 2 and turn["versions"] == 2
-    original, regenerated = _prompts(llm)[-2:]
+    original, regenerated = reply_prompts(llm)[-2:]
     assert regenerated == original  # the same message, in the context it had
 
     history = (await alice.get("/sessions/rg1/messages")).json()["items"]
@@ -93,8 +75,8 @@ async def test_a_regenerated_reply_is_a_new_version_later_turns_see(
     assert listed["version"] == 2
     assert [v["content"] for v in listed["items"]] == ["Fake reply to: name a colour", "Green."]
 
-    await _say(alice, "rg1", "and another?")
-    seen = _prompts(llm)[-1]
+    await say(alice, "rg1", "and another?")
+    seen = reply_prompts(llm)[-1]
     assert {"role": "assistant", "content": "Green."} in seen
     assert all("Fake reply to: name a colour" not in str(m["content"]) for m in seen)
 
@@ -102,7 +84,7 @@ async def test_a_regenerated_reply_is_a_new_version_later_turns_see(
 async def test_the_version_picked_is_the_one_later_turns_see(
     worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
 ) -> None:
-    first = await _say(alice, "rg2", "name a colour")
+    first = await say(alice, "rg2", "name a colour")
     llm.script({"endpoint": "chat", "stream": True, "reply": "Green."})
     assert (await _regenerate(alice, "rg2", first["turn_id"])).status_code == 200
     picked = await alice.put(f"/sessions/rg2/turns/{first['turn_id']}/version", json={"version": 1})
@@ -110,8 +92,10 @@ async def test_the_version_picked_is_the_one_later_turns_see(
     assert picked.json()["version"] == 1 and picked.json()["versions"] == 2
     history = (await alice.get("/sessions/rg2/messages")).json()["items"]
     assert history[-1]["content"] == "Fake reply to: name a colour"
-    await _say(alice, "rg2", "why that one?")
-    assert {"role": "assistant", "content": "Fake reply to: name a colour"} in _prompts(llm)[-1]
+    await say(alice, "rg2", "why that one?")
+    assert {"role": "assistant", "content": "Fake reply to: name a colour"} in reply_prompts(llm)[
+        -1
+    ]
     missing = await alice.put(
         f"/sessions/rg2/turns/{first['turn_id']}/version", json={"version": 9}
     )
@@ -122,7 +106,7 @@ async def test_the_version_picked_is_the_one_later_turns_see(
 async def test_the_same_request_again_is_the_same_version(
     worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer, settings: Settings
 ) -> None:
-    first = await _say(alice, "rg3", "name a colour")
+    first = await say(alice, "rg3", "name a colour")
     llm.script({"endpoint": "chat", "stream": True, "reply": "Green."})
     one = await _regenerate(alice, "rg3", first["turn_id"], client_message_id="regen-1")
     two = await _regenerate(alice, "rg3", first["turn_id"], client_message_id="regen-1")
@@ -139,8 +123,8 @@ async def test_a_session_gone_idle_regenerates_its_latest_turn_from_postgres(
     settings: Settings,
 ) -> None:
     settings.inactivity_timeout_minutes = 0.03  # ~2 s
-    await _say(alice, "rg-idle", "hello")
-    first = await _say(alice, "rg-idle", "name a colour")
+    await say(alice, "rg-idle", "hello")
+    first = await say(alice, "rg-idle", "name a colour")
     handle = temporal_client.get_workflow_handle(workflow_id("rg-idle"))
 
     async def completed() -> None:
@@ -151,7 +135,7 @@ async def test_a_session_gone_idle_regenerates_its_latest_turn_from_postgres(
     again = await _regenerate(alice, "rg-idle", first["turn_id"])
     assert again.status_code == 200, again.text
     assert again.json()["version"] == 2
-    assert [m["content"] for m in _prompts(llm)[-1]][1:] == [
+    assert [m["content"] for m in reply_prompts(llm)[-1]][1:] == [
         "hello",
         "Fake reply to: hello",
         "name a colour",
@@ -161,7 +145,7 @@ async def test_a_session_gone_idle_regenerates_its_latest_turn_from_postgres(
 async def test_regenerate_streams_its_tokens_and_final(
     worker: Worker, alice: httpx.AsyncClient, llm: FakeOpenAIServer
 ) -> None:
-    first = await _say(alice, "rg4", "name a colour")
+    first = await say(alice, "rg4", "name a colour")
     llm.script({"endpoint": "chat", "stream": True, "reply": "A deep green."})
     path = f"/sessions/rg4/turns/{first['turn_id']}/regenerate"
     async with alice.stream(
@@ -178,8 +162,8 @@ async def test_regenerate_streams_its_tokens_and_final(
 async def test_only_the_owners_latest_answered_turn(
     worker: Worker, alice: httpx.AsyncClient, bob: httpx.AsyncClient
 ) -> None:
-    older = await _say(alice, "rg5", "one")
-    await _say(alice, "rg5", "two")
+    older = await say(alice, "rg5", "one")
+    await say(alice, "rg5", "two")
     stale = await _regenerate(alice, "rg5", older["turn_id"])
     assert stale.status_code == 409, stale.text
     assert "latest" in stale.json()["error"]["message"]
@@ -187,20 +171,8 @@ async def test_only_the_owners_latest_answered_turn(
     assert (await _regenerate(alice, "rg5", str(uuid.uuid4()))).status_code == 404
     assert (await _regenerate(alice, "rg5", "not-a-uuid")).status_code == 422
     assert (await _regenerate(alice, "rg5", older["turn_id"], extra=1)).status_code == 422
-    other = await _say(alice, "rg5b", "elsewhere")
+    other = await say(alice, "rg5b", "elsewhere")
     assert (await _regenerate(alice, "rg5", other["turn_id"])).status_code == 404
-
-
-async def _worker(settings: Settings, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "workers",
-            env=worker_env(settings),
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
-        )
 
 
 async def test_a_worker_killed_mid_regenerate_yields_one_new_version(
@@ -210,10 +182,10 @@ async def test_a_worker_killed_mid_regenerate_yields_one_new_version(
     llm: FakeOpenAIServer,
     tmp_path: Path,
 ) -> None:
-    first_worker = await _worker(settings, tmp_path / "worker1.log")
+    first_worker = await worker_process(settings, tmp_path / "worker1.log")
     second_worker = None
     try:
-        first = await _say(alice, "rg6", "name a colour")
+        first = await say(alice, "rg6", "name a colour")
         long_reply = " ".join(f"green{i}" for i in range(60))
         llm.script(
             {"endpoint": "chat", "stream": True, "reply": long_reply, "tokens_per_second": 5}
@@ -230,7 +202,7 @@ async def test_a_worker_killed_mid_regenerate_yields_one_new_version(
                     break  # it is writing: kill the worker
         first_worker.send_signal(signal.SIGKILL)
         await first_worker.wait()
-        second_worker = await _worker(settings, tmp_path / "worker2.log")
+        second_worker = await worker_process(settings, tmp_path / "worker2.log")
         final = None
         async with alice.stream("GET", f"/turns/{stream_id}/events") as stream:
             async for event in sse_events(stream):

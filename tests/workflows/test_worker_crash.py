@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import uuid
 from pathlib import Path
 
@@ -19,21 +18,9 @@ from shared.config import Settings
 from shared.db.engine import create_engine
 from shared.models import turn_id_for
 from shared.streams import stream_key
-from tests.support import assert_eventually, worker_env
+from tests.support import assert_eventually, worker_process
 
 pytestmark = pytest.mark.timeout(180)
-
-
-async def _start_worker(settings: Settings, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "workers",
-            env=worker_env(settings),
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
-        )
 
 
 async def test_killed_worker_mid_generation_the_turn_completes_once(
@@ -48,7 +35,7 @@ async def test_killed_worker_mid_generation_the_turn_completes_once(
     words = " ".join(f"w{i}" for i in range(60))  # ~3 s of streaming
     cmid = f"crash-{uuid.uuid4().hex[:6]}"
     turn_id = turn_id_for("crash", cmid)
-    first = await _start_worker(settings, tmp_path / "worker1.log")
+    first = await worker_process(settings, tmp_path / "worker1.log")
     second = None
     try:
         request = asyncio.create_task(
@@ -65,7 +52,7 @@ async def test_killed_worker_mid_generation_the_turn_completes_once(
         await assert_eventually(streaming, within=60)
         first.send_signal(signal.SIGKILL)
         await first.wait()
-        second = await _start_worker(settings, tmp_path / "worker2.log")
+        second = await worker_process(settings, tmp_path / "worker2.log")
         resp = await asyncio.wait_for(request, 120)
         assert resp.status_code == 200, resp.text
         assert resp.json()["reply"] == f"Fake reply to: {words}"
