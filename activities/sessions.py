@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -237,16 +237,7 @@ class SessionStore:
         data = json.dumps(_tool_data(req.result))
         latency = int(sum(req.result.timings_ms.values()))
         async with self._engine.begin() as conn:
-            if self._ledger is not None:
-                owner = Step(
-                    turn_id=req.stream_id,
-                    step="",
-                    user_id=req.user_id,
-                    session_id=req.result.session_id,
-                )
-                calls = [(n, self._tool_prices.get(n, 0.0)) for n in tools_run(req.result)]
-                await self._ledger.record_tools(conn, owner, calls)
-                await self._ledger.close_turn(req.stream_id, conn)
+            await self._charge(conn, req.result, req.user_id, spent_by=req.stream_id)
             await conn.execute(_FIRST_VERSION, {"turn": turn})
             await conn.execute(
                 _NEXT_VERSION,
@@ -272,22 +263,12 @@ class SessionStore:
         result = req.result.model_copy(
             update={"version": chosen.version, "versions": chosen.versions}
         )
-        event = TurnEvent(
-            turn_id=req.stream_id,
-            kind="final",
-            result=result,
-            session_id=result.session_id,
-            user_id=req.user_id,
-            seq=req.final_seq,
+        published = await self._publish_final(
+            result, req.user_id, req.final_seq, ms, stream_id=req.stream_id
         )
-        outcome = VersionOutcome(ms=ms, version=chosen.version, versions=chosen.versions)
-        if self._streams is not None:
-            try:
-                await append_event(self._streams, event)
-                outcome.published = True
-            except REDIS_UNAVAILABLE as err:
-                log.warning("final event not published with the version: %s", err)
-        return outcome
+        return VersionOutcome(
+            **published.model_dump(), version=chosen.version, versions=chosen.versions
+        )
 
     @activity.defn
     async def select_version(self, req: SelectVersion) -> ChosenVersion:
@@ -382,13 +363,20 @@ class SessionStore:
         return await self._publish_final(result, req.user_id, req.final_seq, ms)
 
     async def _publish_final(
-        self, result: TurnResult, user_id: str, seq: int | None, ms: float
+        self,
+        result: TurnResult,
+        user_id: str,
+        seq: int | None,
+        ms: float,
+        *,
+        stream_id: str | None = None,
     ) -> PersistOutcome:
-        """The stored turn's final event, number `seq` (None: not asked to publish it)."""
+        """The stored turn's final event, number `seq` (None: not asked to publish it),
+        on the turn's stream or, for a regenerated version, on `stream_id`."""
         if seq is None or self._streams is None:
             return PersistOutcome(ms=ms)
         event = TurnEvent(
-            turn_id=result.turn_id,
+            turn_id=stream_id or result.turn_id,
             kind="final",
             result=result,
             session_id=result.session_id,
@@ -450,13 +438,7 @@ class SessionStore:
         In the same transaction: its tool calls charged, its leftover reservations closed
         (all a rolled-back turn leaves: what it cost)."""
         async with self._engine.begin() as conn:
-            if self._ledger is not None:
-                calls = [(name, self._tool_prices.get(name, 0.0)) for name in tools_run(turn)]
-                owner = Step(
-                    turn_id=turn.turn_id, step="", user_id=user_id, session_id=turn.session_id
-                )
-                await self._ledger.record_tools(conn, owner, calls)
-                await self._ledger.close_turn(turn.turn_id, conn)
+            await self._charge(conn, turn, user_id, spent_by=turn.turn_id)
             if dropped:
                 log.info("turn rolled back: only its spend is recorded")
                 return
@@ -477,6 +459,18 @@ class SessionStore:
                 )
             ).scalar_one()
         log.info("turn persisted", extra={"status": turn.status, "new": bool(new)})
+
+    async def _charge(
+        self, conn: AsyncConnection, turn: TurnResult, user_id: str, *, spent_by: str
+    ) -> None:
+        """In the storing transaction: the turn's tool calls charged and the leftover
+        reservations of its model calls (made under `spent_by`, its stream) closed."""
+        if self._ledger is None:
+            return
+        calls = [(name, self._tool_prices.get(name, 0.0)) for name in tools_run(turn)]
+        owner = Step(turn_id=spent_by, step="", user_id=user_id, session_id=turn.session_id)
+        await self._ledger.record_tools(conn, owner, calls)
+        await self._ledger.close_turn(spent_by, conn)
 
     @activity.defn
     async def mark_ended(self, ref: SessionRef) -> None:

@@ -412,13 +412,6 @@ class PersistVersion(BaseModel):
     final_seq: int
 
 
-class VersionOutcome(BaseModel):
-    ms: float
-    version: int
-    versions: int
-    published: bool = False
-
-
 class ChosenVersion(BaseModel):
     """The latest turn's reply now in use."""
 
@@ -445,6 +438,13 @@ class PersistTurn(BaseModel):
 class PersistOutcome(BaseModel):
     ms: float  # storing the turn, as the activity timed it
     published: bool = False  # the final event is in the turn's stream
+
+
+class VersionOutcome(PersistOutcome):
+    """A regenerated reply stored: its version, of how many the turn now has."""
+
+    version: int
+    versions: int
 
 
 TurnEventKind = Literal[

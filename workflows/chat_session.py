@@ -744,33 +744,12 @@ class ChatSessionWorkflow:
             if turn_id in self._dropped:
                 return await self._drop(result)
             cause = err.cause
-            if regenerating:  # the reply in use stays; nothing is stored
-                self._stoppable = None
-                message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-                kind = cause.type if isinstance(cause, ApplicationError) else None
-                await self._publish(
-                    TurnEvent(
-                        turn_id=turn_id,
-                        kind="error",
-                        error=message,
-                        error_type=kind or "TurnFailed",
-                    )
-                )
-                raise ApplicationError(message, type=kind or "TurnFailed") from err
             # An ApplicationError's own message: its str() puts the type in front, which
             # error_type carries apart.
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
             error_type = cause.type if isinstance(cause, ApplicationError) else None
-            result.status, result.error = "failed", message
-            workflow.set_current_details(self._details(f"**Turn {turn_id}** failed: {message}"))
-            self._failed_in_a_row += 1
-            limit = self._start.handoff_after_failures
-            if limit and self._failed_in_a_row >= limit:  # a rule: a person takes over
-                reason = f"{self._failed_in_a_row} turns in a row failed; the last: {message}"
-                await self._enter_handoff(
-                    RequestHandoff(source="rule", reason=reason[:500], requested_by="rule")
-                )
-            stored = await self._persist(result) is not None
+            # Regenerating, the reply in use stays and nothing is stored.
+            stored = bool(regenerating) or await self._failed(result, message)
             await self._publish(
                 TurnEvent(
                     turn_id=turn_id,
@@ -844,6 +823,20 @@ class ChatSessionWorkflow:
             self._not_stored(result.turn_id, msg)
         return persisted, final_seq
 
+    async def _failed(self, result: TurnResult, message: str) -> bool:
+        """A turn whose reply failed, stored as failed (False: it could not be), and a
+        person brought in when HANDOFF_AFTER_FAILURES turns in a row failed."""
+        result.status, result.error = "failed", message
+        workflow.set_current_details(self._details(f"**Turn {result.turn_id}** failed: {message}"))
+        self._failed_in_a_row += 1
+        limit = self._start.handoff_after_failures
+        if limit and self._failed_in_a_row >= limit:  # a rule: a person takes over
+            reason = f"{self._failed_in_a_row} turns in a row failed; the last: {message}"
+            await self._enter_handoff(
+                RequestHandoff(source="rule", reason=reason[:500], requested_by="rule")
+            )
+        return await self._persist(result) is not None
+
     async def _new_version(self, result: TurnResult, turn_id: str, stream_id: str) -> TurnResult:
         """A regenerated reply: stored as the turn's next version (its final event on its
         own stream), and the one later turns see."""
@@ -872,17 +865,13 @@ class ChatSessionWorkflow:
         shown = findings.in_context(result.reply, result.findings)
         self._recent[-1] = ChatMessage(role="assistant", content=shown)
         self._turns_this_run += 1
-        if not stored.published:
-            await self._publish(
-                TurnEvent(turn_id=stream_id, kind="final", result=result), seq=final_seq
-            )
+        await self._publish_final(stored, result, final_seq, stream_id=stream_id)
         return result
 
     async def _drop(self, result: TurnResult) -> TurnResult:
         """A rolled-back turn: no message of it is stored or kept in the context (its
         client_message_id stays used: a retry of it is not run again); what it cost is
         charged, and its readers get its final event."""
-        self._stoppable = None
         result.status, result.rolled_back = "cancelled", True
         final_seq = self._next_seq()
         persisted = await self._persist(result, final_seq=final_seq, dropped=True)
@@ -891,12 +880,17 @@ class ChatSessionWorkflow:
         return result
 
     async def _publish_final(
-        self, persisted: PersistOutcome, result: TurnResult, final_seq: int
+        self,
+        persisted: PersistOutcome,
+        result: TurnResult,
+        final_seq: int,
+        *,
+        stream_id: str | None = None,
     ) -> None:
         """The final event the storing step could not publish (Redis was away then), with
-        the publish step's own retries."""
+        the publish step's own retries; on `stream_id` for a regenerated version."""
         if not persisted.published:
-            final = TurnEvent(turn_id=result.turn_id, kind="final", result=result)
+            final = TurnEvent(turn_id=stream_id or result.turn_id, kind="final", result=result)
             await self._publish(final, seq=final_seq)
 
     async def _turn_for_a_person(self, turn_id: str, msg: SendMessage) -> TurnResult:

@@ -87,12 +87,7 @@ async def send_message(
         if stored.user_text != body.text:
             raise idempotency.conflict(body.client_message_id or "")
         return answer(request, res, user, stored.turn_id, session_id, wait, wants_sse, stored)
-    if isinstance(limited, BaseException):
-        raise limited
-    if isinstance(spent, BudgetExceeded):
-        raise over_budget(str(spent), spent.details())
-    if isinstance(spent, BaseException):
-        raise spent
+    refuse_over_limits(limited, spent)
     if body.on_busy is None and isinstance(owned, str):  # the session's own setting
         body = body.model_copy(update={"on_busy": owned})
     if wants_sse and wait:
@@ -138,6 +133,27 @@ async def send_message(
         metrics.record_turn(result.status, result.timings_ms, time.perf_counter() - started)
         return result
     return answer(request, res, user, turn_id, session_id, wait, wants_sse, None)
+
+
+def refuse_over_limits(limited: object, spent: object) -> None:
+    """Raise what the rate limit or the budget refused (their checks gathered with
+    return_exceptions, beside the request's other checks)."""
+    if isinstance(limited, BaseException):
+        raise limited
+    if isinstance(spent, BudgetExceeded):
+        raise over_budget(str(spent), spent.details())
+    if isinstance(spent, BaseException):
+        raise spent
+
+
+async def admit(res: Resources, user: str) -> None:
+    """A new turn's checks: the user's rate limit and budget (one round trip's wait)."""
+    limited, spent = await asyncio.gather(
+        enforce(res.redis, user, limit_per_minute=res.settings.rate_limit_per_minute),
+        res.ledger.check(user, tokens=res.settings.max_tokens),
+        return_exceptions=True,
+    )
+    refuse_over_limits(limited, spent)
 
 
 def answer(

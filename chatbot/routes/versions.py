@@ -3,7 +3,6 @@ later turns see. Only the session's owner does any of it."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,14 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from chatbot import repository, versions
 from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
-from chatbot.ratelimit import enforce
 from chatbot.relay import record_owner
-from chatbot.routes.messages import answer
+from chatbot.routes.messages import admit, answer
 from chatbot.routes.turns import TurnId
 from chatbot.schemas import SessionId, TurnAccepted, error_responses
-from chatbot.turns import DuplicateMessage, Turns, over_budget, temporal_call
+from chatbot.turns import DuplicateMessage, Turns, temporal_call
 from shared.models import ChosenVersion, Regenerate, SelectVersion, TurnResult
-from shared.usage import BudgetExceeded
 
 router = APIRouter(
     prefix="/sessions/{session_id}/turns/{turn_id}", tags=["turns"], dependencies=[LogIds]
@@ -93,17 +90,7 @@ async def regenerate(
     if made := await versions.made_by(res.engine, turn_id=turn_id, client_message_id=cmid):
         stream_id, stored = made
         return answer(request, res, user, stream_id, session_id, wait, wants_sse, stored)
-    limited, spent = await asyncio.gather(
-        enforce(res.redis, user, limit_per_minute=res.settings.rate_limit_per_minute),
-        res.ledger.check(user, tokens=res.settings.max_tokens),
-        return_exceptions=True,
-    )
-    if isinstance(limited, BaseException):
-        raise limited
-    if isinstance(spent, BudgetExceeded):
-        raise over_budget(str(spent), spent.details())
-    if isinstance(spent, BaseException):
-        raise spent
+    await admit(res, user)
     if wants_sse and wait:
         res.slots.check(user)
     turns = Turns(await res.temporal(), res.settings)

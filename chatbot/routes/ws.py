@@ -29,16 +29,15 @@ from pydantic import ValidationError
 from chatbot import repository
 from chatbot.auth import authenticate, bearer_token
 from chatbot.errors import ApiError
-from chatbot.ratelimit import enforce
 from chatbot.relay import record_owner, turn_events
 from chatbot.resources import Resources
+from chatbot.routes.messages import admit
 from chatbot.routes.turns import TURN_ID_PATTERN, owner_id, stream_position
 from chatbot.schemas import SESSION_ID_PATTERN
 from chatbot.sse import ws_frame
-from chatbot.turns import Turns, over_budget
+from chatbot.turns import Turns
 from shared.models import SendMessage
 from shared.redis import REDIS_UNAVAILABLE
-from shared.usage import BudgetExceeded
 
 router = APIRouter(tags=["messages"])
 log = logging.getLogger(__name__)
@@ -119,11 +118,7 @@ class Socket:
             await self.send(_error(problems, "invalid_request"))
             return
         res = self.res
-        await enforce(res.redis, self.user, limit_per_minute=res.settings.rate_limit_per_minute)
-        try:
-            await res.ledger.check(self.user, tokens=res.settings.max_tokens)
-        except BudgetExceeded as err:
-            raise over_budget(str(err), err.details()) from None
+        await admit(res, self.user)
         if msg.on_busy is None:  # the session's own setting
             session = await repository.get_session(
                 res.engine, session_id=self.session_id, user_id=self.user
