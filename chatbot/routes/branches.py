@@ -12,6 +12,7 @@ from chatbot import branches, repository
 from chatbot.auth import CurrentUser
 from chatbot.deps import LogIds, ResourcesDep
 from chatbot.relay import record_owner
+from chatbot.routes.messages import admit
 from chatbot.routes.sessions import to_public
 from chatbot.routes.turns import TurnId
 from chatbot.schemas import (
@@ -66,6 +67,7 @@ async def branch(
     before it (nothing after it: no later turn, summary or memory), whose first turn is
     the edited message. Both are linked: the branch's `parent_session_id` and
     `branched_at_turn`, and this session's `GET .../branches`."""
+    await admit(res, user)  # the edited message is a turn like any other
     title = body.title
     if not title:
         parent = await repository.get_session(res.engine, session_id=session_id, user_id=user)

@@ -10,7 +10,8 @@ import httpx
 from temporalio.worker import Worker
 
 from loadtest.fakes import FakeOpenAIServer
-from tests.chatbot.api_support import reply_prompts, say
+from shared.config import Settings
+from tests.chatbot.api_support import auth, reply_prompts, say
 
 
 async def _contents(client: httpx.AsyncClient, session: str) -> list[str]:
@@ -99,3 +100,17 @@ async def test_branches_are_the_owners_and_need_a_message_of_the_session(
     assert (await alice.post(path, json={"text": "a\u0000b"})).status_code == 422
     assert (await alice.post(path, json={"text": "ok", "id": "bad id!"})).status_code == 422
     assert (await alice.post(path, json={"text": "ok", "id": "br3"})).status_code == 409
+
+
+async def test_a_branch_counts_against_the_rate_limit(
+    worker: Worker, gateway: str, settings: Settings
+) -> None:
+    settings.rate_limit_per_minute = 1
+    user = f"dora-{uuid.uuid4().hex[:6]}"  # a window of her own in the shared Redis
+    async with httpx.AsyncClient(base_url=f"{gateway}/v1", headers=auth(settings, user)) as dora:
+        turn = await say(dora, "br4", "hello")
+        limited = await dora.post(
+            f"/sessions/br4/turns/{turn['turn_id']}/branch", json={"text": "hi"}
+        )
+        assert limited.status_code == 429, limited.text
+        assert (await dora.get("/sessions/br4/branches")).json()["items"] == []
